@@ -1,0 +1,92 @@
+"""Validation and unit conversion between the public API and the kernel.
+
+The public API speaks milliseconds (times) and counts; each
+:class:`~netkeepalive.constants.Option` says what its kernel takes.  Every
+value is checked here, before anything reaches C, so a bad argument raises
+``TypeError``/``ValueError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Union
+
+from .constants import Option, Unit
+
+__all__ = ["Milliseconds", "from_native", "range_text", "to_native"]
+
+#: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
+Milliseconds = Union[int, float, timedelta]
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
+    """*value* as a number of milliseconds (``TypeError`` for non-durations)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"{label}: expected milliseconds (int, float or timedelta), got bool")
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{label}: {value!r} is not a finite number; {range_text(opt)}")
+        return value
+    if isinstance(value, timedelta):
+        # Exact integer arithmetic; a float of total_seconds() could round.
+        return value // _ONE_MS
+    raise TypeError(
+        f"{label}: expected milliseconds (int, float or timedelta), "
+        f"got {type(value).__name__}"
+    )
+
+
+def range_text(opt: Option) -> str:
+    """The accepted range of *opt*, in the public API's units."""
+    if opt.unit is Unit.SECONDS:
+        return (
+            f"{opt.name} takes {opt.minimum} to {opt.maximum} whole seconds "
+            f"({opt.minimum * 1000} to {opt.maximum * 1000 + 999} ms; "
+            "milliseconds are truncated to whole seconds)"
+        )
+    if opt.unit is Unit.MILLISECONDS:
+        return f"{opt.name} takes {opt.minimum} to {opt.maximum} ms"
+    return f"{opt.name} takes {opt.minimum} to {opt.maximum}"
+
+
+def to_native(opt: Option, value: object, label: str) -> int:
+    """*value* (ms or a count) as the ``int`` the kernel takes for *opt*.
+
+    Seconds options get the milliseconds truncated to whole seconds, as
+    Node's net-keepalive does (1500 ms -> 1 s).  A non-zero time that
+    truncates to 0, or any value outside the option's range, is a
+    ``ValueError``; nothing is ever wrapped to fit a C ``int``.
+    """
+    unit = opt.unit
+    if unit is Unit.COUNT:
+        if type(value) is not int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{label}: expected an int, got {type(value).__name__}")
+            value = int(value)
+        native = value
+    else:
+        ms = _ms(opt, value, label)
+        if ms < 0:
+            raise ValueError(f"{label}: {value!r} is negative; {range_text(opt)}")
+        native = int(ms // 1000) if unit is Unit.SECONDS else int(ms)
+        if native == 0 and ms > 0:
+            raise ValueError(
+                f"{label}: {value!r} ms is less than one second; {range_text(opt)}"
+            )
+    if opt.minimum <= native <= opt.maximum:
+        return native
+    raise ValueError(f"{label}: {value!r} is out of range; {range_text(opt)}")
+
+
+def from_native(opt: Option, native: int) -> int:
+    """A kernel value of *opt* in the public API's unit (ms or a count)."""
+    if opt.unit is Unit.SECONDS:
+        return native * 1000
+    return native

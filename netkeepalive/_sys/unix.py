@@ -1,0 +1,105 @@
+"""Unix-like systems: the C library's ``setsockopt``/``getsockopt`` via ctypes.
+
+This is the hot path (servers call it for every accepted connection), so
+each call reuses per-thread ``c_int`` buffers and pre-built ``byref``
+pointers, passes plain Python ints (no ``argtypes`` conversion layer), and
+reads ``errno`` only when C returns ``-1``.  ``use_errno=True`` makes ctypes
+keep a per-thread copy of ``errno``, so concurrent calls from many threads
+never report each other's errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import sys
+import threading
+from typing import Any, Callable
+
+from .._libc import libc
+from ..constants import Option, PlatformTable
+from ..errors import SocketOptionError
+from .base import Backend
+
+__all__ = ["UnixBackend"]
+
+_INT_SIZE = ctypes.sizeof(ctypes.c_int)
+
+
+class _Buffers(threading.local):
+    """One ``int`` value and one ``socklen_t`` length per thread.
+
+    ctypes releases the GIL during the C call, so a buffer shared between
+    threads could be overwritten while the kernel reads it.
+    """
+
+    def __init__(self) -> None:
+        self.value = ctypes.c_int(0)
+        # socklen_t is a 32-bit unsigned int on every Unix-like system here.
+        self.length = ctypes.c_uint32(0)
+        self.value_ref = ctypes.byref(self.value)
+        self.length_ref = ctypes.byref(self.length)
+
+
+def _error(call: str, opt: Option) -> SocketOptionError:
+    return SocketOptionError.from_errno(ctypes.get_errno(), call, opt.name)
+
+
+class UnixBackend(Backend):
+    """``setsockopt``/``getsockopt`` from the C library (loaded lazily)."""
+
+    def __init__(self, table: PlatformTable, lib: Any = None) -> None:
+        super().__init__(table)
+        self._lib = lib
+        self._tls = _Buffers()
+        self._setsockopt: Callable[..., int] = self._bind_set
+        self._getsockopt: Callable[..., int] = self._bind_get
+
+    # The first call of each function loads the library and rebinds.
+    def _bind(self) -> None:
+        lib = self._lib if self._lib is not None else libc()
+        self._lib = lib
+        self._setsockopt = lib.setsockopt
+        self._getsockopt = lib.getsockopt
+
+    def _bind_set(self, *args: Any) -> int:
+        self._bind()
+        return self._setsockopt(*args)
+
+    def _bind_get(self, *args: Any) -> int:
+        self._bind()
+        return self._getsockopt(*args)
+
+    def set(self, fd: int, opt: Option, value: int) -> None:
+        """``setsockopt(fd, level, option, &(int){value}, sizeof(int))``."""
+        buf = self._tls
+        buf.value.value = value
+        if self._setsockopt(fd, opt.level, opt.number, buf.value_ref, _INT_SIZE):
+            raise _error("setsockopt", opt)
+
+    def get(self, fd: int, opt: Option) -> int:
+        """``getsockopt(fd, level, option, &value, &len)``, length checked."""
+        buf = self._tls
+        buf.length.value = _INT_SIZE
+        if self._getsockopt(fd, opt.level, opt.number, buf.value_ref, buf.length_ref):
+            raise _error("getsockopt", opt)
+        if buf.length.value != _INT_SIZE:
+            return _short_value(buf, opt)
+        return buf.value.value
+
+
+def _short_value(buf: _Buffers, opt: Option) -> int:
+    """Decode a value the kernel returned in fewer bytes than an ``int``.
+
+    Some systems answer boolean options with a single byte; anything else
+    (zero bytes, an odd size) is an error, never a guess.
+    """
+    length = buf.length.value
+    if length in (1, 2):
+        raw = ctypes.string_at(ctypes.addressof(buf.value), length)
+        return int.from_bytes(raw, sys.byteorder, signed=length != 1)
+    exc = SocketOptionError(
+        errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}"
+    )
+    exc.call, exc.option = "getsockopt", opt.name
+    raise exc

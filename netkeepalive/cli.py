@@ -1,0 +1,45 @@
+"""Layer 5: the ``netkeepalive`` command.
+
+Each subcommand lives in its own module, imported only when it runs, which
+provides ``add_arguments(name, parser)`` and ``run(name, args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+__all__ = ["main"]
+
+#: subcommand -> (module, one-line help)
+COMMANDS = {
+    "demo": ("netkeepalive.demo", "watch the kernel detect a silent peer on loopback"),
+    "show": ("netkeepalive.retrofit", "list processes' TCP sockets and their keepalive settings"),
+    "set": ("netkeepalive.retrofit", "change keepalive settings of a running process's sockets"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="netkeepalive",
+        description="Decide how fast TCP notices a dead peer.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(name, command)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line *argv* (default ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    status: int = module.run(args.command, args)
+    return status

@@ -1,0 +1,397 @@
+"""Layer 2: keepalive socket-option numbers, units and ranges, one table per OS.
+
+Every number here is the value of a C macro from the operating system's
+public headers.  Each :class:`PlatformTable` maps netkeepalive's five knobs
+(``enable``, ``idle``, ``interval``, ``probes``, ``user_timeout``) to the
+socket option that carries it on that system: its level, C name, number,
+the unit the kernel expects and the range it accepts in that unit.
+
+Looking for ``TCP_KEEPCNT`` on FreeBSD?  It is in :data:`FREEBSD` below.
+
+The tables say *what* to pass; :mod:`netkeepalive._sys` says *how* (libc's
+``setsockopt`` on Unix-likes, ``ws2_32`` on Windows), and
+:func:`table_for` picks the table for the running system.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, replace
+from typing import Optional
+
+__all__ = [
+    "AIX",
+    "ANDROID",
+    "DARWIN",
+    "DRAGONFLY",
+    "FREEBSD",
+    "ILLUMOS",
+    "INT_MAX",
+    "IPPROTO_TCP",
+    "LINUX",
+    "NETBSD",
+    "OPENBSD",
+    "Option",
+    "PlatformTable",
+    "SOLARIS",
+    "SOLARIS_PRE_11_4",
+    "Unit",
+    "WINDOWS",
+    "detect_platform",
+    "linux_table",
+    "table_for",
+]
+
+#: Largest value a C ``int`` holds; nothing larger ever reaches ``setsockopt``.
+INT_MAX = 2**31 - 1
+#: Largest value a C ``unsigned int`` / Windows ``u_long`` holds.
+UINT_MAX = 2**32 - 1
+#: ``IPPROTO_TCP`` is 6 on every system listed here.
+IPPROTO_TCP = 6
+
+
+class Unit(enum.Enum):
+    """The unit a kernel expects for an option's value."""
+
+    FLAG = "flag"
+    SECONDS = "s"
+    MILLISECONDS = "ms"
+    COUNT = "count"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One socket option as the C API knows it.
+
+    ``minimum`` and ``maximum`` are in the option's own ``unit`` and are the
+    values the kernel accepts (narrowed where netkeepalive's API is stricter,
+    e.g. an idle time of 0 s is refused everywhere).
+    """
+
+    knob: str
+    level: int
+    name: str
+    number: int
+    unit: Unit
+    minimum: int
+    maximum: int
+    #: Another option to use where this one is missing on the running system
+    #: (e.g. ``TCP_KEEPALIVE_THRESHOLD`` on illumos before ``TCP_KEEPIDLE``).
+    fallback: Optional[Option] = None
+
+
+@dataclass(frozen=True)
+class PlatformTable:
+    """The keepalive options of one operating system; ``None`` = unsupported."""
+
+    name: str
+    enable: Optional[Option]
+    idle: Optional[Option]
+    interval: Optional[Option]
+    probes: Optional[Option]
+    user_timeout: Optional[Option]
+    #: ``TCP_INFO`` (or its equivalent) where the system has one.
+    tcp_info: Optional[int] = None
+
+    def option(self, knob: str) -> Optional[Option]:
+        """The option carrying *knob* (``"idle"``, ``"probes"``, ...)."""
+        opt: Optional[Option] = getattr(self, knob)
+        return opt
+
+
+KNOBS = ("enable", "idle", "interval", "probes", "user_timeout")
+
+# BSD-heritage systems (macOS, the BSDs, Solaris, AIX, Windows) share these.
+_BSD_SOL_SOCKET = 0xFFFF
+_BSD_SO_KEEPALIVE = 0x0008
+
+
+def _enable(level: int, number: int) -> Option:
+    return Option("enable", level, "SO_KEEPALIVE", number, Unit.FLAG, 0, 1)
+
+
+def _tcp(
+    knob: str,
+    name: str,
+    number: int,
+    unit: Unit,
+    lo: int,
+    hi: int,
+    fallback: Optional[Option] = None,
+) -> Option:
+    return Option(knob, IPPROTO_TCP, name, number, unit, lo, hi, fallback)
+
+
+# --------------------------------------------------------------------------
+# Linux (and Android).  include/uapi/linux/tcp.h; ranges from net/ipv4/tcp.c
+# (MAX_TCP_KEEPIDLE = MAX_TCP_KEEPINTVL = 32767 s, MAX_TCP_KEEPCNT = 127).
+# SOL_SOCKET/SO_KEEPALIVE differ on mips, sparc, parisc and alpha.
+# --------------------------------------------------------------------------
+_LINUX_BSD_STYLE_ARCHES = ("mips", "sparc", "parisc", "hppa", "alpha")
+
+
+def linux_table(machine: str = "", name: str = "linux") -> PlatformTable:
+    """The Linux table for CPU architecture *machine* (``uname -m``)."""
+    bsd_style = machine.lower().startswith(_LINUX_BSD_STYLE_ARCHES)
+    sol_socket, so_keepalive = (
+        (_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE) if bsd_style else (1, 9)
+    )
+    return PlatformTable(
+        name=name,
+        enable=_enable(sol_socket, so_keepalive),
+        idle=_tcp("idle", "TCP_KEEPIDLE", 4, Unit.SECONDS, 1, 32767),
+        interval=_tcp("interval", "TCP_KEEPINTVL", 5, Unit.SECONDS, 1, 32767),
+        probes=_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, 127),
+        user_timeout=_tcp(
+            "user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX
+        ),
+        tcp_info=11,
+    )
+
+
+LINUX = linux_table()
+ANDROID = linux_table(name="android")
+
+# --------------------------------------------------------------------------
+# macOS / iOS (xnu bsd/netinet/tcp.h).  The idle option is TCP_KEEPALIVE;
+# there is no TCP_KEEPIDLE.  TCP_KEEPALIVE/TCP_KEEPINTVL accept up to
+# UINT32_MAX/1000 s.  TCP_RXT_CONNDROPTIME (seconds) is the user timeout.
+# TCP_INFO is private; TCP_CONNECTION_INFO (262) is the public equivalent.
+# --------------------------------------------------------------------------
+DARWIN = PlatformTable(
+    name="darwin",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPALIVE", 0x10, Unit.SECONDS, 1, UINT_MAX // 1000),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 0x101, Unit.SECONDS, 1, UINT_MAX // 1000),
+    probes=_tcp("probes", "TCP_KEEPCNT", 0x102, Unit.COUNT, 1, INT_MAX),
+    user_timeout=_tcp(
+        "user_timeout", "TCP_RXT_CONNDROPTIME", 0x80, Unit.SECONDS, 0, INT_MAX
+    ),
+    tcp_info=0x106,
+)
+
+# --------------------------------------------------------------------------
+# FreeBSD (sys/netinet/tcp.h; tcp(4)).  u_int seconds, refused above
+# UINT_MAX/hz (hz = 1000 by default).  No user-timeout option.
+# --------------------------------------------------------------------------
+FREEBSD = PlatformTable(
+    name="freebsd",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.SECONDS, 1, UINT_MAX // 1000),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.SECONDS, 1, UINT_MAX // 1000),
+    probes=_tcp("probes", "TCP_KEEPCNT", 1024, Unit.COUNT, 1, INT_MAX),
+    user_timeout=None,
+    tcp_info=32,
+)
+
+# --------------------------------------------------------------------------
+# DragonFly BSD: FreeBSD's numbers.  Milliseconds before 5.8
+# (__DragonFly_version < 500702), seconds from 5.8 on.  No TCP_INFO.
+# --------------------------------------------------------------------------
+DRAGONFLY = replace(FREEBSD, name="dragonfly", tcp_info=None)
+DRAGONFLY_PRE_5_8 = replace(
+    DRAGONFLY,
+    name="dragonfly (before 5.8)",
+    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.MILLISECONDS, 1, INT_MAX),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.MILLISECONDS, 1, INT_MAX),
+)
+
+# --------------------------------------------------------------------------
+# NetBSD (sys/netinet/tcp.h; tcp(4): seconds, > 0).  No user timeout.
+# --------------------------------------------------------------------------
+NETBSD = PlatformTable(
+    name="netbsd",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 3, Unit.SECONDS, 1, INT_MAX),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 5, Unit.SECONDS, 1, INT_MAX),
+    probes=_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, INT_MAX),
+    user_timeout=None,
+    tcp_info=9,
+)
+
+# --------------------------------------------------------------------------
+# OpenBSD: SO_KEEPALIVE only; idle/interval/count are system-wide sysctls
+# (net.inet.tcp.keepidle, ...), not socket options.
+# --------------------------------------------------------------------------
+OPENBSD = PlatformTable(
+    name="openbsd",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=None,
+    interval=None,
+    probes=None,
+    user_timeout=None,
+    tcp_info=9,
+)
+
+# --------------------------------------------------------------------------
+# illumos and Solaris share sys.platform ("sunos5") but not the numbers.
+# TCP_KEEPALIVE_THRESHOLD (22) is the older millisecond idle option,
+# 10 s .. 10 days; the newer TCP_KEEPIDLE/TCP_KEEPINTVL take seconds.
+# --------------------------------------------------------------------------
+_TEN_DAYS_S = 10 * 24 * 3600
+_KEEPALIVE_THRESHOLD = _tcp(
+    "idle", "TCP_KEEPALIVE_THRESHOLD", 22, Unit.MILLISECONDS, 10_000, _TEN_DAYS_S * 1000
+)
+
+ILLUMOS = PlatformTable(
+    name="illumos",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    # Where the running illumos lacks TCP_KEEPIDLE, the backend retries with
+    # the millisecond threshold option.
+    idle=_tcp(
+        "idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 1, _TEN_DAYS_S, _KEEPALIVE_THRESHOLD
+    ),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 36, Unit.SECONDS, 1, _TEN_DAYS_S),
+    probes=_tcp("probes", "TCP_KEEPCNT", 35, Unit.COUNT, 1, INT_MAX),
+    user_timeout=None,
+)
+
+SOLARIS = PlatformTable(
+    name="solaris",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 29, Unit.SECONDS, 10, _TEN_DAYS_S),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 30, Unit.SECONDS, 10, _TEN_DAYS_S),
+    probes=_tcp("probes", "TCP_KEEPCNT", 31, Unit.COUNT, 1, INT_MAX),
+    user_timeout=None,
+)
+#: Solaris before 11.4: only the millisecond threshold options exist.
+SOLARIS_PRE_11_4 = replace(
+    SOLARIS,
+    name="solaris (before 11.4)",
+    idle=_KEEPALIVE_THRESHOLD,
+    interval=None,
+    probes=None,
+)
+
+# --------------------------------------------------------------------------
+# AIX (seconds, per golang/go and socket2; IBM's page was not checked).
+# --------------------------------------------------------------------------
+AIX = PlatformTable(
+    name="aix",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 17, Unit.SECONDS, 1, INT_MAX),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 18, Unit.SECONDS, 1, INT_MAX),
+    probes=_tcp("probes", "TCP_KEEPCNT", 19, Unit.COUNT, 1, INT_MAX),
+    user_timeout=None,
+)
+
+# --------------------------------------------------------------------------
+# Windows (ws2ipdef.h, mstcpip.h).  TCP_KEEPIDLE/TCP_KEEPINTVL in seconds
+# need build 16299; TCP_KEEPCNT (<= 255) needs 15063.  TCP_MAXRTMS is in
+# milliseconds (1607+); TCP_MAXRT (seconds) is the older user timeout.
+# Older systems use WSAIoctl(SIO_KEEPALIVE_VALS): see netkeepalive._sys.
+# --------------------------------------------------------------------------
+SIO_KEEPALIVE_VALS = 0x98000004
+TCP_MAXRT = _tcp("user_timeout", "TCP_MAXRT", 5, Unit.SECONDS, 0, INT_MAX)
+WINDOWS = PlatformTable(
+    name="win32",
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 3, Unit.SECONDS, 1, INT_MAX),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 17, Unit.SECONDS, 1, INT_MAX),
+    probes=_tcp("probes", "TCP_KEEPCNT", 16, Unit.COUNT, 1, 255),
+    user_timeout=_tcp(
+        "user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 0, INT_MAX, TCP_MAXRT
+    ),
+)
+
+
+# --------------------------------------------------------------------------
+# Choosing the table for the running system.
+# --------------------------------------------------------------------------
+def _version_tuple(text: str) -> tuple[int, ...]:
+    m = re.match(r"(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return ()
+    return tuple(int(part) for part in m.groups() if part is not None)
+
+
+def detect_platform(
+    platform: Optional[str] = None,
+    release: Optional[str] = None,
+    version: Optional[str] = None,
+) -> str:
+    """Name the table for a system: ``sys.platform`` plus ``uname`` details.
+
+    Returns one of ``linux``, ``android``, ``darwin``, ``freebsd``,
+    ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``, ``openbsd``,
+    ``illumos``, ``solaris``, ``solaris-pre-11.4``, ``aix``, ``win32``, or
+    the ``sys.platform`` string itself for a system with no table.
+    """
+    plat = sys.platform if platform is None else platform
+    if plat.startswith("linux"):
+        return "linux"
+    if plat == "android":
+        return "android"
+    if plat in ("darwin", "ios"):
+        return "darwin"
+    if plat == "win32":
+        return "win32"
+    if plat.startswith("aix"):
+        return "aix"
+    for bsd in ("freebsd", "netbsd", "openbsd"):
+        if plat.startswith(bsd):
+            return bsd
+    if release is None or version is None:
+        uname = os.uname() if hasattr(os, "uname") else None
+        release = release if release is not None else (uname.release if uname else "")
+        version = version if version is not None else (uname.version if uname else "")
+    if plat.startswith("dragonfly"):
+        return "dragonfly" if _version_tuple(release) >= (5, 8) else "dragonfly-pre-5.8"
+    if plat.startswith("sunos"):
+        # Solaris reports its update as the uname version ("11.4.0.15.0");
+        # illumos distributions report a build tag ("illumos-...",
+        # "omnios-...", "joyent_...").
+        if version[:1].isdigit():
+            return "solaris" if _version_tuple(version) >= (11, 4) else "solaris-pre-11.4"
+        return "illumos"
+    return plat
+
+
+def _running_linux_table() -> PlatformTable:
+    """Linux's table, with SOL_SOCKET/SO_KEEPALIVE as this interpreter knows them."""
+    machine = os.uname().machine if hasattr(os, "uname") else ""
+    table = linux_table(machine)
+    level = getattr(socket, "SOL_SOCKET", None)
+    number = getattr(socket, "SO_KEEPALIVE", None)
+    if isinstance(level, int) and isinstance(number, int):
+        table = replace(table, enable=_enable(level, number))
+    return table
+
+
+_TABLES = {
+    "android": ANDROID,
+    "darwin": DARWIN,
+    "freebsd": FREEBSD,
+    "dragonfly": DRAGONFLY,
+    "dragonfly-pre-5.8": DRAGONFLY_PRE_5_8,
+    "netbsd": NETBSD,
+    "openbsd": OPENBSD,
+    "illumos": ILLUMOS,
+    "solaris": SOLARIS,
+    "solaris-pre-11.4": SOLARIS_PRE_11_4,
+    "aix": AIX,
+    "win32": WINDOWS,
+}
+
+
+def table_for(name: Optional[str] = None) -> PlatformTable:
+    """The option table for platform *name* (default: the running system).
+
+    Raises :class:`NotImplementedError` for a system with no table.
+    """
+    if name is None:
+        name = detect_platform()
+        if name == "linux":
+            return _running_linux_table()
+    if name == "linux":
+        return LINUX
+    try:
+        return _TABLES[name]
+    except KeyError:
+        raise NotImplementedError(
+            f"netkeepalive has no socket-option table for platform {name!r}"
+        ) from None
