@@ -201,7 +201,8 @@ def get_user_timeout(sock: Any) -> int:
 def get_settings(sock: Any) -> Settings:
     """Read every keepalive option of *sock* back from the kernel.
 
-    Options the running platform lacks are ``None``.
+    Options the running platform lacks, or cannot report (Windows'
+    ``SIO_KEEPALIVE_VALS``), are ``None``.
     """
     backend = _sys.backend()
     table = backend.table
@@ -209,7 +210,8 @@ def get_settings(sock: Any) -> Settings:
     enable = backend.option("enable")
     values: List[Optional[int]] = []
     for opt in (table.idle, table.interval, table.probes, table.user_timeout):
-        values.append(None if opt is None else from_native(opt, backend.get(fd, opt)))
+        readable = opt is not None and opt.readable
+        values.append(from_native(opt, backend.get(fd, opt)) if readable else None)  # type: ignore[arg-type]
     return Settings(backend.get(fd, enable) != 0, *values)
 
 
