@@ -42,7 +42,7 @@ class Settings(NamedTuple):
     """Keepalive settings of one socket, as read back from the kernel.
 
     Times are in milliseconds; ``None`` means the running platform has no
-    such option.
+    such option, or cannot read it back (Windows' ``SIO_KEEPALIVE_VALS``).
     """
 
     #: ``SO_KEEPALIVE``: whether keepalive probes are sent at all.
@@ -210,8 +210,10 @@ def get_settings(sock: Any) -> Settings:
     enable = backend.option("enable")
     values: List[Optional[int]] = []
     for opt in (table.idle, table.interval, table.probes, table.user_timeout):
-        readable = opt is not None and opt.readable
-        values.append(from_native(opt, backend.get(fd, opt)) if readable else None)  # type: ignore[arg-type]
+        if opt is None or not opt.readable:
+            values.append(None)
+        else:
+            values.append(from_native(opt, backend.get(fd, opt)))
     return Settings(backend.get(fd, enable) != 0, *values)
 
 
