@@ -60,7 +60,7 @@ class Settings(NamedTuple):
 
     @property
     def detection_time(self) -> Optional[int]:
-        """How long an idle dead peer goes unnoticed, ms: idle + interval × probes.
+        """How long an idle dead peer goes unnoticed, ms: idle + interval * probes.
 
         ``None`` when keepalive is off or a term is unknown on this platform.
         """

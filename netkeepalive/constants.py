@@ -35,12 +35,12 @@ __all__ = [
     "LINUX",
     "NETBSD",
     "OPENBSD",
-    "Option",
-    "PlatformTable",
     "SOLARIS",
     "SOLARIS_PRE_11_4",
-    "Unit",
     "WINDOWS",
+    "Option",
+    "PlatformTable",
+    "Unit",
     "detect_platform",
     "linux_table",
     "table_for",
@@ -137,18 +137,14 @@ _LINUX_BSD_STYLE_ARCHES = ("mips", "sparc", "parisc", "hppa", "alpha")
 def linux_table(machine: str = "", name: str = "linux") -> PlatformTable:
     """The Linux table for CPU architecture *machine* (``uname -m``)."""
     bsd_style = machine.lower().startswith(_LINUX_BSD_STYLE_ARCHES)
-    sol_socket, so_keepalive = (
-        (_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE) if bsd_style else (1, 9)
-    )
+    sol_socket, so_keepalive = (_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE) if bsd_style else (1, 9)
     return PlatformTable(
         name=name,
         enable=_enable(sol_socket, so_keepalive),
         idle=_tcp("idle", "TCP_KEEPIDLE", 4, Unit.SECONDS, 1, 32767),
         interval=_tcp("interval", "TCP_KEEPINTVL", 5, Unit.SECONDS, 1, 32767),
         probes=_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, 127),
-        user_timeout=_tcp(
-            "user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX
-        ),
+        user_timeout=_tcp("user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX),
         tcp_info=11,
     )
 
@@ -168,9 +164,7 @@ DARWIN = PlatformTable(
     idle=_tcp("idle", "TCP_KEEPALIVE", 0x10, Unit.SECONDS, 1, UINT_MAX // 1000),
     interval=_tcp("interval", "TCP_KEEPINTVL", 0x101, Unit.SECONDS, 1, UINT_MAX // 1000),
     probes=_tcp("probes", "TCP_KEEPCNT", 0x102, Unit.COUNT, 1, INT_MAX),
-    user_timeout=_tcp(
-        "user_timeout", "TCP_RXT_CONNDROPTIME", 0x80, Unit.SECONDS, 0, INT_MAX
-    ),
+    user_timeout=_tcp("user_timeout", "TCP_RXT_CONNDROPTIME", 0x80, Unit.SECONDS, 0, INT_MAX),
     tcp_info=0x106,
 )
 
@@ -242,9 +236,7 @@ ILLUMOS = PlatformTable(
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
     # Where the running illumos lacks TCP_KEEPIDLE, the backend retries with
     # the millisecond threshold option.
-    idle=_tcp(
-        "idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 1, _TEN_DAYS_S, _KEEPALIVE_THRESHOLD
-    ),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 1, _TEN_DAYS_S, _KEEPALIVE_THRESHOLD),
     interval=_tcp("interval", "TCP_KEEPINTVL", 36, Unit.SECONDS, 1, _TEN_DAYS_S),
     probes=_tcp("probes", "TCP_KEEPCNT", 35, Unit.COUNT, 1, INT_MAX),
     user_timeout=None,
@@ -293,9 +285,7 @@ WINDOWS = PlatformTable(
     idle=_tcp("idle", "TCP_KEEPIDLE", 3, Unit.SECONDS, 1, INT_MAX),
     interval=_tcp("interval", "TCP_KEEPINTVL", 17, Unit.SECONDS, 1, INT_MAX),
     probes=_tcp("probes", "TCP_KEEPCNT", 16, Unit.COUNT, 1, 255),
-    user_timeout=_tcp(
-        "user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 0, INT_MAX, TCP_MAXRT
-    ),
+    user_timeout=_tcp("user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 0, INT_MAX, TCP_MAXRT),
 )
 
 
