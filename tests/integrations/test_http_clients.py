@@ -34,7 +34,8 @@ def _pooled_socket(manager: Any) -> socket.socket:
 
     ``manager.pools`` maps a pool key (scheme, host, port and the TLS and
     pool settings the caller used) to the ``HTTPConnectionPool`` for it;
-    these tests talk to one host, so there is exactly one.  ``pool.pool`` is the pool's queue (a ``queue.LifoQueue``) of
+    these tests talk to one host, so there is exactly one.  ``pool.pool``
+    is the pool's queue (a ``queue.LifoQueue``) of
     ``urllib3.connection.HTTPConnection`` objects, ``None`` for unused
     slots; a connection that has connected holds its socket in ``.sock``
     (http.client's attribute).  After a request has been read completely
