@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,12 @@ def test_windows_setsockopt_options_still_come_out(platform_table: Any) -> None:
     ]
     with pytest.raises(ValueError, match="TCP_KEEPCNT takes 1 to 255"):
         netkeepalive.socket_options(probes=256)
+
+
+@linux_only
+def test_docs_example_output_is_what_linux_returns() -> None:
+    page = Path(__file__).resolve().parents[1] / "docs" / "integrations.rst"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    call = next(i for i, line in enumerate(lines) if ">>> netkeepalive.socket_options(" in line)
+    shown = lines[call + 1].strip()
+    assert shown == repr(netkeepalive.socket_options(idle=10_000, interval=5_000, probes=3))
