@@ -16,7 +16,9 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 from . import _sys
 from ._api import Settings, configure
 from ._convert import Milliseconds
+from ._fd import fileno
 from ._sockopts import checked_options
+from .constants import Option, Unit
 
 __all__ = ["INHERITED", "KeepAliveMixin", "ServerKeepAlive", "inherited_options"]
 
@@ -43,6 +45,19 @@ def inherited_options(platform: Optional[str] = None) -> FrozenSet[str]:
     return INHERITED.get(name, frozenset())
 
 
+def _is_listening(sock: Any) -> bool:
+    number = getattr(_socket, "SO_ACCEPTCONN", None)
+    enable = _sys.backend().table.enable
+    if number is None or enable is None:
+        return True
+    # SO_ACCEPTCONN sits at the same level as SO_KEEPALIVE (SOL_SOCKET).
+    opt = Option("accepting", enable.level, "SO_ACCEPTCONN", number, Unit.FLAG, 0, 1)
+    try:
+        return _sys.backend().get(fileno(sock), opt) != 0
+    except OSError:
+        return True
+
+
 class ServerKeepAlive:
     """Keepalive settings for a listening socket and the connections it accepts.
 
@@ -50,13 +65,13 @@ class ServerKeepAlive:
     ``probes`` a count, as for :func:`netkeepalive.configure`; they are
     checked here, so a bad value fails before any server starts.
 
-    Call :meth:`configure_listener` on every listening socket before
-    connections arrive (before ``listen()`` or at least before the first
-    handshake: a connection completed earlier inherits nothing), then
-    :meth:`configure_accepted` on each accepted connection.  The latter
-    makes no system call for options the platform's accepted sockets
-    inherit (all five on Linux); until :meth:`configure_listener` has run,
-    it sets every option.
+    Call :meth:`configure_listener` on every listening socket, best before
+    ``listen()``, then :meth:`configure_accepted` on each accepted
+    connection.  The latter makes no system call for options the
+    platform's accepted sockets inherit (all five on Linux), but only once
+    a listener was configured before it listened: a connection whose
+    handshake completed earlier inherits nothing.  Otherwise it sets
+    every option.
     """
 
     def __init__(
@@ -68,7 +83,9 @@ class ServerKeepAlive:
         user_timeout: Optional[Milliseconds] = None,
     ) -> None:
         self.options: Dict[str, Any] = checked_options(idle, interval, probes, user_timeout)
-        self._listener_configured = False
+        # None: no listener yet; True: every listener was configured before
+        # it listened; False: at least one was not.
+        self._rely_on_inheritance: Optional[bool] = None
         self._per_connection: Optional[Tuple[bool, Dict[str, Any]]] = None
 
     def __repr__(self) -> str:
@@ -76,9 +93,20 @@ class ServerKeepAlive:
         return f"{type(self).__name__}({args})"
 
     def configure_listener(self, sock: Any) -> Settings:
-        """Configure a listening socket (``setsockopt``) and return its settings."""
+        """Configure a listening socket (``setsockopt``) and return its settings.
+
+        Best called between ``bind()`` and ``listen()``.  If *sock* already
+        listens (``getsockopt(SO_ACCEPTCONN)``; assumed where that cannot
+        be read), connections may be waiting in its accept queue with the
+        old settings, so :meth:`configure_accepted` keeps configuring every
+        connection in full.
+        """
+        listening = _is_listening(sock)
         settings = configure(sock, **self.options)
-        self._listener_configured = True
+        if listening:
+            self._rely_on_inheritance = False
+        elif self._rely_on_inheritance is None:
+            self._rely_on_inheritance = True
         return settings
 
     def _accepted_plan(self) -> Tuple[bool, Dict[str, Any]]:
@@ -94,11 +122,12 @@ class ServerKeepAlive:
         """Configure an accepted connection: what it does not inherit.
 
         Calls ``setsockopt`` only for options the running system does not
-        copy from the listener (none on Linux, once
-        :meth:`configure_listener` has run); use
-        :func:`netkeepalive.get_settings` to read the result.
+        copy from the listener (none on Linux) if every listener went
+        through :meth:`configure_listener` before it listened; otherwise
+        for every option.  Use :func:`netkeepalive.get_settings` to read
+        the result.
         """
-        if not self._listener_configured:
+        if not self._rely_on_inheritance:
             configure(conn, **self.options)
             return
         needed, options = self._accepted_plan()

@@ -18,19 +18,29 @@ def connect(address: tuple[str, int]) -> socket.socket:
 KEEPALIVE = ServerKeepAlive(idle=10_000, interval=5_000, probes=3, user_timeout=30_000)
 
 
-def accept_one(listener: socket.socket) -> socket.socket:
-    # KEEPALIVE.configure_listener(listener) ran before connections arrived;
-    # configure_accepted() then sets only what the system does not copy
-    # from the listener (nothing on Linux).
-    conn, _ = listener.accept()
-    KEEPALIVE.configure_accepted(conn)
-    return conn
-
-
 def make_listener() -> socket.socket:
+    # Configured between bind() and listen(), so accepted connections can
+    # inherit the settings where the system copies them (Linux).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    KEEPALIVE.configure_listener(listener)
+    listener.listen()
+    return listener
+
+
+def make_listener_with_create_server() -> socket.socket:
+    # create_server() listens at once; connections may already be queued,
+    # so configure_accepted() will configure each one in full.
     listener = socket.create_server(("127.0.0.1", 0))
     KEEPALIVE.configure_listener(listener)
     return listener
+
+
+def accept_one(listener: socket.socket) -> socket.socket:
+    # Sets only what this connection did not inherit from its listener.
+    conn, _ = listener.accept()
+    KEEPALIVE.configure_accepted(conn)
+    return conn
 
 
 class SettingsHandler(socketserver.StreamRequestHandler):

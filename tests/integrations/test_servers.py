@@ -104,17 +104,45 @@ def inheritance(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return str(request.param)
 
 
+@pytest.mark.parametrize("make", ["make_listener", "make_listener_with_create_server"])
 def test_stdlib_example_listener_and_accepted(
-    inheritance: str, example: Callable[[str], ModuleType]
+    inheritance: str, example: Callable[[str], ModuleType], make: str
 ) -> None:
     stdlib = example("stdlib_sockets")
-    with stdlib.make_listener() as listener:
+    with getattr(stdlib, make)() as listener:
         assert netkeepalive.get_settings(listener) == WANTED
         client = stdlib.connect(listener.getsockname())
         with client, stdlib.accept_one(listener) as conn:
             assert netkeepalive.get_settings(conn) == WANTED
             assert netkeepalive.get_settings(client) == WANTED
             assert conn.getpeername() == client.getsockname()
+
+
+def test_connection_queued_before_a_late_listener_configuration_is_configured(
+    inheritance: str,
+) -> None:
+    keepalive = ServerKeepAlive(**KWARGS)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        keepalive.configure_listener(listener)  # already listening, client queued
+        conn, _ = listener.accept()
+        with client, conn:
+            keepalive.configure_accepted(conn)
+            assert netkeepalive.get_settings(conn) == WANTED
+
+
+@linux_only
+def test_on_linux_configure_accepted_relies_on_inheritance(listener: socket.socket) -> None:
+    keepalive = ServerKeepAlive(**KWARGS)
+    with socket.socket() as early:
+        early.bind(("127.0.0.1", 0))
+        keepalive.configure_listener(early)  # before listen(): inheritance is relied on
+    # A connection from a listener that was *not* configured shows that
+    # configure_accepted() made no setsockopt call of its own.
+    client, conn = _accept_from(listener)
+    with client, conn:
+        keepalive.configure_accepted(conn)
+        assert netkeepalive.get_settings(conn) == _defaults()
 
 
 def test_configure_accepted_before_configure_listener_sets_everything(
