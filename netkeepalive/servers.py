@@ -16,9 +16,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 from . import _sys
 from ._api import Settings, configure
 from ._convert import Milliseconds
-from ._fd import fileno
 from ._sockopts import checked_options
-from .constants import Option, Unit
 
 __all__ = ["INHERITED", "KeepAliveMixin", "ServerKeepAlive", "inherited_options"]
 
@@ -46,14 +44,13 @@ def inherited_options(platform: Optional[str] = None) -> FrozenSet[str]:
 
 
 def _is_listening(sock: Any) -> bool:
+    """``getsockopt(SO_ACCEPTCONN)`` through the socket object; ``True`` if unknown."""
     number = getattr(_socket, "SO_ACCEPTCONN", None)
-    enable = _sys.backend().table.enable
-    if number is None or enable is None:
+    getsockopt = getattr(sock, "getsockopt", None)
+    if number is None or getsockopt is None:
         return True
-    # SO_ACCEPTCONN sits at the same level as SO_KEEPALIVE (SOL_SOCKET).
-    opt = Option("accepting", enable.level, "SO_ACCEPTCONN", number, Unit.FLAG, 0, 1)
     try:
-        return _sys.backend().get(fileno(sock), opt) != 0
+        return bool(getsockopt(_socket.SOL_SOCKET, number))
     except OSError:
         return True
 
@@ -95,11 +92,12 @@ class ServerKeepAlive:
     def configure_listener(self, sock: Any) -> Settings:
         """Configure a listening socket (``setsockopt``) and return its settings.
 
-        Best called between ``bind()`` and ``listen()``.  If *sock* already
-        listens (``getsockopt(SO_ACCEPTCONN)``; assumed where that cannot
-        be read), connections may be waiting in its accept queue with the
-        old settings, so :meth:`configure_accepted` keeps configuring every
-        connection in full.
+        Best called between ``bind()`` and ``listen()``.  If *sock*
+        already listens (``getsockopt(SO_ACCEPTCONN)``; assumed where that
+        cannot be read, e.g. for a bare descriptor), connections may be
+        waiting in its accept queue with the old settings, so
+        :meth:`configure_accepted` keeps configuring every connection in
+        full.
         """
         listening = _is_listening(sock)
         settings = configure(sock, **self.options)

@@ -233,6 +233,39 @@ def test_urllib3_kernel_refusal_fails_the_request(http_server: Any, mocker: Any)
     assert http_server.requests == []
 
 
+def test_urllib3_connection_class_on_a_single_pool(http_server: Any) -> None:
+    urllib3 = pytest.importorskip("urllib3")
+    from netkeepalive.urllib3 import keepalive_connection_class
+
+    conn_cls = keepalive_connection_class(idle=7_000, probes=4)
+    assert keepalive_connection_class(idle=7_000, probes=4) is conn_cls
+    assert issubclass(conn_cls, urllib3.connection.HTTPConnection)
+    host, port = http_server.server_address[:2]
+    with urllib3.HTTPConnectionPool(host, port) as pool:
+        pool.ConnectionCls = conn_cls
+        assert pool.request("GET", "/", timeout=10).status == 200
+        (conn,) = [c for c in list(pool.pool.queue) if c is not None and c.sock is not None]
+        assert http_server.client_addresses() == [conn.sock.getsockname()]
+        settings = netkeepalive.get_settings(conn.sock)
+        assert (settings.enabled, settings.idle, settings.probes) == (True, 7_000, 4)
+
+
+def test_urllib3_pool_classes_for_a_manager_built_by_hand(http_server: Any) -> None:
+    urllib3 = pytest.importorskip("urllib3")
+    from netkeepalive.urllib3 import keepalive_pool_classes
+
+    with urllib3.PoolManager() as http:
+        http.pool_classes_by_scheme = keepalive_pool_classes(
+            http.pool_classes_by_scheme, user_timeout=4_000
+        )
+        assert http.request("GET", http_server.url, timeout=10).status == 200
+        sock = _pooled_socket(http)
+        settings = netkeepalive.get_settings(sock)
+        assert (settings.enabled, settings.user_timeout) == (True, 4_000)
+    with pytest.raises(ValueError, match="TCP_USER_TIMEOUT"):
+        keepalive_pool_classes({}, user_timeout=-1)
+
+
 # -- httpx -------------------------------------------------------------------
 
 
