@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple
 
 from ._api import configure
 from ._convert import Milliseconds
+from ._sockopts import checked_options
 from .servers import ServerKeepAlive
 
 __all__ = ["open_connection", "start_server"]
@@ -39,12 +40,14 @@ async def open_connection(
 
     ``idle``, ``interval``, ``user_timeout`` in ms, ``probes`` a count;
     ``SO_KEEPALIVE`` is turned on.  Other keyword arguments go to
-    :func:`asyncio.open_connection`.  A refused option closes the
-    connection and raises.
+    :func:`asyncio.open_connection`.  Bad values raise
+    ``TypeError``/``ValueError`` before connecting; an option the kernel
+    refuses closes the connection and raises the ``OSError``.
     """
+    options = checked_options(idle, interval, probes, user_timeout)  # before connecting
     reader, writer = await asyncio.open_connection(host, port, **kwargs)
     try:
-        configure(writer, idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
+        configure(writer, **options)
     except BaseException:
         writer.close()
         raise

@@ -87,7 +87,10 @@ def test_requests_adapter_keeps_the_callers_socket_options(http_server: Any) -> 
     requests = pytest.importorskip("requests")
     from netkeepalive.requests import KeepAliveAdapter
 
-    caller = [(socket.IPPROTO_IP, socket.IP_TOS, 0x10)]  # and no TCP_NODELAY
+    caller = [
+        (socket.IPPROTO_IP, socket.IP_TOS, 0x10),  # and no TCP_NODELAY
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 9),  # overridden by probes=2
+    ]
     adapter = KeepAliveAdapter(idle=3_000, probes=2, socket_options=caller, pool_maxsize=4)
     with requests.Session() as session:
         session.mount("http://", adapter)

@@ -264,3 +264,40 @@ def test_aio_start_server_checks_values_before_binding() -> None:
 
     with pytest.raises(ValueError, match="TCP_KEEPIDLE"):
         asyncio.run(scenario())
+
+
+def test_aio_open_connection_checks_values_before_connecting() -> None:
+    # A bound socket that does not listen: connecting to it would be refused.
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        host, port = closed_port.getsockname()
+        with pytest.raises(ValueError, match="TCP_KEEPCNT"):
+            asyncio.run(netkeepalive.aio.open_connection(host, port, probes=0))
+        with pytest.raises(ConnectionRefusedError):
+            asyncio.run(netkeepalive.aio.open_connection(host, port, probes=1))
+
+
+def test_aio_open_connection_closes_the_connection_on_a_refusal(
+    listener: socket.socket, mocker: Any
+) -> None:
+    import errno
+
+    from netkeepalive import _sys
+
+    backend = _sys.backend()
+    real_set = backend.set
+
+    def set_or_refuse(fd: int, opt: Any, value: int) -> None:
+        if opt.name == "TCP_USER_TIMEOUT":  # an injected refusal
+            raise netkeepalive.SocketOptionError.from_errno(errno.EPERM, "setsockopt", opt.name)
+        real_set(fd, opt, value)
+
+    mocker.patch.object(backend, "set", side_effect=set_or_refuse)
+    host, port = listener.getsockname()
+    with pytest.raises(netkeepalive.SocketOptionError) as info:
+        asyncio.run(netkeepalive.aio.open_connection(host, port, user_timeout=1_000))
+    assert str(info.value) == "setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted"
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        assert conn.recv(1) == b""  # the client side was closed
