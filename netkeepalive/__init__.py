@@ -27,6 +27,7 @@ from ._api import (
     set_keepalive_probes,
     set_user_timeout,
 )
+from ._sockopts import socket_options
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
 
 __version__ = "0.1.0"
@@ -63,4 +64,5 @@ __all__ = [
     "set_keepalive_interval",
     "set_keepalive_probes",
     "set_user_timeout",
+    "socket_options",
 ]

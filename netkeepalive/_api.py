@@ -8,6 +8,7 @@ net-keepalive does.  Each getter calls ``getsockopt`` and converts back.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -60,13 +61,22 @@ class Settings(NamedTuple):
 
     @property
     def detection_time(self) -> Optional[int]:
-        """How long an idle dead peer goes unnoticed, ms: idle + interval × probes.
+        """How long a silent idle peer goes unnoticed, in ms.
 
-        ``None`` when keepalive is off or a term is unknown on this platform.
+        ``idle + interval * probes`` when ``user_timeout`` is 0.  On Linux a
+        non-zero ``user_timeout`` replaces the probe count: the connection
+        is dropped at the first probe time (``idle + k * interval``,
+        ``k >= 1``) at which nothing has been received for ``user_timeout``
+        ms.  ``None`` when keepalive is off or a term is unknown here.
         """
-        if not self.enabled or None in (self.idle, self.interval, self.probes):
+        idle, interval, probes = self.idle, self.interval, self.probes
+        if not self.enabled or idle is None or interval is None or probes is None:
             return None
-        return self.idle + self.interval * self.probes  # type: ignore[operator]
+        if self.user_timeout and sys.platform.startswith("linux"):
+            wait = self.user_timeout - idle
+            rounds = max(1, -(-wait // interval))  # ceiling division
+            return idle + rounds * interval
+        return idle + interval * probes
 
 
 def _is_zero(value: object) -> bool:

@@ -276,3 +276,23 @@ def test_ws2_32_without_windll_says_so() -> None:
             netkeepalive._libc.ws2_32()
     finally:
         netkeepalive._libc.reset()
+
+
+# -- socket_options(): no ioctl can hide in a list of setsockopt tuples -------
+
+
+@pytest.mark.parametrize("build", [22631, 15063, 10240])
+def test_socket_options_refuse_idle_and_interval_on_every_build(
+    simulate: Callable[..., Any], build: int
+) -> None:
+    simulate("win32", build=build)
+    for knob in ("idle", "interval"):
+        with pytest.raises(UnsupportedOptionError, match="SIO_KEEPALIVE_VALS"):
+            netkeepalive.socket_options(**{knob: 10_000})
+
+
+def test_socket_options_follow_the_build(simulate: Callable[..., Any]) -> None:
+    simulate("win32", build=10240)
+    assert netkeepalive.socket_options(user_timeout=20_500) == [(0xFFFF, 8, 1), (TCP, 5, 20)]
+    with pytest.raises(UnsupportedOptionError, match=r"win32 \(build 10240\)"):
+        netkeepalive.socket_options(probes=5)

@@ -99,9 +99,7 @@ def _short_value(buf: _Buffers, opt: Option) -> int:
     if length in (1, 2):
         raw = ctypes.string_at(ctypes.addressof(buf.value), length)
         return int.from_bytes(raw, sys.byteorder, signed=length != 1)
-    exc = SocketOptionError(
-        errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}"
-    )
+    exc = SocketOptionError(errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}")
     exc.call, exc.option = "getsockopt", opt.name
     raise exc
 
