@@ -31,7 +31,14 @@ from ._libc import libc
 from .errors import SocketOptionError
 from .tcp_info import TcpInfo, get_tcp_info
 
-__all__ = ["Outcome", "predicted_detection", "silence", "silent_pair", "watch"]
+__all__ = [
+    "Outcome",
+    "loopback_pair",
+    "predicted_detection",
+    "silence",
+    "silent_pair",
+    "watch",
+]
 
 #: ``SO_ATTACH_FILTER`` (``asm-generic/socket.h``; parisc has its own number).
 SO_ATTACH_FILTER = 0x401A if os.uname().machine.startswith(("parisc", "hppa")) else 26
@@ -77,13 +84,8 @@ def silence(sock: object) -> None:
 
 
 @contextlib.contextmanager
-def silent_pair(host: str = "127.0.0.1") -> Iterator[Tuple[socket.socket, socket.socket]]:
-    """A connected ``(client, server)`` pair on loopback whose server is silenced.
-
-    The server end stays open (nothing is closed or reset) but drops every
-    segment from the client, so the client's keepalive probes and data go
-    unanswered.  Both sockets are closed on exit.
-    """
+def loopback_pair(host: str = "127.0.0.1") -> Iterator[Tuple[socket.socket, socket.socket]]:
+    """A connected ``(client, server)`` TCP pair on loopback *host*; closed on exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.create_server((host, 0), family=family) as listener:
         client = socket.create_connection(listener.getsockname()[:2])
@@ -93,6 +95,18 @@ def silent_pair(host: str = "127.0.0.1") -> Iterator[Tuple[socket.socket, socket
             client.close()
             raise
     with client, server:
+        yield client, server
+
+
+@contextlib.contextmanager
+def silent_pair(host: str = "127.0.0.1") -> Iterator[Tuple[socket.socket, socket.socket]]:
+    """A :func:`loopback_pair` whose server end is silenced with :func:`silence`.
+
+    The server end stays open (nothing is closed or reset) but drops every
+    segment from the client, so the client's keepalive probes and data go
+    unanswered.  Both sockets are closed on exit.
+    """
+    with loopback_pair(host) as (client, server):
         silence(server)
         yield client, server
 
@@ -109,7 +123,7 @@ class Outcome:
     error: Optional[int] = None
     #: When the error was seen, or ``None``.
     failed_at: Optional[float] = None
-    #: The last ``TCP_INFO`` read.
+    #: The last ``TCP_INFO`` read (after the error, when there was one).
     last: Optional[TcpInfo] = None
 
     @property
@@ -153,6 +167,7 @@ def watch(
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             outcome.error, outcome.failed_at = err, now - start
+            outcome.last = get_tcp_info(sock)  # read again: after the failure
             return outcome
         if now >= deadline:
             return outcome
