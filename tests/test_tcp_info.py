@@ -81,6 +81,7 @@ def test_counts_follow_the_data(tcp_pair: tuple[socket.socket, socket.socket]) -
     assert after.unacked == 0
 
 
+@pytest.mark.slow
 def test_idle_times_grow(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
     client.sendall(b"x")
