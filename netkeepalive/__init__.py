@@ -29,6 +29,7 @@ from ._api import (
 )
 from ._sockopts import socket_options
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
+from .tcp_info import TcpInfo, get_tcp_info
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "LibraryNotFoundError",
     "Settings",
     "SocketOptionError",
+    "TcpInfo",
     "UnsupportedOptionError",
     "__version__",
     "configure",
@@ -55,6 +57,7 @@ __all__ = [
     "get_keepalive_interval",
     "get_keepalive_probes",
     "get_settings",
+    "get_tcp_info",
     "get_user_timeout",
     "setKeepAliveInterval",
     "setKeepAliveProbes",
