@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from ._api import Settings
 from ._fd import fileno
 from ._libc import libc
 from .errors import SocketOptionError
@@ -34,7 +33,6 @@ from .tcp_info import TcpInfo, get_tcp_info
 __all__ = [
     "Outcome",
     "loopback_pair",
-    "predicted_detection",
     "silence",
     "silent_pair",
     "watch",
@@ -172,23 +170,3 @@ def watch(
         if now >= deadline:
             return outcome
         poller.poll(max(0, min(step, deadline - now)) * 1000)
-
-
-def predicted_detection(settings: Settings) -> Optional[int]:
-    """When Linux drops an idle connection to a silent peer, ms after keepalive is on.
-
-    Without a user timeout: ``idle + interval * probes`` (the first probe
-    after *idle*, then one per *interval*; when the timer fires with
-    *probes* probes unanswered the connection is dropped).  With
-    ``TCP_USER_TIMEOUT`` = *U* > 0 Linux ignores ``TCP_KEEPCNT``: it drops
-    the connection at the first keepalive timer, after at least one probe,
-    at which *U* has passed, i.e. at ``idle + interval * max(1, ceil((U -
-    idle) / interval))``.  ``None`` when keepalive is off or a setting is
-    unknown.
-    """
-    idle, interval, probes = settings.idle, settings.interval, settings.probes
-    if settings.detection_time is None or idle is None or interval is None or probes is None:
-        return None
-    if settings.user_timeout:
-        probes = max(1, -(-(settings.user_timeout - idle) // interval))
-    return idle + interval * probes

@@ -22,7 +22,7 @@ import time
 from typing import Optional, TextIO
 
 from ._api import Settings, configure
-from ._silence import predicted_detection, silent_pair, watch
+from ._silence import silent_pair, watch
 from .constants import detect_platform
 from .tcp_info import get_tcp_info
 
@@ -157,7 +157,7 @@ def demo(
         settings = configure(
             client, idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
         )
-        predicted = predicted_detection(settings)
+        predicted = settings.detection_time
         assert predicted is not None  # keepalive was just switched on
         local, peer = client.getsockname(), client.getpeername()
         say("netkeepalive demo: the peer goes silent; when does the kernel notice?")

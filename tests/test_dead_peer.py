@@ -24,7 +24,7 @@ from typing import Callable, Dict, Iterator, Optional
 import pytest
 
 import netkeepalive
-from netkeepalive._silence import Outcome, loopback_pair, predicted_detection, silent_pair, watch
+from netkeepalive._silence import Outcome, loopback_pair, silent_pair, watch
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def _keepalive_case(
             probes=probes,
             user_timeout=user_timeout,
         )
-        predicted = predicted_detection(settings)
+        predicted = settings.detection_time
         if limit is None:
             assert predicted is not None
             limit = predicted / 1000 + LATE + 1.0

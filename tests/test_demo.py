@@ -14,7 +14,7 @@ import pytest
 
 import netkeepalive
 from netkeepalive import cli, demo
-from netkeepalive._silence import predicted_detection, silence
+from netkeepalive._silence import silence
 
 RESULT = re.compile(r"^measured (\d+) ms, predicted (\d+) ms, difference ([+-]\d+) ms", re.M)
 PROBE = re.compile(r"^\s*(\d+\.\d+) s  keepalive probe (\d+) sent", re.M)
@@ -186,7 +186,7 @@ def test_only_the_chosen_subcommand_is_imported(monkeypatch: pytest.MonkeyPatch)
     ],
 )
 def test_predicted_detection(settings: netkeepalive.Settings, expected: object) -> None:
-    assert predicted_detection(settings) == expected
+    assert settings.detection_time == expected
 
 
 def test_silence_reports_kernel_refusals() -> None:

@@ -186,20 +186,3 @@ def test_listening_socket_accepts_options(listener: socket.socket) -> None:
     nk.configure(listener, idle=4000, probes=3)
     assert kernel(listener, socket.TCP_KEEPIDLE) == 4
     assert kernel(listener, socket.TCP_KEEPCNT) == 3
-
-
-@pytest.mark.parametrize(
-    ("settings", "expected"),
-    [
-        (nk.Settings(True, 1000, 1000, 5, 0), 6000),
-        (nk.Settings(True, 2000, 1000, 2, 0), 4000),
-        # Linux: a user timeout replaces the probe count (net/ipv4/tcp_timer.c).
-        (nk.Settings(True, 1000, 1000, 5, 2500), 3000),
-        (nk.Settings(True, 1000, 2000, 3, 1500), 3000),
-        (nk.Settings(True, 1000, 1000, 2, 8000), 8000),
-        (nk.Settings(False, 1000, 1000, 2, 0), None),
-        (nk.Settings(True, None, 1000, 2, 0), None),
-    ],
-)
-def test_detection_time_arithmetic(settings: nk.Settings, expected: int | None) -> None:
-    assert settings.detection_time == expected
