@@ -9,10 +9,12 @@ running system, created on first use.
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
-from ..constants import table_for
 from .base import Backend
+
+TYPE_CHECKING = False  # no ``typing`` at run time: it is part of the import cost
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["Backend", "backend", "reset"]
 
@@ -21,6 +23,8 @@ _current: Optional[Backend] = None
 
 
 def _create(platform: Optional[str] = None) -> Backend:
+    from ..constants import table_for  # the tables load with the first backend
+
     table = table_for(platform)
     from .unix import UnixBackend
 
