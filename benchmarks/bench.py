@@ -292,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({platform.python_implementation()}), {platform.system()} {platform.release()} "
         f"{platform.machine()}, {os.cpu_count()} CPUs"
     )
+    print(f"measuring the package in {os.path.dirname(netkeepalive.__file__)}")
     failed = False
     if not args.skip_calls:
         print(
