@@ -218,12 +218,18 @@ def _build(backend: Backend) -> _Paths:
         if opt is None:
             supported = False
             continue
+        # The plain ints to_native takes, and turns into value // scale.
         if opt.unit is Unit.SECONDS:
             # 1..999 ms truncate to 0 s, which to_native refuses for a
             # non-zero time: those take the general path.
             lo, hi, scale = max(opt.minimum, 1) * 1000, opt.maximum * 1000 + 999, 1000
-        else:
+        elif opt.unit is Unit.MILLISECONDS:
+            lo, hi, scale = max(opt.minimum, 0), opt.maximum, 1  # negative: refused
+        elif opt.unit is Unit.COUNT:
             lo, hi, scale = opt.minimum, opt.maximum, 1
+        else:  # no fast path for a unit this code does not know
+            supported = False
+            continue
         setattr(paths, f"{knob}_set", backend.setter(opt))
         setattr(paths, f"{knob}_get", backend.getter(opt))
         setattr(paths, f"{knob}_lo", lo)
@@ -347,7 +353,8 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
         and type(initial_delay) is int
         and initial_delay == 0
     ):
-        p.enable_set(_socket_fileno(sock) if type(sock) is _socket_type else fileno(sock), enable)
+        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
+        p.enable_set(fd, 1 if enable else 0)
         return True
     return _set_keepalive(sock, enable, initial_delay)
 

@@ -29,7 +29,7 @@ import netkeepalive._libc
 import netkeepalive._sys
 from netkeepalive import Settings, SocketOptionError, UnsupportedOptionError
 from netkeepalive._sys.unix import UnixBackend
-from netkeepalive.constants import table_for
+from netkeepalive.constants import Unit, table_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ranges")
@@ -288,6 +288,40 @@ def test_backend_without_an_option_refuses_it(
     assert settings.user_timeout is None
     assert settings.probes == 9
     assert client.getsockopt(*STDLIB_OPTION["user_timeout"]) == 1234
+
+
+@LINUX_ONLY
+@pytest.mark.usefixtures("fresh_backend")
+@pytest.mark.parametrize(
+    ("value", "native"),
+    [(0, 0), (999, None), (1000, 1), (2500, 2), (2.5e3, 2), (-1000, None), (True, None)],
+)
+def test_seconds_option_that_takes_zero(
+    client: socket.socket, monkeypatch: pytest.MonkeyPatch, value: object, native: object
+) -> None:
+    """A seconds option whose range starts at 0 (macOS's TCP_RXT_CONNDROPTIME).
+
+    The table is changed so that TCP_USER_TIMEOUT is declared in seconds;
+    the kernel then holds the native number, which shows what was passed.
+    """
+    table = table_for()
+    assert table.user_timeout is not None
+    seconds = replace(table.user_timeout, unit=Unit.SECONDS, minimum=0, maximum=1000)
+    monkeypatch.setattr(
+        netkeepalive._sys, "_current", UnixBackend(replace(table, user_timeout=seconds))
+    )
+    level, number = STDLIB_OPTION["user_timeout"]
+    client.setsockopt(level, number, 777)
+    if native is None:
+        with pytest.raises((ValueError, TypeError)):
+            netkeepalive.set_user_timeout(client, value)
+        assert client.getsockopt(level, number) == 777
+    else:
+        assert netkeepalive.set_user_timeout(client, value) is True
+        assert client.getsockopt(level, number) == native
+        assert netkeepalive.get_user_timeout(client) == native * 1000  # type: ignore[operator]
+    with pytest.raises(ValueError, match="out of range"):
+        netkeepalive.set_user_timeout(client, 1001 * 1000)
 
 
 @pytest.mark.usefixtures("fresh_backend")
