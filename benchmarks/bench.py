@@ -17,9 +17,9 @@ medians in ns per call.
 Import part: ``python -S -c "import netkeepalive"`` against
 ``python -S -c "import socket, ctypes"``, interleaved, median wall time of
 ``--import-runs`` runs each (``-S`` keeps the site hooks of the current
-environment out of both).  Also checks that the import loads no C library
-and starts no process, and lists the heaviest modules the import adds
-(``python -X importtime``).
+environment out of both; ``--with-site`` leaves them in).  Also checks
+that the import loads no C library and starts no process, and lists the
+heaviest modules the import adds (``python -X importtime``).
 
 Exits 1 when a target is missed:
 
@@ -205,9 +205,13 @@ def _child_env() -> Dict[str, str]:
     return env
 
 
+#: Interpreter options of every child: ``-S`` unless --with-site.
+CHILD_FLAGS: List[str] = ["-S"]
+
+
 def _run(code: str, env: Dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-S", "-c", code], env=env, check=True)
+    subprocess.run([sys.executable, *CHILD_FLAGS, "-c", code], env=env, check=True)
     return time.perf_counter() - start
 
 
@@ -233,7 +237,7 @@ def time_import(runs: int) -> Tuple[float, float]:
 def import_side_effects() -> Dict[str, object]:
     """What ``import netkeepalive`` does besides defining things."""
     out = subprocess.run(
-        [sys.executable, "-S", "-c", _IMPORT_CHECK],
+        [sys.executable, *CHILD_FLAGS, "-c", _IMPORT_CHECK],
         env=_child_env(),
         check=True,
         capture_output=True,
@@ -248,7 +252,7 @@ def heaviest_imports(limit: int = 8) -> List[Tuple[int, str]]:
 
     def importtime(code: str) -> Dict[str, int]:
         err = subprocess.run(
-            [sys.executable, "-S", "-X", "importtime", "-c", code],
+            [sys.executable, *CHILD_FLAGS, "-X", "importtime", "-c", code],
             env=_child_env(),
             check=True,
             capture_output=True,
@@ -283,9 +287,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--skip-import", action="store_true", help="only the per-call figures")
     parser.add_argument("--skip-calls", action="store_true", help="only the import figures")
+    parser.add_argument(
+        "--with-site",
+        action="store_true",
+        help="start the import children without -S (with this environment's site hooks)",
+    )
     args = parser.parse_args(argv)
     if min(args.repeat, args.number, args.import_runs) < 1:
         parser.error("--repeat, --number and --import-runs must be at least 1")
+    if args.with_site:
+        CHILD_FLAGS.clear()
 
     print(
         f"netkeepalive {netkeepalive.__version__}, Python {platform.python_version()} "
@@ -312,9 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = ours_ms / std_ms
         ok = ratio <= IMPORT_LIMIT
         failed |= not ok
-        print(f"\nwhole process, median of {args.import_runs} interleaved runs each (python -S)")
+        print(
+            f"\nwhole process, median of {args.import_runs} interleaved runs each"
+            f" ({'python -S' if CHILD_FLAGS else 'with site hooks'})"
+        )
         for label, ms in (("import netkeepalive", ours_ms), ("import socket, ctypes", std_ms)):
-            print(f"{'python -S -c ' + repr(label):36} {ms:10.1f} ms")
+            print(f"{' '.join(['python', *CHILD_FLAGS, '-c', repr(label)]):36} {ms:10.1f} ms")
         print(f"{'ratio':36} {ratio:10.2f}x  <= {IMPORT_LIMIT}x {_verdict(ok)}")
         effects = import_side_effects()
         events = effects["events"]
