@@ -9,17 +9,32 @@ value is checked here, before anything reaches C, so a bad argument raises
 from __future__ import annotations
 
 import math
-from datetime import timedelta
-from typing import Union
 
-from .constants import Option, Unit
+# Neither ``typing`` nor ``datetime`` nor the option tables are imported at
+# run time until needed: this module is part of ``import netkeepalive``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import timedelta
+    from typing import Union
+
+    from .constants import Option
+
+    #: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
+    Milliseconds = Union[int, float, timedelta]
 
 __all__ = ["Milliseconds", "from_native", "range_text", "to_native"]
 
-#: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
-Milliseconds = Union[int, float, timedelta]
 
-_ONE_MS = timedelta(milliseconds=1)
+def __getattr__(name: str) -> object:
+    """``Milliseconds``, built on first access (it needs ``typing``)."""
+    if name == "Milliseconds":
+        from datetime import timedelta
+        from typing import Union
+
+        alias = Union[int, float, timedelta]
+        globals()["Milliseconds"] = alias
+        return alias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
@@ -34,20 +49,24 @@ def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
         if not math.isfinite(value):
             raise ValueError(f"{label}: {value!r} is not a finite number; {range_text(opt)}")
         return value
+    from datetime import timedelta  # a timedelta needs it loaded anyway
+
     if isinstance(value, timedelta):
         # Exact integer arithmetic; a float of total_seconds() could round.
-        return value // _ONE_MS
+        return value // timedelta(milliseconds=1)
     raise TypeError(
         f"{label}: expected milliseconds (int, float or timedelta), got {type(value).__name__}"
     )
 
 
 def _shown(value: object) -> str:
-    return repr(value) if isinstance(value, timedelta) else f"{value!r} ms"
+    return f"{value!r} ms" if isinstance(value, (int, float)) else repr(value)
 
 
 def range_text(opt: Option) -> str:
     """The accepted range of *opt*, in the public API's units."""
+    from .constants import Unit
+
     if opt.unit is Unit.SECONDS:
         return (
             f"{opt.name} takes {opt.minimum} to {opt.maximum} whole seconds "
@@ -67,6 +86,8 @@ def to_native(opt: Option, value: object, label: str) -> int:
     truncates to 0, or any value outside the option's range, is a
     ``ValueError``; nothing is ever wrapped to fit a C ``int``.
     """
+    from .constants import Unit  # loaded with the backend, before any call
+
     unit = opt.unit
     if unit is Unit.COUNT:
         if type(value) is not int:
@@ -89,6 +110,8 @@ def to_native(opt: Option, value: object, label: str) -> int:
 
 def from_native(opt: Option, native: int) -> int:
     """A kernel value of *opt* in the public API's unit (ms or a count)."""
+    from .constants import Unit
+
     if opt.unit is Unit.SECONDS:
         return native * 1000
     return native

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import socket
-from typing import Any
+
+TYPE_CHECKING = False  # no ``typing`` at run time: it is part of the import cost
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["fileno"]
 

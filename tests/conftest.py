@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import sys
@@ -100,3 +101,37 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
     yield make
     netkeepalive._sys.reset()
     netkeepalive._libc.reset()
+
+
+class _RefusingLib:
+    """The real C library, except that one (level, option) is refused with *err*.
+
+    Stands in for kernel refusals that cannot be provoked with a valid value
+    on Linux; both the public API's fast path and its error path see it.
+    """
+
+    def __init__(self, level: int, option: int, err: int) -> None:
+        self.real = netkeepalive._libc.libc()
+        self.refused = (level, option)
+        self.err = err
+
+    def setsockopt(self, fd: int, level: int, option: int, value: Any, length: int) -> int:
+        if (level, option) == self.refused:
+            ctypes.set_errno(self.err)
+            return -1
+        result: int = self.real.setsockopt(fd, level, option, value, length)
+        return result
+
+    def getsockopt(self, *args: Any) -> int:
+        result: int = self.real.getsockopt(*args)
+        return result
+
+
+@pytest.fixture
+def refuse_option(fresh_backend: None) -> Callable[[int, int, int], None]:
+    """``refuse_option(level, option, errno)``: make setsockopt of that option fail."""
+
+    def install(level: int, option: int, err: int) -> None:
+        netkeepalive._sys.use(None, _RefusingLib(level, option, err))
+
+    return install

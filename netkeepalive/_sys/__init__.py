@@ -9,10 +9,12 @@ a backend passes it: :mod:`._sys.unix` through the C library's
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
 
-from ..constants import KNOBS, table_for
 from .base import Backend
+
+TYPE_CHECKING = False  # no ``typing`` at run time: it is part of the import cost
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 __all__ = ["Backend", "backend", "reset"]
 
@@ -21,6 +23,8 @@ _current: Optional[Backend] = None
 
 
 def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
+    from ..constants import KNOBS, table_for  # the tables load with the first backend
+
     table = table_for(platform)
     if table.name.startswith("win32"):
         from .windows import WindowsBackend

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from ..constants import Option, PlatformTable
 from ..errors import UnsupportedOptionError
+
+TYPE_CHECKING = False  # the tables load with the first backend, not at import
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from ..constants import Option, PlatformTable
 
 __all__ = ["Backend"]
 
@@ -34,3 +39,26 @@ class Backend:
     def get(self, fd: int, opt: Option) -> int:  # pragma: no cover
         """``getsockopt(fd, opt.level, opt.number, &value, &len)``."""
         raise NotImplementedError
+
+    def setter(self, opt: Option) -> Callable[[int, int], None]:
+        """A function ``(fd, value)`` doing :meth:`set` for *opt*.
+
+        The public API asks once per option and keeps it; a backend may
+        return something faster than this plain forwarding, with the same
+        behaviour and errors.
+        """
+        set_option = self.set
+
+        def set_value(fd: int, value: int) -> None:
+            set_option(fd, opt, value)
+
+        return set_value
+
+    def getter(self, opt: Option) -> Callable[[int], int]:
+        """A function ``(fd) -> value`` doing :meth:`get` for *opt* (see :meth:`setter`)."""
+        get_option = self.get
+
+        def get_value(fd: int) -> int:
+            return get_option(fd, opt)
+
+        return get_value

@@ -204,24 +204,16 @@ def test_urllib3_proxy_manager_configures_the_connection_to_the_proxy(
         assert (settings.enabled, settings.probes) == (True, 7)
 
 
-def test_urllib3_kernel_refusal_fails_the_request(http_server: Any, mocker: Any) -> None:
+def test_urllib3_kernel_refusal_fails_the_request(http_server: Any, refuse_option: Any) -> None:
     """An option the kernel refuses fails the connection instead of passing silently."""
     urllib3 = pytest.importorskip("urllib3")
     import errno
+    import socket
 
     import netkeepalive.urllib3
-    from netkeepalive import _sys
 
-    backend = _sys.backend()
-    real_set = backend.set
-
-    def set_or_refuse(fd: int, opt: Any, value: int) -> None:
-        if opt.name == "TCP_KEEPCNT":
-            # EINVAL cannot be provoked with a valid value on Linux.
-            raise netkeepalive.SocketOptionError.from_errno(errno.EINVAL, "setsockopt", opt.name)
-        real_set(fd, opt, value)
-
-    mocker.patch.object(backend, "set", side_effect=set_or_refuse)
+    # EINVAL cannot be provoked with a valid value on Linux.
+    refuse_option(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, errno.EINVAL)
     with netkeepalive.urllib3.PoolManager(probes=5, retries=False) as http:
         with pytest.raises(urllib3.exceptions.ProtocolError) as info:
             http.request("GET", http_server.url, timeout=10)

@@ -278,21 +278,11 @@ def test_aio_open_connection_checks_values_before_connecting() -> None:
 
 
 def test_aio_open_connection_closes_the_connection_on_a_refusal(
-    listener: socket.socket, mocker: Any
+    listener: socket.socket, refuse_option: Any
 ) -> None:
     import errno
 
-    from netkeepalive import _sys
-
-    backend = _sys.backend()
-    real_set = backend.set
-
-    def set_or_refuse(fd: int, opt: Any, value: int) -> None:
-        if opt.name == "TCP_USER_TIMEOUT":  # an injected refusal
-            raise netkeepalive.SocketOptionError.from_errno(errno.EPERM, "setsockopt", opt.name)
-        real_set(fd, opt, value)
-
-    mocker.patch.object(backend, "set", side_effect=set_or_refuse)
+    refuse_option(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, errno.EPERM)  # injected
     host, port = listener.getsockname()
     with pytest.raises(netkeepalive.SocketOptionError) as info:
         asyncio.run(netkeepalive.aio.open_connection(host, port, user_timeout=1_000))

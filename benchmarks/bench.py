@@ -1,0 +1,355 @@
+"""netkeepalive against the standard library: per-call cost and import cost.
+
+Run from the repository root::
+
+    python benchmarks/bench.py                  # everything, default sizes
+    python benchmarks/bench.py --repeat 15 --number 20000 --import-runs 60
+    python benchmarks/bench.py --skip-import    # only the per-call figures
+
+Per-call part: one process, one loopback TCP connection.  Every public
+setter and getter, ``configure`` with four options (its read-back included)
+and ``get_settings`` is timed with :mod:`timeit` next to the equivalent
+``socket.setsockopt``/``socket.getsockopt`` calls on the same socket.  The
+two sides are interleaved (library, standard library, alternating which goes
+first) for ``--repeat`` rounds of ``--number`` calls each; the figures are
+medians in ns per call.
+
+Import part: ``python -S -c "import netkeepalive"`` against
+``python -S -c "import socket, ctypes"``, interleaved, median wall time of
+``--import-runs`` runs each (``-S`` keeps the site hooks of the current
+environment out of both; ``--with-site`` leaves them in).  Also checks
+that the import loads no C library and starts no process, and lists the
+heaviest modules the import adds (``python -X importtime``).
+
+Exits 1 when a target is missed:
+
+* each setter and getter: at most 2.5x its standard-library call;
+* ``configure`` with four options and its read-back (and ``get_settings``):
+  at most 2.5x the same standard-library set and get calls;
+* the import: at most 1.25x, no C library loaded, no process started.
+
+No third-party packages are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import netkeepalive  # noqa: E402
+
+CALL_LIMIT = 2.5
+IMPORT_LIMIT = 1.25
+
+SOL_SOCKET = socket.SOL_SOCKET
+SO_KEEPALIVE = socket.SO_KEEPALIVE
+IPPROTO_TCP = socket.IPPROTO_TCP
+# Linux's numbers where this Python's socket module lacks a name.
+TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
+TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
+TCP_KEEPCNT = getattr(socket, "TCP_KEEPCNT", 6)
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
+
+
+class Case(NamedTuple):
+    """One library statement and the standard-library statement it stands for."""
+
+    name: str
+    ours: str
+    stdlib: str
+
+
+def _set_get(pairs: Sequence[Tuple[int, int, int]]) -> str:
+    sets = [f"s.setsockopt({lvl}, {opt}, {val})" for lvl, opt, val in pairs]
+    gets = [f"s.getsockopt({lvl}, {opt})" for lvl, opt, _ in pairs]
+    return "; ".join(sets + gets)
+
+
+def cases() -> List[Case]:
+    """Every measured pair; values are valid everywhere Linux-like."""
+    tcp = IPPROTO_TCP
+    five = [
+        (tcp, TCP_USER_TIMEOUT, 3000),
+        (tcp, TCP_KEEPCNT, 4),
+        (tcp, TCP_KEEPINTVL, 1),
+        (tcp, TCP_KEEPIDLE, 2),
+        (SOL_SOCKET, SO_KEEPALIVE, 1),
+    ]
+    out: List[Case] = []
+    # (function suffix, public value, level, option, native value)
+    for suffix, value, level, opt, native in [
+        ("keepalive", "True", SOL_SOCKET, SO_KEEPALIVE, 1),
+        ("keepalive_idle", "2000", tcp, TCP_KEEPIDLE, 2),
+        ("keepalive_interval", "1000", tcp, TCP_KEEPINTVL, 1),
+        ("keepalive_probes", "4", tcp, TCP_KEEPCNT, 4),
+        ("user_timeout", "3000", tcp, TCP_USER_TIMEOUT, 3000),
+    ]:
+        out.append(
+            Case(
+                f"set_{suffix}",
+                f"nk.set_{suffix}(s, {value})",
+                f"s.setsockopt({level}, {opt}, {native})",
+            )
+        )
+        out.append(Case(f"get_{suffix}", f"nk.get_{suffix}(s)", f"s.getsockopt({level}, {opt})"))
+    out.append(
+        Case(
+            "configure (4 options + read-back)",
+            "nk.configure(s, idle=2000, interval=1000, probes=4, user_timeout=3000)",
+            _set_get(five),
+        )
+    )
+    gets = "; ".join(f"s.getsockopt({lvl}, {opt})" for lvl, opt, _ in five)
+    out.append(Case("get_settings", "nk.get_settings(s)", gets))
+    return out
+
+
+class Result(NamedTuple):
+    """Medians of one case: ns per call, and the ratio of each round's pair."""
+
+    name: str
+    ours_ns: float
+    stdlib_ns: float
+    #: Median over rounds of (ours / stdlib) in that round: the two sides of
+    #: a round run back to back, so a slow moment of the machine hits both.
+    ratio: float
+
+
+def time_calls(repeat: int, number: int) -> List[Result]:
+    """Interleaved timings of every case on one loopback connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        try:
+            namespace = {"nk": netkeepalive, "s": client}
+            all_cases = cases()
+            # Warm up: loads the C library and builds every fast path once.
+            for case in all_cases:
+                exec(case.ours, dict(namespace))
+                exec(case.stdlib, dict(namespace))
+            timers = [
+                (
+                    timeit.Timer(case.ours, globals=namespace),
+                    timeit.Timer(case.stdlib, globals=namespace),
+                )
+                for case in all_cases
+            ]
+            ours: Dict[int, List[float]] = {i: [] for i in range(len(all_cases))}
+            std: Dict[int, List[float]] = {i: [] for i in range(len(all_cases))}
+            for round_ in range(-1, repeat):  # round -1 warms up, is not kept
+                for i, (t_ours, t_std) in enumerate(timers):
+                    if round_ % 2:
+                        t_s = t_std.timeit(number)
+                        t_o = t_ours.timeit(number)
+                    else:
+                        t_o = t_ours.timeit(number)
+                        t_s = t_std.timeit(number)
+                    if round_ >= 0:
+                        ours[i].append(t_o / number)
+                        std[i].append(t_s / number)
+            return [
+                Result(
+                    case.name,
+                    statistics.median(ours[i]) * 1e9,
+                    statistics.median(std[i]) * 1e9,
+                    statistics.median(o / s for o, s in zip(ours[i], std[i])),
+                )
+                for i, case in enumerate(all_cases)
+            ]
+        finally:
+            client.close()
+            server.close()
+
+
+# -- import cost -----------------------------------------------------------
+
+# ctypes and socket come first: importing ctypes opens the interpreter's own
+# symbols (an audit event of its own), which is not netkeepalive's doing.
+_IMPORT_CHECK = r"""
+import ctypes, json, socket, sys
+events = []
+WATCH = ("ctypes.dlopen", "subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec",
+         "os.system", "os.spawn")
+def hook(event, args):
+    if event.startswith(WATCH):
+        events.append(f"{event}{args!r}")
+sys.addaudithook(hook)
+before = set(sys.modules)
+import netkeepalive
+added = sorted(set(sys.modules) - before)
+import netkeepalive._libc
+print(json.dumps({
+    "events": events,
+    "libc_loaded": netkeepalive._libc._lib is not None,
+    "added": added,
+}))
+"""
+
+
+def _child_env() -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = ROOT
+    return env
+
+
+#: Interpreter options of every child: ``-S`` unless --with-site.
+CHILD_FLAGS: List[str] = ["-S"]
+
+
+def _run(code: str, env: Dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *CHILD_FLAGS, "-c", code], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def time_import(runs: int) -> Tuple[float, float]:
+    """Median wall time (ms) of the two commands, interleaved."""
+    env = _child_env()
+    ours: List[float] = []
+    std: List[float] = []
+    for code in ("import netkeepalive", "import socket, ctypes"):  # warm caches, .pyc
+        _run(code, env)
+    for i in range(runs):
+        order: List[Tuple[str, List[float]]] = [
+            ("import netkeepalive", ours),
+            ("import socket, ctypes", std),
+        ]
+        if i % 2:
+            order.reverse()
+        for code, into in order:
+            into.append(_run(code, env))
+    return statistics.median(ours) * 1e3, statistics.median(std) * 1e3
+
+
+def import_side_effects() -> Dict[str, object]:
+    """What ``import netkeepalive`` does besides defining things."""
+    out = subprocess.run(
+        [sys.executable, *CHILD_FLAGS, "-c", _IMPORT_CHECK],
+        env=_child_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: Dict[str, object] = json.loads(out)
+    return result
+
+
+def heaviest_imports(limit: int = 8) -> List[Tuple[int, str]]:
+    """Modules ``import netkeepalive`` adds to ``import socket, ctypes``, by cumulative µs."""
+
+    def importtime(code: str) -> Dict[str, int]:
+        err = subprocess.run(
+            [sys.executable, *CHILD_FLAGS, "-X", "importtime", "-c", code],
+            env=_child_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
+        found: Dict[str, int] = {}
+        for line in err.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[1].strip().isdigit():
+                found[parts[2].strip()] = int(parts[1])
+        return found
+
+    base = importtime("import socket, ctypes")
+    ours = importtime("import socket, ctypes; import netkeepalive")
+    added = [(us, name) for name, us in ours.items() if name not in base]
+    return sorted(added, reverse=True)[:limit]
+
+
+# -- report ----------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=25, help="rounds per case (default 25)")
+    parser.add_argument("--number", type=int, default=5000, help="calls per round (default 5000)")
+    parser.add_argument(
+        "--import-runs", type=int, default=40, help="interpreter starts per command (default 40)"
+    )
+    parser.add_argument("--skip-import", action="store_true", help="only the per-call figures")
+    parser.add_argument("--skip-calls", action="store_true", help="only the import figures")
+    parser.add_argument(
+        "--with-site",
+        action="store_true",
+        help="start the import children without -S (with this environment's site hooks)",
+    )
+    args = parser.parse_args(argv)
+    if min(args.repeat, args.number, args.import_runs) < 1:
+        parser.error("--repeat, --number and --import-runs must be at least 1")
+    if args.with_site:
+        CHILD_FLAGS.clear()
+
+    print(
+        f"netkeepalive {netkeepalive.__version__}, Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.release()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(f"measuring the package in {os.path.dirname(netkeepalive.__file__)}")
+    failed = False
+    if not args.skip_calls:
+        print(
+            f"\nper call, median of {args.repeat} interleaved rounds x {args.number} calls,"
+            " one loopback socket"
+        )
+        print(f"{'':36} {'netkeepalive':>13} {'stdlib':>9} {'ratio':>7}  target")
+        for r in time_calls(args.repeat, args.number):
+            ok = r.ratio <= CALL_LIMIT
+            failed |= not ok
+            print(
+                f"{r.name:36} {r.ours_ns:10.0f} ns {r.stdlib_ns:6.0f} ns {r.ratio:6.2f}x"
+                f"  <= {CALL_LIMIT}x {_verdict(ok)}"
+            )
+    if not args.skip_import:
+        ours_ms, std_ms = time_import(args.import_runs)
+        ratio = ours_ms / std_ms
+        ok = ratio <= IMPORT_LIMIT
+        failed |= not ok
+        print(
+            f"\nwhole process, median of {args.import_runs} interleaved runs each"
+            f" ({'python -S' if CHILD_FLAGS else 'with site hooks'})"
+        )
+        for label, ms in (("import netkeepalive", ours_ms), ("import socket, ctypes", std_ms)):
+            print(f"{' '.join(['python', *CHILD_FLAGS, '-c', repr(label)]):36} {ms:10.1f} ms")
+        print(f"{'ratio':36} {ratio:10.2f}x  <= {IMPORT_LIMIT}x {_verdict(ok)}")
+        effects = import_side_effects()
+        events = effects["events"]
+        clean = not events and not effects["libc_loaded"]
+        added = effects["added"]
+        assert isinstance(added, list)
+        for name in ("subprocess", "ctypes.util"):
+            if name in added:
+                clean = False
+        failed |= not clean
+        print(
+            f"import side effects: audit events {events or 'none'}, C library loaded: "
+            f"{effects['libc_loaded']}, subprocess imported: {'subprocess' in added}, "
+            f"ctypes.util imported: {'ctypes.util' in added}  {_verdict(clean)}"
+        )
+        print("modules the import adds (cumulative us, python -X importtime):")
+        for us, name in heaviest_imports():
+            print(f"  {us:8d}  {name}")
+    print("\nFAIL: a target was missed" if failed else "\nall targets met")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
