@@ -28,6 +28,7 @@ from ._api import (
     set_user_timeout,
 )
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
+from .tcp_info import TcpInfo, get_tcp_info
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "LibraryNotFoundError",
     "Settings",
     "SocketOptionError",
+    "TcpInfo",
     "UnsupportedOptionError",
     "__version__",
     "configure",
@@ -54,6 +56,7 @@ __all__ = [
     "get_keepalive_interval",
     "get_keepalive_probes",
     "get_settings",
+    "get_tcp_info",
     "get_user_timeout",
     "setKeepAliveInterval",
     "setKeepAliveProbes",
