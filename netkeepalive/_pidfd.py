@@ -29,6 +29,7 @@ __all__ = [
     "PidfdUnsupportedError",
     "SyscallError",
     "borrowed",
+    "check_supported",
     "opened",
     "pidfd_getfd",
     "pidfd_open",
@@ -168,6 +169,18 @@ def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
         _call(nr_getfd, ctypes.c_int(pidfd), ctypes.c_int(targetfd), ctypes.c_uint(0)),
         f"pidfd_getfd({who}, fd {targetfd})",
     )
+
+
+def check_supported() -> None:
+    """Raise :class:`PidfdUnsupportedError` unless this system has ``pidfd_getfd``.
+
+    Probes with ``pidfd_getfd(-1, 0, 0)``: a kernel that has the call
+    refuses the bad descriptor with ``EBADF``, an older one says ``ENOSYS``.
+    """
+    _, nr_getfd = syscall_numbers()
+    err = -_call(nr_getfd, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_uint(0))
+    if err == errno.ENOSYS:
+        raise PidfdUnsupportedError.from_errno(err, "pidfd_getfd (needs Linux 5.6 or later)")
 
 
 @contextmanager
