@@ -73,7 +73,10 @@ def list_pids(proc: str = "/proc") -> List[int]:
 
 
 def _address(text: str) -> str:
-    """``0100007F:1F90`` or ``0000...01000000:1F90`` as ``127.0.0.1:8080`` / ``[::1]:8080``."""
+    """``0100007F:1F90`` or ``0000...01000000:1F90`` as ``127.0.0.1:8080`` / ``[::1]:8080``.
+
+    The all-zero address with port 0 (no peer, not bound) is ``-``.
+    """
     host, port_hex = text.split(":")
     port = int(port_hex, 16)
     # The kernel prints each 32-bit word of the address with %08X, i.e. in
@@ -81,6 +84,8 @@ def _address(text: str) -> str:
     raw = b"".join(
         int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
     )
+    if port == 0 and not any(raw):
+        return "-"  # no address: a listener's peer, an unbound socket
     if len(raw) == 4:
         return f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}"
     return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}"
