@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -54,20 +54,22 @@ _MAIN_WITHOUT_DEMO = (
 )
 
 
-def cli_command() -> List[str]:
+def cli_command(python: str = sys.executable) -> List[str]:
     """How to start ``python -m netkeepalive`` in a subprocess."""
     if _HAS_DEMO:
-        return [sys.executable, "-m", "netkeepalive"]
-    return [sys.executable, "-c", _MAIN_WITHOUT_DEMO]
+        return [python, "-m", "netkeepalive"]
+    return [python, "-c", _MAIN_WITHOUT_DEMO]
 
 
 def _env() -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def run_cli(*args: object, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: object, prefix: Sequence[str] = (), python: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, *cli_command(), *(str(a) for a in args)],
+        [*prefix, *cli_command(python), *(str(a) for a in args)],
         capture_output=True,
         text=True,
         env=_env(),
@@ -80,9 +82,11 @@ def run_cli(*args: object, prefix: Sequence[str] = ()) -> subprocess.CompletedPr
 class Child:
     """The target process, started with *prefix* (e.g. setpriv, unshare)."""
 
-    def __init__(self, prefix: Sequence[str] = (), args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, prefix: Sequence[str] = (), args: Sequence[str] = (), python: str = sys.executable
+    ) -> None:
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, str(CHILD), *args],
+            [*prefix, python, str(CHILD), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -437,34 +441,50 @@ def test_argument_errors_exit_2_with_usage(child: Child, args: List[str], messag
 # -- permissions -----------------------------------------------------------
 
 
-def _runs_as(prefix: Sequence[str]) -> Optional[str]:
-    """Why *prefix* cannot run this interpreter with netkeepalive, or None."""
-    probe = subprocess.run(
-        [*prefix, sys.executable, "-c", "import netkeepalive.tcp_info"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd="/",
-        timeout=60,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"{' '.join(prefix)} cannot run {sys.executable}: {probe.stderr.strip()[-200:]}"
-    return None
+def python_as(*prefixes: Sequence[str]) -> str:
+    """A Python 3.9+ that every command *prefix* can run netkeepalive with.
+
+    This interpreter first; when it lives where other users cannot read
+    (e.g. under root's home), the system's ``python3``.  Skips the test
+    when there is none.
+    """
+    problems: List[str] = []
+    candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
+    for python in dict.fromkeys(candidates):
+        if not os.path.exists(python):
+            continue
+        for prefix in prefixes:
+            probe = subprocess.run(
+                [*prefix, python, "-c", _PROBE],
+                capture_output=True,
+                text=True,
+                env=_env(),
+                cwd="/",
+                timeout=60,
+                check=False,
+            )
+            if probe.returncode != 0:
+                detail = probe.stderr.strip().splitlines()[-1:] or ["?"]
+                problems.append(f"{' '.join(prefix)} {python}: {detail[0]}")
+                break
+        else:
+            return python
+    pytest.skip("no Python that runs netkeepalive this way: " + "; ".join(problems))
+
+
+_PROBE = "import sys; assert sys.version_info >= (3, 9); import netkeepalive.tcp_info"
 
 
 @needs_pidfd
 @needs_root
 @pytest.mark.parametrize("command", ["set", "show"])
 def test_unprivileged_user_against_root_process(child: Child, command: str) -> None:
-    problem = _runs_as(NOBODY)
-    if problem:
-        pytest.skip(problem)
+    python = python_as(NOBODY)
     state = child.read()
     args: List[object] = [command, child.pid]
     if command == "set":
         args += ["--enable", "--idle", 5000, "--probes", 2]
-    result = run_cli(*args, prefix=NOBODY)
+    result = run_cli(*args, prefix=NOBODY, python=python)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -488,14 +508,11 @@ def test_pidfd_getfd_refused_changes_nothing() -> None:
     refuses the borrow here (as Yama's ptrace_scope would).
     """
     caller = ["setpriv", "--ruid=65533", "--euid=65534", "--regid=65534", "--clear-groups"]
-    for prefix in (NOBODY, caller):
-        problem = _runs_as(prefix)
-        if problem:
-            pytest.skip(problem)
-    target = Child(prefix=NOBODY)
+    python = python_as(NOBODY, caller)
+    target = Child(prefix=NOBODY, python=python)
     try:
         state = target.read()
-        listing = run_cli("show", target.pid, "--json", prefix=caller)
+        listing = run_cli("show", target.pid, "--json", prefix=caller, python=python)
         assert listing.returncode == 1
         document = json.loads(listing.stdout)
         assert document["sockets"] == []
@@ -504,7 +521,9 @@ def test_pidfd_getfd_refused_changes_nothing() -> None:
         assert error["error"].startswith("permission denied (pidfd_getfd(pid ")
         assert "[Errno 1]" in error["error"]
 
-        result = run_cli("set", target.pid, "--enable", "--idle", 5000, prefix=caller)
+        result = run_cli(
+            "set", target.pid, "--enable", "--idle", 5000, prefix=caller, python=python
+        )
         assert result.returncode == 1
         [line] = result.stderr.splitlines()
         assert "permission denied (pidfd_getfd(" in line
@@ -525,10 +544,8 @@ def test_pidfd_getfd_refused_changes_nothing() -> None:
 @pytest.mark.slow
 def test_show_reads_the_targets_namespace_and_counts_unanswered_probes() -> None:
     """A child in its own network namespace loses its loopback; probes go unanswered."""
-    problem = _runs_as(["unshare", "--net"])
-    if problem:
-        pytest.skip(problem)
-    target = Child(prefix=["unshare", "--net"], args=["--lo-up"])
+    python = python_as(["unshare", "--net"])
+    target = Child(prefix=["unshare", "--net"], args=["--lo-up"], python=python)
     try:
         shown = json.loads(run_cli("show", target.pid, "--json").stdout)
         assert {s["fd"] for s in shown["sockets"]} == set(target.tcp)
