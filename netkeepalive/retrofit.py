@@ -242,7 +242,8 @@ def _find(pid: int, only_fds: Optional[List[int]]) -> Tuple[List[_procfs.TcpSock
     try:
         return _procfs.tcp_sockets(pid, only_fds=only_fds), None
     except PermissionError as exc:
-        return [], f"permission denied reading /proc/{pid}/fd ({exc.strerror}); {_PERMISSION_HINT}"
+        where = exc.filename or f"/proc/{pid}/fd"
+        return [], f"permission denied reading {where} ({exc.strerror}); {_PERMISSION_HINT}"
     except FileNotFoundError:
         return [], "no such process"
     except OSError as exc:
