@@ -290,6 +290,10 @@ def _show_process(pid: int, outcome: _Outcome, listing_all: bool) -> None:
                     outcome.results.remove(result)
                     outcome.errors.append((pid, _permission_text(exc)))
                     return
+                if listing_all and exc.errno == errno.ESRCH:
+                    # Exited while the list was made: not a failure of ours.
+                    outcome.results = [r for r in outcome.results if r.sock.pid != pid]
+                    return
                 result.error = str(exc)
     finally:
         os.close(pidfd)
