@@ -384,8 +384,10 @@ def test_set_failure_names_the_socket_and_why(
         real_set(self, fd, opt, value)
 
     monkeypatch.setattr(UnixBackend, "set", refuse_victim)
+    fds = open_fds()
     status = main(["set", str(child.pid), "--probes", "9"])
     err = capsys.readouterr().err
+    assert open_fds() == fds
     assert status == 1
     assert f"pid {child.pid} fd {victim} (" in err
     assert "setsockopt(TCP_KEEPCNT): [Errno 22] Invalid argument" in err
@@ -591,3 +593,35 @@ def test_show_reads_the_targets_namespace_and_counts_unanswered_probes() -> None
         assert target.settings()[client]["unanswered_probes"] >= unanswered
     finally:
         target.close()
+
+
+# -- the check on every borrowed descriptor --------------------------------
+
+
+@needs_pidfd
+def test_borrowed_descriptor_must_be_the_listed_tcp_socket(client: Any) -> None:
+    """A reused descriptor number, or a socket that is not TCP, is refused."""
+    import socket
+
+    from netkeepalive import _procfs, retrofit
+
+    def check(pidfd: int, fd_number: int, listed: _procfs.TcpSocket) -> None:
+        with _pidfd.borrowed(pidfd, fd_number) as fd:
+            retrofit._verify(fd, listed)
+
+    [listed] = _procfs.tcp_sockets(os.getpid(), only_fds=[client.fileno()])
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fds = open_fds()
+    try:
+        with _pidfd.opened(os.getpid()) as pidfd:
+            check(pidfd, client.fileno(), listed)  # the real thing passes
+            reused = _procfs.TcpSocket(**dict(vars(listed), inode=listed.inode + 1))
+            with pytest.raises(retrofit._SocketGone, match="now refers to something else"):
+                check(pidfd, client.fileno(), reused)
+            udp_inode = os.fstat(udp.fileno()).st_ino
+            posing = _procfs.TcpSocket(**dict(vars(listed), fd=udp.fileno(), inode=udp_inode))
+            with pytest.raises(retrofit._SocketGone, match="is not a TCP socket"):
+                check(pidfd, udp.fileno(), posing)
+        assert open_fds() == fds
+    finally:
+        udp.close()
