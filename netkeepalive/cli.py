@@ -21,8 +21,12 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser for every subcommand.
+
+    With *command*, only that subcommand's module is imported (the others
+    are listed by name and help text only; ``""`` imports none).
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -32,14 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(name, command)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or command == name:
+            importlib.import_module(module).add_arguments(name, sub_parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line *argv* (default ``sys.argv[1:]``); return the exit status."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # The first non-option argument names the subcommand; import only its module.
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     status: int = module.run(args.command, args)
     return status
