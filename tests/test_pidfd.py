@@ -164,11 +164,8 @@ def test_enosys_means_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def main(monkeypatch: pytest.MonkeyPatch) -> Callable[[List[str]], int]:
-    import importlib.util
-
-    if importlib.util.find_spec("netkeepalive.demo") is None:
-        monkeypatch.delitem(cli.COMMANDS, "demo")
+def main() -> Callable[[List[str]], int]:
+    """``netkeepalive.cli.main``, run in this process."""
     return cli.main
 
 

@@ -8,7 +8,6 @@ side.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -48,18 +47,10 @@ needs_root = pytest.mark.skipif(
     reason="needs root: switches user ids with setpriv / creates a network namespace",
 )
 
-_HAS_DEMO = importlib.util.find_spec("netkeepalive.demo") is not None
-# Until the demo subcommand's module is present the parser is built without it.
-_MAIN_WITHOUT_DEMO = (
-    "import sys; from netkeepalive import cli; cli.COMMANDS.pop('demo', None); sys.exit(cli.main())"
-)
-
 
 def cli_command(python: str = sys.executable) -> List[str]:
     """How to start ``python -m netkeepalive`` in a subprocess."""
-    if _HAS_DEMO:
-        return [python, "-m", "netkeepalive"]
-    return [python, "-c", _MAIN_WITHOUT_DEMO]
+    return [python, "-m", "netkeepalive"]
 
 
 def _env() -> Dict[str, str]:
@@ -148,10 +139,8 @@ def child() -> Iterator[Child]:
 
 
 @pytest.fixture
-def main(monkeypatch: pytest.MonkeyPatch) -> Callable[[List[str]], int]:
+def main() -> Callable[[List[str]], int]:
     """``netkeepalive.cli.main``, run in this process."""
-    if not _HAS_DEMO:
-        monkeypatch.delitem(cli.COMMANDS, "demo")
     return cli.main
 
 
