@@ -83,8 +83,10 @@ def syscall_numbers(
     """``(pidfd_open, pidfd_getfd)`` system call numbers for a Linux ABI.
 
     Defaults describe the running interpreter: ``sys.platform``,
-    ``uname -m``, the size of a C pointer and ``sys.implementation._multiarch``
-    (which tells the MIPS n32 ABI from o32).  Raises
+    ``uname -m`` (the kernel's machine, also for a 32-bit program on a
+    64-bit kernel), the size of a C pointer and
+    ``sys.implementation._multiarch``, which tells the MIPS n32 ABI from
+    o32 and x32 from i386 (without it, the interpreter's ELF header does).  Raises
     :class:`PidfdUnsupportedError` on systems other than Linux.
     """
     plat = sys.platform if platform is None else platform
@@ -111,9 +113,26 @@ def syscall_numbers(
             offset = 6000
         else:
             offset = 4000
-    elif machine == "x86_64" and pointer_size == 4:
+    elif machine == "x86_64" and pointer_size == 4 and _is_x32(multiarch):
         offset = _X32_SYSCALL_BIT
     return PIDFD_OPEN + offset, PIDFD_GETFD + offset
+
+
+#: ``e_machine`` of an x86-64 ELF file; an x32 program is a 32-bit ELF file
+#: with this machine, an i386 program has ``EM_386`` (3).
+_EM_X86_64 = 62
+
+
+def _is_x32(multiarch: str) -> bool:
+    """Whether a 32-bit interpreter on an x86_64 kernel uses the x32 ABI (not i386)."""
+    if multiarch:
+        return multiarch.endswith("x32")
+    try:
+        with open("/proc/self/exe", "rb") as exe:
+            header = exe.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and int.from_bytes(header[18:20], "little") == _EM_X86_64
 
 
 _syscall: Any = None

@@ -56,10 +56,10 @@ def _header_number(path: Path, name: str) -> Optional[int]:
 
 
 _HEADERS = {
-    # header -> (uname -m, pointer size) of the ABI it describes
-    "asm/unistd_64.h": ("x86_64", 8),
-    "asm/unistd_32.h": ("i686", 4),
-    "asm/unistd_x32.h": ("x86_64", 4),
+    # header -> (uname -m, pointer size, multiarch) of the ABI it describes
+    "asm/unistd_64.h": ("x86_64", 8, "x86_64-linux-gnu"),
+    "asm/unistd_32.h": ("i686", 4, "i386-linux-gnu"),
+    "asm/unistd_x32.h": ("x86_64", 4, "x86_64-linux-gnux32"),
 }
 
 
@@ -72,17 +72,22 @@ def _installed_headers() -> List[Any]:
     generic = Path("/usr/include/asm-generic/unistd.h")
     if generic.is_file():
         for machine in ("aarch64", "riscv64", "loongarch64", "armv7l", "s390x", "ppc64le"):
-            found.append(pytest.param(generic, (machine, 8), id=f"asm-generic/{machine}"))
+            found.append(pytest.param(generic, (machine, 8, ""), id=f"asm-generic/{machine}"))
+    i386 = [p for p in found if p.id.endswith("unistd_32.h")]
+    for param in i386:  # an i386 program on an x86_64 kernel
+        found.append(
+            pytest.param(param.values[0], ("x86_64", 4, "i386-linux-gnu"), id="i386-on-64")
+        )
     return found or [pytest.param(None, None, marks=pytest.mark.skip("no kernel headers"))]
 
 
 @pytest.mark.parametrize(("header", "abi"), _installed_headers())
 def test_numbers_match_the_installed_kernel_headers(header: Path, abi: Any) -> None:
-    machine, pointer = abi
+    machine, pointer, multiarch = abi
     expected = (_header_number(header, "pidfd_open"), _header_number(header, "pidfd_getfd"))
     if None in expected:
         pytest.skip(f"{header} predates pidfd_getfd")
-    got = _pidfd.syscall_numbers(machine, "linux", pointer, "")
+    got = _pidfd.syscall_numbers(machine, "linux", pointer, multiarch)
     assert got == expected
 
 
@@ -103,6 +108,17 @@ def test_numbers_with_architecture_offsets(
 ) -> None:
     # arch/alpha/kernel/syscalls/syscall.tbl, arch/ia64/..., arch/mips/kernel/syscalls/
     assert _pidfd.syscall_numbers(machine, "linux", pointer, multiarch) == numbers
+
+
+def test_x32_is_told_from_i386_by_the_elf_header() -> None:
+    """Without a multiarch name, the interpreter's own ELF header decides."""
+    import ctypes
+
+    if os.uname().machine != "x86_64" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        pytest.skip("needs a 64-bit interpreter on x86_64")
+    # This interpreter is an x86-64 ELF file: with 4-byte pointers it would
+    # be an x32 program (an i386 one would be EM_386).
+    assert _pidfd.syscall_numbers("x86_64", "linux", 4, "") == (0x40000000 + 434, 0x40000000 + 438)
 
 
 @pytest.mark.parametrize("platform", ["darwin", "freebsd14", "win32"])
