@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "netkeepalive"
 author = "netkeepalive developers"
-copyright = "2026, netkeepalive developers"  # noqa: A001
+copyright = "2026, netkeepalive developers"
 
 from netkeepalive import __version__ as release  # noqa: E402
 

@@ -27,6 +27,7 @@ from ._api import (
     set_keepalive_probes,
     set_user_timeout,
 )
+from ._sockopts import socket_options
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
 from .tcp_info import TcpInfo, get_tcp_info
 
@@ -66,4 +67,5 @@ __all__ = [
     "set_keepalive_interval",
     "set_keepalive_probes",
     "set_user_timeout",
+    "socket_options",
 ]

@@ -8,6 +8,7 @@ net-keepalive does.  Each getter calls ``getsockopt`` and converts back.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -42,7 +43,7 @@ class Settings(NamedTuple):
     """Keepalive settings of one socket, as read back from the kernel.
 
     Times are in milliseconds; ``None`` means the running platform has no
-    such option.
+    such option, or cannot read it back (Windows' ``SIO_KEEPALIVE_VALS``).
     """
 
     #: ``SO_KEEPALIVE``: whether keepalive probes are sent at all.
@@ -60,13 +61,22 @@ class Settings(NamedTuple):
 
     @property
     def detection_time(self) -> Optional[int]:
-        """How long an idle dead peer goes unnoticed, ms: idle + interval × probes.
+        """How long a silent idle peer goes unnoticed, in ms.
 
-        ``None`` when keepalive is off or a term is unknown on this platform.
+        ``idle + interval * probes`` when ``user_timeout`` is 0.  On Linux a
+        non-zero ``user_timeout`` replaces the probe count: the connection
+        is dropped at the first probe time (``idle + k * interval``,
+        ``k >= 1``) at which nothing has been received for ``user_timeout``
+        ms.  ``None`` when keepalive is off or a term is unknown here.
         """
-        if not self.enabled or None in (self.idle, self.interval, self.probes):
+        idle, interval, probes = self.idle, self.interval, self.probes
+        if not self.enabled or idle is None or interval is None or probes is None:
             return None
-        return self.idle + self.interval * self.probes  # type: ignore[operator]
+        if self.user_timeout and sys.platform.startswith("linux"):
+            wait = self.user_timeout - idle
+            rounds = max(1, -(-wait // interval))  # ceiling division
+            return idle + rounds * interval
+        return idle + interval * probes
 
 
 def _is_zero(value: object) -> bool:
@@ -201,7 +211,8 @@ def get_user_timeout(sock: Any) -> int:
 def get_settings(sock: Any) -> Settings:
     """Read every keepalive option of *sock* back from the kernel.
 
-    Options the running platform lacks are ``None``.
+    Options the running platform lacks, or cannot report (Windows'
+    ``SIO_KEEPALIVE_VALS``), are ``None``.
     """
     backend = _sys.backend()
     table = backend.table
@@ -209,7 +220,10 @@ def get_settings(sock: Any) -> Settings:
     enable = backend.option("enable")
     values: List[Optional[int]] = []
     for opt in (table.idle, table.interval, table.probes, table.user_timeout):
-        values.append(None if opt is None else from_native(opt, backend.get(fd, opt)))
+        if opt is None or not opt.readable:
+            values.append(None)
+        else:
+            values.append(from_native(opt, backend.get(fd, opt)))
     return Settings(backend.get(fd, enable) != 0, *values)
 
 

@@ -38,9 +38,12 @@ def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
         # Exact integer arithmetic; a float of total_seconds() could round.
         return value // _ONE_MS
     raise TypeError(
-        f"{label}: expected milliseconds (int, float or timedelta), "
-        f"got {type(value).__name__}"
+        f"{label}: expected milliseconds (int, float or timedelta), got {type(value).__name__}"
     )
+
+
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, timedelta) else f"{value!r} ms"
 
 
 def range_text(opt: Option) -> str:
@@ -74,15 +77,14 @@ def to_native(opt: Option, value: object, label: str) -> int:
     else:
         ms = _ms(opt, value, label)
         if ms < 0:
-            raise ValueError(f"{label}: {value!r} is negative; {range_text(opt)}")
+            raise ValueError(f"{label}: {_shown(value)} is negative; {range_text(opt)}")
         native = int(ms // 1000) if unit is Unit.SECONDS else int(ms)
         if native == 0 and ms > 0:
-            raise ValueError(
-                f"{label}: {value!r} ms is less than one second; {range_text(opt)}"
-            )
+            raise ValueError(f"{label}: {_shown(value)} is less than one second; {range_text(opt)}")
     if opt.minimum <= native <= opt.maximum:
         return native
-    raise ValueError(f"{label}: {value!r} is out of range; {range_text(opt)}")
+    shown = f"{value!r}" if unit is Unit.COUNT else _shown(value)
+    raise ValueError(f"{label}: {shown} is out of range; {range_text(opt)}")
 
 
 def from_native(opt: Option, native: int) -> int:

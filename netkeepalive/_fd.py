@@ -45,7 +45,5 @@ def fileno(sock: Any) -> int:
             f"{type(sock).__name__}.fileno() has no descriptor; expected {_ACCEPTED}"
         ) from None
     if type(fd) is not int:
-        raise TypeError(
-            f"{type(sock).__name__}.fileno() returned {type(fd).__name__}, not int"
-        )
+        raise TypeError(f"{type(sock).__name__}.fileno() returned {type(fd).__name__}, not int")
     return fd

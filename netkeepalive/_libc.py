@@ -1,8 +1,9 @@
 """Layer 1: load the C library once, lazily, and thread-safely.
 
-``import netkeepalive`` loads nothing: :func:`libc` is called on the first
-socket-option call.  ``ctypes.util.find_library`` may start a subprocess
-(``ldconfig``, ``gcc``), so it must never run at import time.
+``import netkeepalive`` loads nothing: :func:`libc` (Unix-likes) or
+:func:`ws2_32` (Windows) is called on the first socket-option call.
+``ctypes.util.find_library`` may start a subprocess (``ldconfig``, ``gcc``),
+so it must never run at import time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Callable, List, Optional
 
 from .errors import LibraryNotFoundError
 
-__all__ = ["libc", "reset"]
+__all__ = ["libc", "reset", "ws2_32"]
 
 #: Names tried, in order, after ``find_library("c")`` and the interpreter's
 #: own symbols: glibc, musl/BSD generic, macOS, FreeBSD, AIX.
@@ -88,9 +89,54 @@ def _load_once() -> ctypes.CDLL:
         return _lib
 
 
+#: The Windows Sockets library.
+WS2_32 = "ws2_32"
+_ws2: Any = None
+_ws2_failure: Optional[LibraryNotFoundError] = None
+
+
+def ws2_32() -> Any:
+    """Windows Sockets (``ws2_32.dll``), loaded on first use with ``ctypes.WinDLL``.
+
+    Errors are read with ``WSAGetLastError()`` right after each call, so no
+    ``use_last_error`` copy is needed.  Raises
+    :class:`~netkeepalive.errors.LibraryNotFoundError` (remembered, like
+    :func:`libc`'s) where it cannot be loaded.
+    """
+    lib = _ws2
+    if lib is not None:
+        return lib
+    return _load_ws2_once()
+
+
+def _load_ws2_once() -> Any:
+    global _ws2, _ws2_failure
+    with _lock:
+        if _ws2 is None:
+            if _ws2_failure is not None:
+                raise _ws2_failure
+            win_dll = getattr(ctypes, "WinDLL", None)
+            try:
+                if win_dll is None:
+                    raise OSError("ctypes.WinDLL exists only on Windows")
+                lib = win_dll(WS2_32)
+                for symbol in ("setsockopt", "getsockopt", "WSAIoctl", "WSAGetLastError"):
+                    getattr(lib, symbol)
+            except (OSError, AttributeError) as exc:
+                _ws2_failure = LibraryNotFoundError(
+                    f"netkeepalive could not load {WS2_32} for setsockopt/getsockopt/"
+                    f"WSAIoctl: ctypes.WinDLL({WS2_32!r}): {exc}"
+                )
+                raise _ws2_failure from None
+            _ws2 = lib
+        return _ws2
+
+
 def reset() -> None:
-    """Forget the loaded library (and any failure); the next call loads again."""
-    global _lib, _failure
+    """Forget the loaded libraries (and any failure); the next call loads again."""
+    global _lib, _failure, _ws2, _ws2_failure
     with _lock:
         _lib = None
         _failure = None
+        _ws2 = None
+        _ws2_failure = None

@@ -54,8 +54,7 @@ class UnsupportedOptionError(SocketOptionError):
 
     def __str__(self) -> str:
         text = (
-            f"{self.option}: not supported on {self.platform} "
-            f"[Errno {self.errno}] {self.strerror}"
+            f"{self.option}: not supported on {self.platform} [Errno {self.errno}] {self.strerror}"
         )
         return f"{text} ({self.detail})" if self.detail else text
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import types
 from collections.abc import Iterator
+from typing import Any, Callable, NamedTuple, Optional
 
+import fakelib
 import pytest
 
 import netkeepalive._libc
 import netkeepalive._sys
+from netkeepalive._sys.base import Backend
+
+
+class Simulation(NamedTuple):
+    """What :func:`simulate` built: the fake kernel, the fake library, the backend."""
+
+    kernel: fakelib.Kernel
+    lib: Any
+    backend: Backend
 
 
 @pytest.fixture
@@ -42,5 +56,47 @@ def fresh_backend() -> Iterator[None]:
     netkeepalive._sys.reset()
     netkeepalive._libc.reset()
     yield
+    netkeepalive._sys.reset()
+    netkeepalive._libc.reset()
+
+
+@pytest.fixture
+def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
+    """Build the backend another system would get, around a fake C library.
+
+    ``simulate("sunos5", release="5.11", version="omnios-r151046")`` patches
+    ``sys.platform`` and ``os.uname`` (``build=`` patches
+    ``sys.getwindowsversion``), lets netkeepalive detect the platform and
+    installs a backend calling a :class:`fakelib.FakeLibc` (a
+    :class:`fakelib.FakeWs2` on ``win32``) whose kernel knows every option
+    of the detected table.
+    """
+
+    def make(
+        platform: str,
+        *,
+        release: str = "",
+        version: str = "",
+        machine: str = "x86_64",
+        build: Optional[int] = None,
+        boolean_keepalive: bool = False,
+        lib: Any = None,
+    ) -> Simulation:
+        mocker.patch.object(sys, "platform", platform)
+        uname = os.uname_result((platform, "host", release, version, machine))
+        mocker.patch("os.uname", return_value=uname)
+        if build is not None:
+            info = types.SimpleNamespace(major=10, minor=0, build=build)
+            mocker.patch.object(sys, "getwindowsversion", create=True, return_value=info)
+        kernel = fakelib.Kernel()
+        if lib is None:
+            win = platform == "win32"
+            lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
+        backend = netkeepalive._sys.use(None, lib)
+        kernel.known = fakelib.known_options(backend.table)
+        return Simulation(kernel, lib, backend)
+
+    netkeepalive._sys.reset()
+    yield make
     netkeepalive._sys.reset()
     netkeepalive._libc.reset()

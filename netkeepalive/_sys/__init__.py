@@ -2,16 +2,16 @@
 
 :mod:`netkeepalive.constants` says *what* to pass (level, number, unit);
 a backend passes it: :mod:`._sys.unix` through the C library's
-``setsockopt``/``getsockopt``.  :func:`backend` returns the one for the
-running system, created on first use.
+``setsockopt``/``getsockopt``, :mod:`._sys.windows` through ``ws2_32``.
+:func:`backend` returns the one for the running system, created on first use.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Any, Optional
 
-from ..constants import table_for
+from ..constants import KNOBS, table_for
 from .base import Backend
 
 __all__ = ["Backend", "backend", "reset"]
@@ -20,11 +20,18 @@ _lock = threading.Lock()
 _current: Optional[Backend] = None
 
 
-def _create(platform: Optional[str] = None) -> Backend:
+def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
     table = table_for(platform)
-    from .unix import UnixBackend
+    if table.name.startswith("win32"):
+        from .windows import WindowsBackend
 
-    return UnixBackend(table)
+        return WindowsBackend(table, lib)
+    from .unix import FallbackUnixBackend, UnixBackend
+
+    options = (table.option(knob) for knob in KNOBS)
+    if any(opt is not None and opt.fallback is not None for opt in options):
+        return FallbackUnixBackend(table, lib)
+    return UnixBackend(table, lib)
 
 
 def backend() -> Backend:
@@ -37,6 +44,18 @@ def backend() -> Backend:
                 _current = _create()
             current = _current
     return current
+
+
+def use(platform: Optional[str], lib: Any) -> Backend:
+    """Make the backend for table *platform* (``None``: detect) calling *lib*.
+
+    For tests that simulate another system: *lib* stands in for the C
+    library (or ``ws2_32``).
+    """
+    global _current
+    with _lock:
+        _current = _create(platform, lib)
+        return _current
 
 
 def reset() -> None:

@@ -16,12 +16,13 @@ import sys
 import threading
 from typing import Any, Callable
 
+from .._convert import range_text
 from .._libc import libc
-from ..constants import Option, PlatformTable
+from ..constants import Option, PlatformTable, Unit
 from ..errors import SocketOptionError
 from .base import Backend
 
-__all__ = ["UnixBackend"]
+__all__ = ["FallbackUnixBackend", "UnixBackend"]
 
 _INT_SIZE = ctypes.sizeof(ctypes.c_int)
 
@@ -98,8 +99,74 @@ def _short_value(buf: _Buffers, opt: Option) -> int:
     if length in (1, 2):
         raw = ctypes.string_at(ctypes.addressof(buf.value), length)
         return int.from_bytes(raw, sys.byteorder, signed=length != 1)
-    exc = SocketOptionError(
-        errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}"
-    )
+    exc = SocketOptionError(errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}")
     exc.call, exc.option = "getsockopt", opt.name
     raise exc
+
+
+# -- Option.fallback -------------------------------------------------------
+# Kept out of UnixBackend.set/get: only tables with a fallback option (illumos)
+# get this subclass, and it does extra work only after the kernel refused.
+
+_MISSING_ERRNOS = (errno.ENOPROTOOPT, errno.EINVAL)
+
+
+def _scale(native: int, src: Option, dst: Option) -> int:
+    """*native* in *src*'s unit expressed in *dst*'s unit (seconds <-> ms)."""
+    if src.unit is dst.unit:
+        return native
+    if src.unit is Unit.SECONDS and dst.unit is Unit.MILLISECONDS:
+        return native * 1000
+    if src.unit is Unit.MILLISECONDS and dst.unit is Unit.SECONDS:
+        return native // 1000
+    raise TypeError(f"cannot convert {src.name} ({src.unit.value}) to {dst.name}")
+
+
+class FallbackUnixBackend(UnixBackend):
+    """A :class:`UnixBackend` that honours :attr:`Option.fallback`.
+
+    When the kernel refuses an option with ``ENOPROTOOPT``, or with
+    ``EINVAL`` and ``getsockopt`` shows the option is unknown, the call is
+    retried with the fallback option, the value converted to its unit and
+    checked against its range (``ValueError`` naming the fallback).
+    """
+
+    def set(self, fd: int, opt: Option, value: int) -> None:
+        """``setsockopt`` with *opt*, or with ``opt.fallback`` where *opt* is missing."""
+        try:
+            UnixBackend.set(self, fd, opt, value)
+        except SocketOptionError as exc:
+            fallback = opt.fallback
+            if fallback is None or not self._missing(fd, opt, exc):
+                raise
+            native = _scale(value, opt, fallback)
+            if not fallback.minimum <= native <= fallback.maximum:
+                raise ValueError(
+                    f"{opt.knob}: this system has no {opt.name}, and its fallback "
+                    f"cannot take {native} {fallback.unit.value}; {range_text(fallback)}"
+                ) from exc
+            UnixBackend.set(self, fd, fallback, native)
+
+    def get(self, fd: int, opt: Option) -> int:
+        """``getsockopt`` of *opt* (or its fallback), in *opt*'s unit."""
+        try:
+            return UnixBackend.get(self, fd, opt)
+        except SocketOptionError as exc:
+            fallback = opt.fallback
+            if fallback is None or exc.errno not in _MISSING_ERRNOS:
+                raise
+            return _scale(UnixBackend.get(self, fd, fallback), fallback, opt)
+
+    def _missing(self, fd: int, opt: Option, exc: SocketOptionError) -> bool:
+        """Whether the refusal *exc* means the kernel does not know *opt*."""
+        if exc.errno == errno.ENOPROTOOPT:
+            return True
+        if exc.errno != errno.EINVAL:
+            return False
+        # EINVAL is also the answer to a bad value: ask whether the option
+        # itself exists.
+        try:
+            UnixBackend.get(self, fd, opt)
+        except SocketOptionError as probe:
+            return probe.errno in _MISSING_ERRNOS
+        return False

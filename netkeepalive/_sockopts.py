@@ -1,0 +1,125 @@
+"""Keepalive settings as ``(level, option, value)`` tuples for other libraries.
+
+urllib3 (``socket_options=``), httpx (``HTTPTransport(socket_options=...)``)
+and many other clients take a list of tuples that they pass to
+``socket.setsockopt`` on every new socket.  :func:`socket_options` builds
+that list for the running system with the same validation and unit
+conversion as :func:`netkeepalive.configure`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from . import _sys
+from ._convert import Milliseconds, to_native
+from .constants import Option, PlatformTable
+from .errors import UnsupportedOptionError
+
+__all__ = ["socket_options"]
+
+#: Knobs in the order their tuples appear (after ``SO_KEEPALIVE``).
+_KNOBS = ("idle", "interval", "probes", "user_timeout")
+
+#: Knobs that older Windows sets only with ``WSAIoctl(SIO_KEEPALIVE_VALS)``,
+#: which no list of setsockopt tuples can express.
+_WINDOWS_IOCTL_KNOBS = frozenset({"idle", "interval"})
+
+_WINDOWS_DETAIL = (
+    "on Windows the keepalive idle time and interval may need "
+    "WSAIoctl(SIO_KEEPALIVE_VALS), which a list of setsockopt options cannot "
+    "carry; use netkeepalive.requests.KeepAliveAdapter, "
+    "netkeepalive.urllib3.PoolManager or netkeepalive.configure() on the "
+    "connected socket instead"
+)
+
+
+class _Planned(NamedTuple):
+    knob: str
+    option: Option
+    value: object
+    native: int
+
+
+def _plan(
+    table: PlatformTable,
+    idle: Optional[Milliseconds],
+    interval: Optional[Milliseconds],
+    probes: Optional[int],
+    user_timeout: Optional[Milliseconds],
+) -> List[_Planned]:
+    given: Dict[str, object] = {
+        "idle": idle,
+        "interval": interval,
+        "probes": probes,
+        "user_timeout": user_timeout,
+    }
+    plan: List[_Planned] = []
+    for knob in _KNOBS:
+        value = given[knob]
+        if value is None:
+            continue
+        opt = table.option(knob)
+        if opt is None:
+            raise UnsupportedOptionError.for_knob(knob, table.name)
+        plan.append(_Planned(knob, opt, value, to_native(opt, value, knob)))
+    return plan
+
+
+def checked_options(
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
+    probes: Optional[int] = None,
+    user_timeout: Optional[Milliseconds] = None,
+) -> Dict[str, Any]:
+    """The given knobs (``None`` dropped) as keyword arguments for ``configure``.
+
+    Each value is checked against the running system's table first, so
+    this raises what :func:`netkeepalive.configure` would raise for the
+    same values (``TypeError``, ``ValueError``,
+    :class:`UnsupportedOptionError`) without touching any socket.
+    """
+    if idle is None and interval is None and probes is None and user_timeout is None:
+        return {}
+    plan = _plan(_sys.backend().table, idle, interval, probes, user_timeout)
+    return {p.knob: p.value for p in plan}
+
+
+def socket_options(
+    *,
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
+    probes: Optional[int] = None,
+    user_timeout: Optional[Milliseconds] = None,
+) -> List[Tuple[int, int, int]]:
+    """``(level, option, value)`` tuples that turn keepalive on with these settings.
+
+    The first tuple is ``(SOL_SOCKET, SO_KEEPALIVE, 1)``; then one tuple for
+    each argument given: ``idle`` (ms, ``TCP_KEEPIDLE``; ``TCP_KEEPALIVE`` on
+    macOS), ``interval`` (ms, ``TCP_KEEPINTVL``), ``probes`` (count,
+    ``TCP_KEEPCNT``) and ``user_timeout`` (ms, ``TCP_USER_TIMEOUT``), each
+    already in the unit the running kernel takes (whole seconds for the
+    first two on Linux).  The library that receives the list calls
+    ``setsockopt`` with each tuple; nothing is called here.
+
+    Raises ``TypeError``/``ValueError`` for values :func:`~netkeepalive.configure`
+    would refuse, and :class:`~netkeepalive.UnsupportedOptionError` for an
+    option the running system lacks.  On Windows, ``idle`` and ``interval``
+    raise :class:`~netkeepalive.UnsupportedOptionError` because older
+    versions set them only through ``WSAIoctl(SIO_KEEPALIVE_VALS)``: use
+    the adapters in :mod:`netkeepalive.requests` and
+    :mod:`netkeepalive.urllib3`, or :func:`~netkeepalive.configure`, which
+    configure the socket after it is created.
+    """
+    table = _sys.backend().table
+    plan = _plan(table, idle, interval, probes, user_timeout)
+    if table.name.startswith("win32"):  # every build, "win32 (build 15063)" too
+        for p in plan:
+            if p.knob in _WINDOWS_IOCTL_KNOBS:
+                raise UnsupportedOptionError.for_knob(p.knob, table.name, _WINDOWS_DETAIL)
+    enable = table.enable
+    if enable is None:
+        raise UnsupportedOptionError.for_knob("enable", table.name)
+    result = [(enable.level, enable.number, 1)]
+    result.extend((p.option.level, p.option.number, p.native) for p in plan)
+    return result

@@ -1,0 +1,248 @@
+"""Windows: ``ws2_32``'s ``setsockopt``/``getsockopt`` and ``WSAIoctl`` via ctypes.
+
+A socket is a ``SOCKET`` (``UINT_PTR``, pointer-sized and unsigned), not a
+descriptor, so every function gets explicit ``argtypes``.  Failures are
+read with ``WSAGetLastError()`` and raised as
+:class:`~netkeepalive.errors.SocketOptionError` with ``winerror`` set and
+the matching ``errno`` where one exists.
+
+Before Windows 10 1709 (build 16299) there is no ``TCP_KEEPIDLE`` or
+``TCP_KEEPINTVL``: idle time and interval go through
+``WSAIoctl(SIO_KEEPALIVE_VALS)`` with ``struct tcp_keepalive`` (three
+``u_long``: onoff, keepalivetime, keepaliveinterval, in milliseconds).
+That ioctl sets both times and turns keepalive on at once, and cannot be
+read back, so this backend remembers, per socket handle, the last idle time
+and interval it sent and fills in the other one from that (or Windows'
+defaults, 2 h and 1 s).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from typing import Any, Dict, Optional, Tuple
+
+from .._libc import ws2_32
+from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
+from ..errors import SocketOptionError, UnsupportedOptionError
+from .base import Backend
+
+__all__ = ["WindowsBackend", "tcp_keepalive"]
+
+#: ``SOCKET`` is ``UINT_PTR``.
+SOCKET = ctypes.c_size_t
+#: ``~0``: what ``fileno()`` of a closed socket (-1) means to Windows.
+INVALID_SOCKET = (1 << (8 * ctypes.sizeof(SOCKET))) - 1
+SOCKET_ERROR = -1
+#: ``u_long`` and ``DWORD`` are 32 bits on Windows (``c_ulong`` is not, elsewhere).
+U_LONG = ctypes.c_uint32
+DWORD = ctypes.c_uint32
+_INT_SIZE = ctypes.sizeof(ctypes.c_int)
+
+#: Windows' defaults (KeepAliveTime, KeepAliveInterval), in ms, sent for a
+#: time not yet set on a socket through SIO_KEEPALIVE_VALS.
+DEFAULT_IDLE_MS = 2 * 60 * 60 * 1000
+DEFAULT_INTERVAL_MS = 1000
+
+
+class tcp_keepalive(ctypes.Structure):
+    """``struct tcp_keepalive`` from mstcpip.h: 12 bytes, times in ms."""
+
+    _fields_ = [
+        ("onoff", U_LONG),
+        ("keepalivetime", U_LONG),
+        ("keepaliveinterval", U_LONG),
+    ]
+
+
+#: Windows Sockets error codes and the errno names they stand for.
+_WSA_ERRNO_NAMES = {
+    10004: "EINTR",
+    10009: "EBADF",
+    10013: "EACCES",
+    10014: "EFAULT",
+    10022: "EINVAL",
+    10024: "EMFILE",
+    10035: "EWOULDBLOCK",
+    10036: "EINPROGRESS",
+    10038: "ENOTSOCK",
+    10042: "ENOPROTOOPT",
+    10043: "EPROTONOSUPPORT",
+    10045: "EOPNOTSUPP",
+    10050: "ENETDOWN",
+    10054: "ECONNRESET",
+    10057: "ENOTCONN",
+    10058: "ESHUTDOWN",
+}
+
+
+def _errno_for(winerror: int) -> Optional[int]:
+    """The running interpreter's errno for a Windows Sockets error, if any."""
+    name = _WSA_ERRNO_NAMES.get(winerror)
+    value = getattr(errno, name, None) if name else None
+    return value if isinstance(value, int) else None
+
+
+def _message(winerror: int, err: Optional[int]) -> str:
+    format_error = getattr(ctypes, "FormatError", None)
+    text = format_error(winerror).strip() if format_error is not None else ""
+    if not text:
+        text = os.strerror(err) if err is not None else "Windows Sockets error"
+    return f"{text} (WinError {winerror})"
+
+
+class _Buffers(threading.local):
+    """Per-thread buffers: ctypes releases the GIL during each call."""
+
+    def __init__(self) -> None:
+        self.value = ctypes.c_int(0)
+        self.length = ctypes.c_int(0)
+        self.value_ptr = ctypes.cast(ctypes.pointer(self.value), ctypes.POINTER(ctypes.c_char))
+        self.length_ptr = ctypes.pointer(self.length)
+        self.keepalive = tcp_keepalive()
+        self.keepalive_ref = ctypes.byref(self.keepalive)
+        self.returned = DWORD(0)
+        self.returned_ptr = ctypes.pointer(self.returned)
+
+
+class WindowsBackend(Backend):
+    """``setsockopt``/``getsockopt``/``WSAIoctl`` from ``ws2_32`` (loaded lazily)."""
+
+    def __init__(self, table: PlatformTable, lib: Any = None) -> None:
+        super().__init__(table)
+        self._lib = lib
+        self._functions: Optional[Tuple[Any, Any, Any, Any]] = None
+        self._tls = _Buffers()
+        self._lock = threading.Lock()
+        #: handle -> (idle ms, interval ms) last sent with SIO_KEEPALIVE_VALS.
+        self._sent: Dict[int, Tuple[int, int]] = {}
+
+    def _bind(self) -> Tuple[Any, Any, Any, Any]:
+        functions = self._functions
+        if functions is None:
+            lib = self._lib if self._lib is not None else ws2_32()
+            self._lib = lib
+            char_p = ctypes.POINTER(ctypes.c_char)
+            setsockopt, getsockopt = lib.setsockopt, lib.getsockopt
+            setsockopt.argtypes = [SOCKET, ctypes.c_int, ctypes.c_int, char_p, ctypes.c_int]
+            setsockopt.restype = ctypes.c_int
+            getsockopt.argtypes = [
+                SOCKET,
+                ctypes.c_int,
+                ctypes.c_int,
+                char_p,
+                ctypes.POINTER(ctypes.c_int),
+            ]
+            getsockopt.restype = ctypes.c_int
+            ioctl = lib.WSAIoctl
+            ioctl.argtypes = [
+                SOCKET,
+                DWORD,
+                ctypes.c_void_p,
+                DWORD,
+                ctypes.c_void_p,
+                DWORD,
+                ctypes.POINTER(DWORD),
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+            ]
+            ioctl.restype = ctypes.c_int
+            last_error = lib.WSAGetLastError
+            last_error.argtypes = []
+            last_error.restype = ctypes.c_int
+            functions = self._functions = (setsockopt, getsockopt, ioctl, last_error)
+        return functions
+
+    def _error(self, call: str, name: str) -> SocketOptionError:
+        code = int(self._bind()[3]())
+        err = _errno_for(code)
+        exc = SocketOptionError(err, _message(code, err))
+        exc.call, exc.option = call, name
+        exc.winerror = code  # type: ignore[attr-defined]  # only Windows' OSError declares it
+        return exc
+
+    def set(self, fd: int, opt: Option, value: int) -> None:
+        """``setsockopt(s, level, option, (char *)&(int){value}, sizeof(int))``.
+
+        Idle time and interval before build 16299:
+        ``WSAIoctl(s, SIO_KEEPALIVE_VALS, &tcp_keepalive, 12, ...)``.
+        """
+        if opt.number == SIO_KEEPALIVE_VALS:
+            self._set_keepalive_vals(_handle(fd), opt, value)
+            return
+        setsockopt = self._bind()[0]
+        buf = self._tls
+        buf.value.value = value
+        if setsockopt(_handle(fd), opt.level, opt.number, buf.value_ptr, _INT_SIZE) != 0:
+            raise self._error("setsockopt", opt.name)
+
+    def get(self, fd: int, opt: Option) -> int:
+        """``getsockopt(s, level, option, (char *)&value, &len)``.
+
+        A 1-byte answer (``SO_KEEPALIVE`` as a ``BOOLEAN``) is accepted;
+        ``SIO_KEEPALIVE_VALS`` cannot be read back.
+        """
+        if not opt.readable:
+            unreadable = UnsupportedOptionError.for_knob(
+                opt.knob,
+                self.table.name,
+                f"{opt.name} cannot be read back; reading it needs TCP_KEEPIDLE and "
+                f"TCP_KEEPINTVL, Windows build {WINDOWS_BUILD_KEEPIDLE} and later",
+            )
+            unreadable.call = "getsockopt"
+            raise unreadable
+        getsockopt = self._bind()[1]
+        buf = self._tls
+        buf.value.value = 0
+        buf.length.value = _INT_SIZE
+        if getsockopt(_handle(fd), opt.level, opt.number, buf.value_ptr, buf.length_ptr) != 0:
+            raise self._error("getsockopt", opt.name)
+        length = buf.length.value
+        if length == _INT_SIZE:
+            return int(buf.value.value)
+        if length == 1:
+            return ctypes.string_at(ctypes.addressof(buf.value), 1)[0]
+        exc = SocketOptionError(
+            errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}"
+        )
+        exc.call, exc.option = "getsockopt", opt.name
+        raise exc
+
+    def _set_keepalive_vals(self, handle: int, opt: Option, value: int) -> None:
+        ioctl = self._bind()[2]
+        buf = self._tls
+        with self._lock:
+            idle, interval = self._sent.get(handle, (DEFAULT_IDLE_MS, DEFAULT_INTERVAL_MS))
+            if opt.knob == "idle":
+                idle = value
+            else:
+                interval = value
+            ka = buf.keepalive
+            ka.onoff, ka.keepalivetime, ka.keepaliveinterval = 1, idle, interval
+            if (
+                ioctl(
+                    handle,
+                    SIO_KEEPALIVE_VALS,
+                    buf.keepalive_ref,
+                    ctypes.sizeof(tcp_keepalive),
+                    None,
+                    0,
+                    buf.returned_ptr,
+                    None,
+                    None,
+                )
+                != 0
+            ):
+                raise self._error("WSAIoctl", opt.name)
+            self._sent[handle] = (idle, interval)
+
+
+def _handle(fd: int) -> int:
+    """The ``SOCKET`` for *fd*; ``-1`` (a closed socket) is ``INVALID_SOCKET``."""
+    if fd == -1:
+        return INVALID_SOCKET
+    if not 0 <= fd < INVALID_SOCKET:
+        raise ValueError(f"{fd} is not a Windows SOCKET handle")
+    return fd
