@@ -414,19 +414,28 @@ def test_cli_process_descriptors_are_unchanged(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["set"], "the following arguments are required: PID"),
-        (["set", "abc", "--idle", "1000"], "not a process id: 'abc'"),
-        (["set", "0", "--idle", "1000"], "not a process id: '0'"),
-        (["set", "{pid}"], "nothing to change"),
-        (["set", "{pid}", "--idle", "0"], "--idle: 0 is out of range; TCP_KEEPIDLE takes 1"),
-        (["set", "{pid}", "--idle", "500"], "--idle: 500 ms is less than one second"),
-        (["set", "{pid}", "--interval", "-5"], "--interval: -5 is negative"),
-        (["set", "{pid}", "--probes", "128"], "--probes: 128 is out of range; TCP_KEEPCNT"),
-        (["set", "{pid}", "--interval", "2s"], "not a whole number: '2s'"),
-        (["set", "{pid}", "--enable", "--disable"], "not allowed with argument --enable"),
-        (["set", "{pid}", "--fd", "x", "--idle", "2000"], "not a descriptor number: 'x'"),
-        (["set", "{pid}", "--user-timeout", "2147483648"], "--user-timeout: 2147483648 is out"),
-        (["show", "nine"], "not a process id: 'nine'"),
+        (["set"], r"the following arguments are required: PID"),
+        (["set", "abc", "--idle", "1000"], r"not a process id: 'abc'"),
+        (["set", "0", "--idle", "1000"], r"not a process id: '0'"),
+        (["set", "{pid}"], r"nothing to change: give --enable, --disable"),
+        (
+            ["set", "{pid}", "--idle", "0"],
+            r"--idle: 0( ms)? is out of range; TCP_KEEPIDLE takes 1 ",
+        ),
+        (["set", "{pid}", "--idle", "500"], r"--idle: 500 ms is less than one second"),
+        (["set", "{pid}", "--interval", "-5"], r"--interval: -5( ms)? is negative; TCP_KEEPINTVL"),
+        (
+            ["set", "{pid}", "--probes", "128"],
+            r"--probes: 128 is out of range; TCP_KEEPCNT takes 1 to 127",
+        ),
+        (["set", "{pid}", "--interval", "2s"], r"not a whole number: '2s'"),
+        (["set", "{pid}", "--enable", "--disable"], r"not allowed with argument --enable"),
+        (["set", "{pid}", "--fd", "x", "--idle", "2000"], r"not a descriptor number: 'x'"),
+        (
+            ["set", "{pid}", "--user-timeout", "2147483648"],
+            r"--user-timeout: 2147483648( ms)? is out of range; TCP_USER_TIMEOUT",
+        ),
+        (["show", "nine"], r"not a process id: 'nine'"),
     ],
 )
 def test_argument_errors_exit_2_with_usage(child: Child, args: List[str], message: str) -> None:
@@ -434,7 +443,7 @@ def test_argument_errors_exit_2_with_usage(child: Child, args: List[str], messag
     result = run_cli(*(a.format(pid=child.pid) for a in args))
     assert result.returncode == 2
     assert result.stderr.startswith("usage: netkeepalive ")
-    assert message in result.stderr
+    assert re.search(message, result.stderr), result.stderr
     assert result.stdout == ""
     assert child.settings() == before
 
