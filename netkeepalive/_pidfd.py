@@ -1,0 +1,222 @@
+"""Borrow another process's descriptors: Linux ``pidfd_open`` + ``pidfd_getfd``.
+
+``pidfd_open(pid, 0)`` (Linux 5.3) returns a descriptor that pins the
+process; ``pidfd_getfd(pidfd, targetfd, 0)`` (Linux 5.6) duplicates the
+process's descriptor *targetfd* into ours.  Both refer to the same open
+file, so ``setsockopt`` on the copy changes the target's socket.
+
+The kernel allows ``pidfd_getfd`` only with ptrace access to the target
+(``PTRACE_MODE_ATTACH_REALCREDS``): the same user id and no stricter
+Yama ``ptrace_scope``, or ``CAP_SYS_PTRACE``.  Nothing here raises
+privileges.
+
+Neither call has a C library wrapper before glibc 2.36, so both go
+through ``syscall(2)`` via ctypes with the numbers below.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Tuple
+
+from ._libc import libc
+
+__all__ = [
+    "PidfdUnsupportedError",
+    "SyscallError",
+    "borrowed",
+    "check_supported",
+    "opened",
+    "pidfd_getfd",
+    "pidfd_open",
+    "syscall_numbers",
+]
+
+# Since Linux 5.1 every architecture numbers new system calls alike (the
+# "unified" syscall table): pidfd_open is 434 and pidfd_getfd 438
+# (asm-generic/unistd.h, arch/x86/entry/syscalls/syscall_64.tbl, ...).
+# Exceptions: alpha adds 110; ia64 (removed in Linux 6.7) adds 1024; the
+# three MIPS ABIs add 4000 (o32), 5000 (n64) and 6000 (n32); the x32 ABI
+# on x86_64 sets __X32_SYSCALL_BIT (0x40000000).
+PIDFD_OPEN = 434
+PIDFD_GETFD = 438
+_X32_SYSCALL_BIT = 0x40000000
+
+
+class SyscallError(OSError):
+    """A ``pidfd_open``/``pidfd_getfd`` call failed; ``errno`` is the kernel's.
+
+    ``str(exc)`` names the call and its arguments, e.g.
+    ``pidfd_getfd(pid 1234, fd 5): [Errno 1] Operation not permitted``.
+    """
+
+    call: str = ""
+
+    @classmethod
+    def from_errno(cls, err: int, call: str) -> SyscallError:
+        """The error for *call* (with its arguments) that failed with *err*."""
+        exc = cls(err, os.strerror(err))
+        exc.call = call
+        return exc
+
+    def __str__(self) -> str:
+        return f"{self.call}: [Errno {self.errno}] {self.strerror}"
+
+
+class PidfdUnsupportedError(SyscallError):
+    """This system cannot borrow descriptors: not Linux, or a kernel before 5.6.
+
+    ``errno`` is ``ENOSYS``.
+    """
+
+
+def syscall_numbers(
+    machine: Optional[str] = None,
+    platform: Optional[str] = None,
+    pointer_size: Optional[int] = None,
+    multiarch: Optional[str] = None,
+) -> Tuple[int, int]:
+    """``(pidfd_open, pidfd_getfd)`` system call numbers for a Linux ABI.
+
+    Defaults describe the running interpreter: ``sys.platform``,
+    ``uname -m`` (the kernel's machine, also for a 32-bit program on a
+    64-bit kernel), the size of a C pointer and
+    ``sys.implementation._multiarch``, which tells the MIPS n32 ABI from
+    o32 and x32 from i386 (without it, the interpreter's ELF header does).  Raises
+    :class:`PidfdUnsupportedError` on systems other than Linux.
+    """
+    plat = sys.platform if platform is None else platform
+    if not plat.startswith("linux"):
+        raise PidfdUnsupportedError.from_errno(
+            errno.ENOSYS, f"pidfd_open/pidfd_getfd (Linux only; this is {plat})"
+        )
+    if machine is None:
+        machine = os.uname().machine
+    if pointer_size is None:
+        pointer_size = ctypes.sizeof(ctypes.c_void_p)
+    if multiarch is None:
+        multiarch = str(getattr(sys.implementation, "_multiarch", ""))
+    machine = machine.lower()
+    offset = 0
+    if machine.startswith("alpha"):
+        offset = 110
+    elif machine.startswith("ia64"):
+        offset = 1024
+    elif machine.startswith("mips"):
+        if pointer_size == 8:
+            offset = 5000
+        elif "abin32" in multiarch:
+            offset = 6000
+        else:
+            offset = 4000
+    elif machine == "x86_64" and pointer_size == 4 and _is_x32(multiarch):
+        offset = _X32_SYSCALL_BIT
+    return PIDFD_OPEN + offset, PIDFD_GETFD + offset
+
+
+#: ``e_machine`` of an x86-64 ELF file; an x32 program is a 32-bit ELF file
+#: with this machine, an i386 program has ``EM_386`` (3).
+_EM_X86_64 = 62
+
+
+def _is_x32(multiarch: str) -> bool:
+    """Whether a 32-bit interpreter on an x86_64 kernel uses the x32 ABI (not i386)."""
+    if multiarch:
+        return multiarch.endswith("x32")
+    try:
+        with open("/proc/self/exe", "rb") as exe:
+            header = exe.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and int.from_bytes(header[18:20], "little") == _EM_X86_64
+
+
+_syscall: Any = None
+
+
+def _call(number: int, *args: Any) -> int:
+    """``syscall(number, args...)``; returns the result or raises with errno."""
+    global _syscall
+    fn = _syscall
+    if fn is None:
+        # A fresh function object (item access is not cached on the CDLL), so
+        # setting restype here cannot affect anyone else's use of syscall.
+        fn = libc()["syscall"]
+        fn.restype = ctypes.c_long
+        _syscall = fn
+    result: int = fn(ctypes.c_long(number), *args)
+    if result == -1:
+        return -ctypes.get_errno() or -errno.EIO
+    return result
+
+
+def _check(result: int, call: str) -> int:
+    if result >= 0:
+        return result
+    err = -result
+    if err == errno.ENOSYS:
+        raise PidfdUnsupportedError.from_errno(err, f"{call} (needs Linux 5.6 or later)")
+    raise SyscallError.from_errno(err, call)
+
+
+def pidfd_open(pid: int) -> int:
+    """``pidfd_open(pid, 0)``: a new descriptor referring to process *pid*.
+
+    The caller must close it.  Raises :class:`SyscallError` (``ESRCH`` for
+    no such process, ``EINVAL`` for a thread id) or
+    :class:`PidfdUnsupportedError`.
+    """
+    nr_open, _ = syscall_numbers()
+    return _check(_call(nr_open, ctypes.c_int(pid), ctypes.c_uint(0)), f"pidfd_open({pid})")
+
+
+def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
+    """``pidfd_getfd(pidfd, targetfd, 0)``: a copy of the process's descriptor.
+
+    The copy has ``FD_CLOEXEC`` set; the caller must close it.  *pid* only
+    labels error messages.  Raises :class:`SyscallError` (``EPERM`` without
+    ptrace access, ``EBADF`` when *targetfd* is not open, ``ESRCH`` when
+    the process has exited) or :class:`PidfdUnsupportedError`.
+    """
+    _, nr_getfd = syscall_numbers()
+    who = f"pid {pid}" if pid is not None else f"pidfd {pidfd}"
+    return _check(
+        _call(nr_getfd, ctypes.c_int(pidfd), ctypes.c_int(targetfd), ctypes.c_uint(0)),
+        f"pidfd_getfd({who}, fd {targetfd})",
+    )
+
+
+def check_supported() -> None:
+    """Raise :class:`PidfdUnsupportedError` unless this system has ``pidfd_getfd``.
+
+    Probes with ``pidfd_getfd(-1, 0, 0)``: a kernel that has the call
+    refuses the bad descriptor with ``EBADF``, an older one says ``ENOSYS``.
+    """
+    _, nr_getfd = syscall_numbers()
+    err = -_call(nr_getfd, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_uint(0))
+    if err == errno.ENOSYS:
+        raise PidfdUnsupportedError.from_errno(err, "pidfd_getfd (needs Linux 5.6 or later)")
+
+
+@contextmanager
+def opened(pid: int) -> Iterator[int]:
+    """A pidfd for *pid*, closed when the block ends."""
+    pidfd = pidfd_open(pid)
+    try:
+        yield pidfd
+    finally:
+        os.close(pidfd)
+
+
+@contextmanager
+def borrowed(pidfd: int, targetfd: int, pid: Optional[int] = None) -> Iterator[int]:
+    """A copy of the process's descriptor *targetfd*, closed when the block ends."""
+    fd = pidfd_getfd(pidfd, targetfd, pid)
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -1,0 +1,174 @@
+"""Find a process's TCP sockets in ``/proc`` (Linux).
+
+``/proc/PID/fd/N`` links to ``socket:[INODE]`` for sockets; the process's
+own network namespace lists its TCP sockets, by inode, in
+``/proc/PID/net/tcp`` and ``/proc/PID/net/tcp6`` with addresses and state.
+A TCP socket that is neither bound nor connected is in neither table; the
+socket file system's ``system.sockprotoname`` attribute still names its
+protocol (``TCP``/``TCPv6``), so it is found too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+__all__ = [
+    "TCP_STATES",
+    "Endpoint",
+    "TcpSocket",
+    "list_pids",
+    "parse_tcp_table",
+    "socket_fds",
+    "tcp_sockets",
+]
+
+#: ``st`` column of /proc/net/tcp (include/net/tcp_states.h).
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
+
+_TCP_PROTO_NAMES = {b"TCP": "tcp", b"TCPv6": "tcp6"}
+
+
+class Endpoint(NamedTuple):
+    """One row of ``/proc/PID/net/tcp{,6}``."""
+
+    family: str  # "tcp" or "tcp6"
+    local: str
+    remote: str
+    state: str
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    """A TCP socket held by process ``pid`` as descriptor ``fd``."""
+
+    pid: int
+    fd: int
+    inode: int
+    family: str
+    local: str
+    remote: str
+    state: str
+
+
+def list_pids(proc: str = "/proc") -> List[int]:
+    """Every process id in *proc*, ascending."""
+    return sorted(int(name) for name in os.listdir(proc) if name.isdigit())
+
+
+def _address(text: str) -> str:
+    """``0100007F:1F90`` or ``0000...01000000:1F90`` as ``127.0.0.1:8080`` / ``[::1]:8080``.
+
+    The all-zero address with port 0 (no peer, not bound) is ``-``.
+    """
+    host, port_hex = text.split(":")
+    port = int(port_hex, 16)
+    # The kernel prints each 32-bit word of the address with %08X, i.e. in
+    # the host's byte order.
+    raw = b"".join(
+        int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
+    )
+    if port == 0 and not any(raw):
+        return "-"  # no address: a listener's peer, an unbound socket
+    if len(raw) == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}"
+    return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}"
+
+
+def parse_tcp_table(text: str, family: str) -> Dict[int, Endpoint]:
+    """Rows of a ``/proc/net/tcp``-format table by socket inode (0 = no socket)."""
+    rows: Dict[int, Endpoint] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        inode = int(fields[9])
+        if inode == 0:  # TIME_WAIT and request sockets have no inode
+            continue
+        state = TCP_STATES.get(int(fields[3], 16), f"0x{fields[3]}")
+        rows[inode] = Endpoint(family, _address(fields[1]), _address(fields[2]), state)
+    return rows
+
+
+def _read_tables(pid: int, proc: str) -> Dict[int, Endpoint]:
+    rows: Dict[int, Endpoint] = {}
+    for family in ("tcp", "tcp6"):
+        try:
+            with open(os.path.join(proc, str(pid), "net", family)) as f:
+                text = f.read()
+        except FileNotFoundError:  # no IPv6 in this kernel or namespace
+            continue
+        rows.update(parse_tcp_table(text, family))
+    return rows
+
+
+def socket_fds(pid: int, proc: str = "/proc") -> List[Tuple[int, int]]:
+    """``(fd, inode)`` of every socket process *pid* holds, by ascending fd.
+
+    Reading another process's descriptors needs ptrace read access: raises
+    ``PermissionError`` without it, ``FileNotFoundError`` when the process
+    is gone.  A descriptor closed while the list is read is skipped.
+    """
+    base = os.path.join(proc, str(pid), "fd")
+    found: List[Tuple[int, int]] = []
+    for name in os.listdir(base):
+        try:
+            target = os.readlink(os.path.join(base, name))
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            found.append((int(name), int(target[8:-1])))
+    found.sort()
+    return found
+
+
+def _unlisted_family(path: str) -> Optional[str]:
+    """``tcp``/``tcp6`` if the socket at *path* is TCP (``system.sockprotoname``)."""
+    try:
+        name = os.getxattr(path, "system.sockprotoname")
+    except OSError:
+        return None
+    return _TCP_PROTO_NAMES.get(name.rstrip(b"\0"))
+
+
+def tcp_sockets(
+    pid: int, proc: str = "/proc", only_fds: Optional[List[int]] = None
+) -> List[TcpSocket]:
+    """The TCP sockets of process *pid*, by ascending fd.
+
+    With *only_fds*, just those descriptors (the ones that are TCP sockets).
+    Raises like :func:`socket_fds`.
+    """
+    fds = socket_fds(pid, proc)
+    if only_fds is not None:
+        wanted = set(only_fds)
+        fds = [(fd, inode) for fd, inode in fds if fd in wanted]
+    if not fds:
+        return []
+    table = _read_tables(pid, proc)
+    found: List[TcpSocket] = []
+    for fd, inode in fds:
+        row = table.get(inode)
+        if row is None:
+            family = _unlisted_family(os.path.join(proc, str(pid), "fd", str(fd)))
+            if family is None:
+                continue
+            row = Endpoint(family, "-", "-", "CLOSE")
+        found.append(TcpSocket(pid, fd, inode, row.family, row.local, row.remote, row.state))
+    return found
