@@ -110,13 +110,14 @@ class _RefusingLib:
     on Linux; both the public API's fast path and its error path see it.
     """
 
-    def __init__(self, level: int, option: int, err: int) -> None:
+    def __init__(self, level: int, option: int, err: int, when: Callable[[int], bool]) -> None:
         self.real = netkeepalive._libc.libc()
         self.refused = (level, option)
         self.err = err
+        self.when = when
 
     def setsockopt(self, fd: int, level: int, option: int, value: Any, length: int) -> int:
-        if (level, option) == self.refused:
+        if (level, option) == self.refused and self.when(fd):
             ctypes.set_errno(self.err)
             return -1
         result: int = self.real.setsockopt(fd, level, option, value, length)
@@ -128,10 +129,16 @@ class _RefusingLib:
 
 
 @pytest.fixture
-def refuse_option(fresh_backend: None) -> Callable[[int, int, int], None]:
-    """``refuse_option(level, option, errno)``: make setsockopt of that option fail."""
+def refuse_option(fresh_backend: None) -> Callable[..., None]:
+    """``refuse_option(level, option, errno, when=None)``: make setsockopt fail.
 
-    def install(level: int, option: int, err: int) -> None:
-        netkeepalive._sys.use(None, _RefusingLib(level, option, err))
+    *when*, if given, is called with the descriptor and says whether to refuse.
+    """
+
+    def install(
+        level: int, option: int, err: int, when: Optional[Callable[[int], bool]] = None
+    ) -> None:
+        lib = _RefusingLib(level, option, err, when or (lambda fd: True))
+        netkeepalive._sys.use(None, lib)
 
     return install

@@ -8,9 +8,11 @@ side.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -356,23 +358,18 @@ def test_set_closed_fd_is_named(child: Child) -> None:
 
 @needs_pidfd
 def test_set_failure_names_the_socket_and_why(
-    child: Child, main: Callable[[List[str]], int], capsys: Any, monkeypatch: pytest.MonkeyPatch
+    child: Child, main: Callable[[List[str]], int], capsys: Any, refuse_option: Any
 ) -> None:
     """A kernel refusal on one socket (errno injected) is reported; the others change."""
-    from netkeepalive._sys.unix import UnixBackend
-    from netkeepalive.errors import SocketOptionError
-
     before = child.settings()
     victim = sorted(fd for fd, v in before.items() if v["enabled"])[0]
     victim_inode = os.stat(f"/proc/{child.pid}/fd/{victim}").st_ino
-    real_set = UnixBackend.set
-
-    def refuse_victim(self: UnixBackend, fd: int, opt: Any, value: int) -> None:
-        if opt.name == "TCP_KEEPCNT" and os.fstat(fd).st_ino == victim_inode:
-            raise SocketOptionError.from_errno(22, "setsockopt", opt.name)
-        real_set(self, fd, opt, value)
-
-    monkeypatch.setattr(UnixBackend, "set", refuse_victim)
+    refuse_option(
+        socket.IPPROTO_TCP,
+        socket.TCP_KEEPCNT,
+        errno.EINVAL,
+        when=lambda fd: os.fstat(fd).st_ino == victim_inode,
+    )
     fds = open_fds()
     status = main(["set", str(child.pid), "--probes", "9"])
     err = capsys.readouterr().err
