@@ -27,9 +27,37 @@ from ._api import (
     set_keepalive_probes,
     set_user_timeout,
 )
-from ._sockopts import socket_options
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
-from .tcp_info import TcpInfo, get_tcp_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._sockopts import socket_options
+    from .tcp_info import TcpInfo, get_tcp_info
+
+#: Names whose modules load on first use: they pull in the option tables,
+#: which ``import netkeepalive`` does not need (the setters load them on the
+#: first call).
+_LAZY = {
+    "socket_options": "._sockopts",
+    "TcpInfo": ".tcp_info",
+    "get_tcp_info": ".tcp_info",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -27,27 +27,6 @@ if TYPE_CHECKING:
     from ._convert import Milliseconds
     from ._sys.base import Backend
     from .constants import Option
-else:
-
-    class _NamedTupleMeta(type):
-        """``class X(NamedTuple)`` syntax on :func:`collections.namedtuple`.
-
-        What :class:`typing.NamedTuple` does for a class without defaults,
-        without importing :mod:`typing`: the annotated names become the
-        fields, everything else in the class body is copied over.
-        """
-
-        def __new__(mcls, name, bases, namespace):
-            fields = tuple(namespace.get("__annotations__", {}))
-            if any(field in namespace for field in fields):
-                raise TypeError(f"{name}: field defaults are not supported")
-            cls = namedtuple(name, fields, module=namespace["__module__"])
-            for key, value in namespace.items():
-                if key not in ("__module__", "__dict__", "__weakref__"):
-                    setattr(cls, key, value)
-            return cls
-
-    NamedTuple = type.__new__(_NamedTupleMeta, "NamedTuple", (), {})
 
 __all__ = [
     "Settings",
@@ -71,25 +50,39 @@ __all__ = [
 _APPLY_ORDER = ("user_timeout", "probes", "interval", "idle")
 
 
-class Settings(NamedTuple):
+_FIELD_DOCS = {
+    "enabled": "``SO_KEEPALIVE``: whether keepalive probes are sent at all.",
+    "idle": "``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` on macOS): idle time before the "
+    "first probe, in ms.",
+    "interval": "``TCP_KEEPINTVL``: time between probes, in ms.",
+    "probes": "``TCP_KEEPCNT``: unanswered probes before the connection is dropped.",
+    "user_timeout": "``TCP_USER_TIMEOUT``: how long sent data may stay "
+    "unacknowledged, in ms (0 = the system default).",
+}
+
+if TYPE_CHECKING:
+
+    class _SettingsFields(NamedTuple):
+        enabled: bool
+        idle: Optional[int]
+        interval: Optional[int]
+        probes: Optional[int]
+        user_timeout: Optional[int]
+
+else:  # the same class without importing ``typing`` (part of the import cost)
+    _SettingsFields = namedtuple("Settings", tuple(_FIELD_DOCS), module=__name__)
+    for _name, _doc in _FIELD_DOCS.items():
+        getattr(_SettingsFields, _name).__doc__ = _doc
+
+
+class Settings(_SettingsFields):
     """Keepalive settings of one socket, as read back from the kernel.
 
     Times are in milliseconds; ``None`` means the running platform has no
     such option, or cannot read it back (Windows' ``SIO_KEEPALIVE_VALS``).
     """
 
-    #: ``SO_KEEPALIVE``: whether keepalive probes are sent at all.
-    enabled: bool
-    #: ``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` on macOS): idle time before the
-    #: first probe, ms.
-    idle: Optional[int]
-    #: ``TCP_KEEPINTVL``: time between probes, ms.
-    interval: Optional[int]
-    #: ``TCP_KEEPCNT``: unanswered probes before the connection is dropped.
-    probes: Optional[int]
-    #: ``TCP_USER_TIMEOUT``: how long sent data may stay unacknowledged, ms
-    #: (0 = the system default).
-    user_timeout: Optional[int]
+    __slots__ = ()
 
     @property
     def detection_time(self) -> Optional[int]:
