@@ -292,6 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="start the import children without -S (with this environment's site hooks)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 even when a target is missed (a short run on a busy machine, "
+        "e.g. CI, checks that the benchmark works, not the figures)",
+    )
     args = parser.parse_args(argv)
     if min(args.repeat, args.number, args.import_runs) < 1:
         parser.error("--repeat, --number and --import-runs must be at least 1")
@@ -348,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for us, name in heaviest_imports():
             print(f"  {us:8d}  {name}")
     print("\nFAIL: a target was missed" if failed else "\nall targets met")
-    return 1 if failed else 0
+    return 1 if failed and not args.report_only else 0
 
 
 if __name__ == "__main__":
