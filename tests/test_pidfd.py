@@ -299,3 +299,17 @@ def test_parse_tcp_table_decodes_addresses_in_host_byte_order() -> None:
     assert _procfs.parse_tcp_table(text6, "tcp6") == {
         77: _procfs.Endpoint("tcp6", "[2001:db8::1]:80", "[2001:db8::1]:50000", "ESTABLISHED")
     }
+
+
+def test_parse_tcp_table_names_every_state_tcp_info_names() -> None:
+    # One table of state names serves /proc/net/tcp and TCP_INFO, so a
+    # state 6.x kernels print (0D, BOUND_INACTIVE) reads the same in both.
+    from netkeepalive import tcp_info
+
+    assert _procfs.TCP_STATES is tcp_info.TCP_STATES
+    text = (
+        "header\n"
+        "   0: 0100007F:1F90 00000000:0000 0D 00000000:00000000 00:00000000 00000000"
+        "     0        0 99 1 0000000000000000\n"
+    )
+    assert _procfs.parse_tcp_table(text, "tcp")[99].state == "BOUND_INACTIVE"
