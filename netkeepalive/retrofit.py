@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
@@ -66,24 +66,23 @@ _COLUMNS: Tuple[Tuple[str, str], ...] = (
 # -- arguments -------------------------------------------------------------
 
 
-def _pid(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
-    return value
+def _number_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a decimal int >= *minimum*, else "not *what*: 'TEXT'"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    return parse
 
 
-def _fd_number(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}")
-    return value
+_pid = _number_at_least(1, "a process id")
+_fd_number = _number_at_least(0, "a descriptor number")
 
 
 def _integer(text: str) -> int:
