@@ -66,23 +66,27 @@ _COLUMNS: Tuple[Tuple[str, str], ...] = (
 # -- arguments -------------------------------------------------------------
 
 
-def _number_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a decimal int >= *minimum*, else "not *what*: 'TEXT'"."""
+#: Process ids and descriptors reach the kernel as a C ``int``.
+_INT_MAX = 2**31 - 1
+
+
+def _number_from(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a decimal int in *minimum*.._INT_MAX, else "not *what*"."""
 
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
+        if not minimum <= value <= _INT_MAX:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         return value
 
     return parse
 
 
-_pid = _number_at_least(1, "a process id")
-_fd_number = _number_at_least(0, "a descriptor number")
+_pid = _number_from(1, "a process id")
+_fd_number = _number_from(0, "a descriptor number")
 
 
 def _integer(text: str) -> int:

@@ -153,6 +153,20 @@ def test_borrowed_descriptor_is_closed_when_the_block_raises(client: socket.sock
 
 
 @needs_pidfd
+def test_numbers_beyond_a_c_int_are_refused_not_wrapped(client: socket.socket) -> None:
+    # 2**32 + n would reach the kernel as n: our own process, our own socket.
+    fds = open_fds()
+    big_pid = 2**32 + os.getpid()
+    with pytest.raises(ValueError, match=rf"^pidfd_open\({big_pid}\): pid {big_pid} "):
+        _pidfd.pidfd_open(big_pid)
+    big_fd = 2**32 + client.fileno()
+    with _pidfd.opened(os.getpid()) as pidfd:  # noqa: SIM117 (one with statement needs 3.10)
+        with pytest.raises(ValueError, match=rf"^pidfd_getfd\(pid \d+, fd {big_fd}\): fd "):
+            _pidfd.pidfd_getfd(pidfd, big_fd, os.getpid())
+    assert open_fds() == fds
+
+
+@needs_pidfd
 def test_errors_carry_errno_and_name_the_call() -> None:
     fds = open_fds()
     with pytest.raises(_pidfd.SyscallError) as info:
