@@ -268,7 +268,13 @@ def _unsupported(platform: str) -> UnsupportedOptionError:
 
 
 def _read(fd: int, size: int = FULL_SIZE) -> TcpInfo:
-    """``getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len)`` asking for *size* bytes."""
+    """``getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len)`` asking for *size* bytes.
+
+    *size* is at most :data:`FULL_SIZE`: the kernel writes up to *size* bytes
+    into a buffer of that size.
+    """
+    if not 0 <= size <= FULL_SIZE:
+        raise ValueError(f"TCP_INFO: size {size} is outside the buffer's 0 to {FULL_SIZE} bytes")
     table = _sys.backend().table
     if table.name not in ("linux", "android") or table.tcp_info is None:
         raise _unsupported(table.name)
