@@ -13,7 +13,7 @@ import sys
 from collections import namedtuple
 
 from . import _sys
-from ._convert import from_native, to_native
+from ._convert import from_native, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError
 
@@ -22,11 +22,10 @@ from .errors import LibraryNotFoundError
 # load with the backend on the first call.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+    from typing import Any, Callable, List, NamedTuple, Optional
 
     from ._convert import Milliseconds
     from ._sys.base import Backend
-    from .constants import Option
 
 __all__ = [
     "Settings",
@@ -324,20 +323,9 @@ def _configure(
     backend = _backend()
     _check_enable(enable)
     fd = fileno(sock)
-    given: Dict[str, object] = {
-        "user_timeout": user_timeout,
-        "probes": probes,
-        "interval": interval,
-        "idle": idle,
-    }
-    plan: List[Tuple[Option, int]] = []
-    for knob in _APPLY_ORDER:
-        value = given[knob]
-        if value is not None:
-            opt = backend.option(knob)
-            plan.append((opt, to_native(opt, value, knob)))
+    planned = plan(backend.option, zip(_APPLY_ORDER, (user_timeout, probes, interval, idle)))
     enable_opt = backend.option("enable")
-    for opt, native in plan:
+    for _knob, opt, _value, native in planned:
         backend.set(fd, opt, native)
     backend.set(fd, enable_opt, 1 if enable else 0)
     return _get_settings(fd)

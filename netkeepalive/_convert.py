@@ -15,14 +15,14 @@ import math
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import timedelta
-    from typing import Union
+    from typing import Callable, Iterable, List, Tuple, Union
 
     from .constants import Option
 
     #: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
     Milliseconds = Union[int, float, timedelta]
 
-__all__ = ["Milliseconds", "from_native", "range_text", "to_native"]
+__all__ = ["Milliseconds", "from_native", "plan", "range_text", "to_native"]
 
 
 def __getattr__(name: str) -> object:
@@ -106,6 +106,25 @@ def to_native(opt: Option, value: object, label: str) -> int:
         return native
     shown = f"{value!r}" if unit is Unit.COUNT else _shown(value)
     raise ValueError(f"{label}: {shown} is out of range; {range_text(opt)}")
+
+
+def plan(
+    option: Callable[[str], Option], given: Iterable[Tuple[str, object]]
+) -> List[Tuple[str, Option, object, int]]:
+    """``(knob, option, value, native)`` for each ``(knob, value)`` not ``None``.
+
+    In the order given; *option* maps a knob to its option or raises
+    :class:`~netkeepalive.UnsupportedOptionError`
+    (:meth:`~netkeepalive._sys.base.Backend.option`).  Every value is
+    checked by :func:`to_native` before the list is returned, so the first
+    bad one raises and nothing has reached the kernel.
+    """
+    planned: List[Tuple[str, Option, object, int]] = []
+    for knob, value in given:
+        if value is not None:
+            opt = option(knob)
+            planned.append((knob, opt, value, to_native(opt, value, knob)))
+    return planned
 
 
 def from_native(opt: Option, native: int) -> int:

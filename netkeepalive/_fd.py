@@ -16,6 +16,19 @@ _ACCEPTED = (
     "an asyncio StreamWriter or transport, or a non-negative int descriptor"
 )
 _socket_fileno = socket.socket.fileno
+#: The largest descriptor a C ``int`` holds; ctypes would wrap a larger one.
+_FD_MAX = 2**31 - 1
+
+
+def _wide(fd: int, source: str) -> int:
+    """*fd*, which does not fit a C ``int``: an error unless the backend takes it."""
+    from . import _sys
+
+    if _sys.backend().wide_descriptors:  # Windows' SOCKET: checked by the backend
+        return fd
+    raise ValueError(
+        f"{source} {fd}, which does not fit a C int: a socket descriptor is 0 to {_FD_MAX}"
+    )
 
 
 def fileno(sock: Any) -> int:
@@ -23,13 +36,17 @@ def fileno(sock: Any) -> int:
 
     A closed socket yields ``-1``, which the kernel then refuses with
     ``EBADF``.  Raises :class:`TypeError` for anything that has no
-    descriptor and :class:`ValueError` for a negative ``int``.
+    descriptor and :class:`ValueError` for a negative ``int``, or one that
+    does not fit a C ``int`` (ctypes would wrap it onto another descriptor)
+    except where the backend takes wider handles (Windows' ``SOCKET``).
     """
     if type(sock) is socket.socket:
         return _socket_fileno(sock)
     if type(sock) is int or (isinstance(sock, int) and not isinstance(sock, bool)):
         if sock < 0:
             raise ValueError(f"a socket descriptor must be >= 0, got {int(sock)}")
+        if sock > _FD_MAX:
+            return _wide(int(sock), "got descriptor")
         return int(sock)
     method = getattr(sock, "fileno", None)
     if method is None:
@@ -49,4 +66,6 @@ def fileno(sock: Any) -> int:
         ) from None
     if type(fd) is not int:
         raise TypeError(f"{type(sock).__name__}.fileno() returned {type(fd).__name__}, not int")
+    if fd > _FD_MAX or fd < -_FD_MAX - 1:  # -1 (closed) passes: the kernel says EBADF
+        return _wide(fd, f"{type(sock).__name__}.fileno() returned")
     return fd

@@ -163,15 +163,27 @@ def _check(result: int, call: str) -> int:
     raise SyscallError.from_errno(err, call)
 
 
+_INT_MAX = 2**31 - 1
+
+
+def _c_int(value: int, what: str, call: str) -> ctypes.c_int:
+    """*value* as a C ``int``; ``ValueError`` where ctypes would wrap it."""
+    if not -_INT_MAX - 1 <= value <= _INT_MAX:
+        raise ValueError(f"{call}: {what} {value} does not fit a C int")
+    return ctypes.c_int(value)
+
+
 def pidfd_open(pid: int) -> int:
     """``pidfd_open(pid, 0)``: a new descriptor referring to process *pid*.
 
     The caller must close it.  Raises :class:`SyscallError` (``ESRCH`` for
     no such process, ``EINVAL`` for a thread id) or
-    :class:`PidfdUnsupportedError`.
+    :class:`PidfdUnsupportedError`; ``ValueError`` for a *pid* that does
+    not fit a C ``int``.
     """
     nr_open, _ = syscall_numbers()
-    return _check(_call(nr_open, ctypes.c_int(pid), ctypes.c_uint(0)), f"pidfd_open({pid})")
+    call = f"pidfd_open({pid})"
+    return _check(_call(nr_open, _c_int(pid, "pid", call), ctypes.c_uint(0)), call)
 
 
 def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
@@ -184,10 +196,9 @@ def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
     """
     _, nr_getfd = syscall_numbers()
     who = f"pid {pid}" if pid is not None else f"pidfd {pidfd}"
-    return _check(
-        _call(nr_getfd, ctypes.c_int(pidfd), ctypes.c_int(targetfd), ctypes.c_uint(0)),
-        f"pidfd_getfd({who}, fd {targetfd})",
-    )
+    call = f"pidfd_getfd({who}, fd {targetfd})"
+    args = (_c_int(pidfd, "pidfd", call), _c_int(targetfd, "fd", call), ctypes.c_uint(0))
+    return _check(_call(nr_getfd, *args), call)
 
 
 def check_supported() -> None:

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from .constants import TCP_STATES
+
 __all__ = [
     "TCP_STATES",
     "Endpoint",
@@ -26,21 +28,6 @@ __all__ = [
     "tcp_sockets",
 ]
 
-#: ``st`` column of /proc/net/tcp (include/net/tcp_states.h).
-TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN_SENT",
-    3: "SYN_RECV",
-    4: "FIN_WAIT1",
-    5: "FIN_WAIT2",
-    6: "TIME_WAIT",
-    7: "CLOSE",
-    8: "CLOSE_WAIT",
-    9: "LAST_ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "NEW_SYN_RECV",
-}
 
 _TCP_PROTO_NAMES = {b"TCP": "tcp", b"TCPv6": "tcp6"}
 

@@ -38,8 +38,12 @@ __all__ = [
     "watch",
 ]
 
+#: The CPU architecture (``uname -m``); Windows has no ``os.uname``, and
+#: this module must import there for ``netkeepalive demo`` to say why it
+#: cannot run.
+_MACHINE = os.uname().machine if hasattr(os, "uname") else ""
 #: ``SO_ATTACH_FILTER`` (``asm-generic/socket.h``; parisc has its own number).
-SO_ATTACH_FILTER = 0x401A if os.uname().machine.startswith(("parisc", "hppa")) else 26
+SO_ATTACH_FILTER = 0x401A if _MACHINE.startswith(("parisc", "hppa")) else 26
 #: ``BPF_RET | BPF_K``: return the constant ``k`` (bytes to keep; 0 = drop).
 _BPF_RET_K = 0x06
 

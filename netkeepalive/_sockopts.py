@@ -9,11 +9,12 @@ conversion as :func:`netkeepalive.configure`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _sys
-from ._convert import Milliseconds, to_native
-from .constants import Option, PlatformTable
+from ._convert import Milliseconds, plan
+from ._sys.base import Backend
+from .constants import Option
 from .errors import UnsupportedOptionError
 
 __all__ = ["socket_options"]
@@ -34,36 +35,15 @@ _WINDOWS_DETAIL = (
 )
 
 
-class _Planned(NamedTuple):
-    knob: str
-    option: Option
-    value: object
-    native: int
-
-
 def _plan(
-    table: PlatformTable,
+    backend: Backend,
     idle: Optional[Milliseconds],
     interval: Optional[Milliseconds],
     probes: Optional[int],
     user_timeout: Optional[Milliseconds],
-) -> List[_Planned]:
-    given: Dict[str, object] = {
-        "idle": idle,
-        "interval": interval,
-        "probes": probes,
-        "user_timeout": user_timeout,
-    }
-    plan: List[_Planned] = []
-    for knob in _KNOBS:
-        value = given[knob]
-        if value is None:
-            continue
-        opt = table.option(knob)
-        if opt is None:
-            raise UnsupportedOptionError.for_knob(knob, table.name)
-        plan.append(_Planned(knob, opt, value, to_native(opt, value, knob)))
-    return plan
+) -> List[Tuple[str, Option, object, int]]:
+    """``(knob, option, value, native)`` of each knob given, in :data:`_KNOBS` order."""
+    return plan(backend.option, zip(_KNOBS, (idle, interval, probes, user_timeout)))
 
 
 def checked_options(
@@ -81,8 +61,8 @@ def checked_options(
     """
     if idle is None and interval is None and probes is None and user_timeout is None:
         return {}
-    plan = _plan(_sys.backend().table, idle, interval, probes, user_timeout)
-    return {p.knob: p.value for p in plan}
+    planned = _plan(_sys.backend(), idle, interval, probes, user_timeout)
+    return {knob: value for knob, _opt, value, _native in planned}
 
 
 def socket_options(
@@ -111,15 +91,16 @@ def socket_options(
     :mod:`netkeepalive.urllib3`, or :func:`~netkeepalive.configure`, which
     configure the socket after it is created.
     """
-    table = _sys.backend().table
-    plan = _plan(table, idle, interval, probes, user_timeout)
+    backend = _sys.backend()
+    table = backend.table
+    planned = _plan(backend, idle, interval, probes, user_timeout)
     if table.name.startswith("win32"):  # every build, "win32 (build 15063)" too
-        for p in plan:
-            if p.knob in _WINDOWS_IOCTL_KNOBS:
-                raise UnsupportedOptionError.for_knob(p.knob, table.name, _WINDOWS_DETAIL)
+        for knob, _opt, _value, _native in planned:
+            if knob in _WINDOWS_IOCTL_KNOBS:
+                raise UnsupportedOptionError.for_knob(knob, table.name, _WINDOWS_DETAIL)
     enable = table.enable
     if enable is None:
         raise UnsupportedOptionError.for_knob("enable", table.name)
     result = [(enable.level, enable.number, 1)]
-    result.extend((p.option.level, p.option.number, p.native) for p in plan)
+    result.extend((opt.level, opt.number, native) for _knob, opt, _value, native in planned)
     return result

@@ -74,7 +74,9 @@ async def start_server(
     unconfigured.  Each accepted connection gets what it does not inherit
     from its listener (nothing on Linux; see
     :data:`netkeepalive.servers.INHERITED`) before *client_connected_cb*
-    runs.  Other keyword arguments go to :func:`asyncio.start_server`.
+    runs; one the kernel refuses is closed instead, and the error goes to
+    the event loop's exception handler.  Other keyword arguments go to
+    :func:`asyncio.start_server`.
     """
     keepalive = ServerKeepAlive(
         idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
@@ -84,7 +86,11 @@ async def start_server(
     def connected(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Optional[Awaitable[None]]:
-        keepalive.configure_accepted(writer)
+        try:
+            keepalive.configure_accepted(writer)
+        except BaseException:
+            writer.close()  # refused: the connection is not left open unserved
+            raise
         return client_connected_cb(reader, writer)
 
     server = await asyncio.start_server(connected, host, port, start_serving=False, **kwargs)

@@ -45,6 +45,7 @@ __all__ = [
     "TCP_KEEPALIVE_THRESHOLD",
     "TCP_MAXRT",
     "TCP_MAXRTMS",
+    "TCP_STATES",
     "UINT_MAX",
     "WINDOWS",
     "WINDOWS_BUILD_KEEPCNT",
@@ -65,6 +66,24 @@ INT_MAX = 2**31 - 1
 UINT_MAX = 2**32 - 1
 #: ``IPPROTO_TCP`` is 6 on every system listed here.
 IPPROTO_TCP = 6
+
+#: Linux's TCP states (``include/net/tcp_states.h``), number -> name: the
+#: ``tcpi_state`` of ``TCP_INFO`` and the ``st`` column of ``/proc/net/tcp``.
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+    13: "BOUND_INACTIVE",
+}
 
 
 class Unit(enum.Enum):

@@ -30,20 +30,27 @@ __all__ = ["AsyncHTTPTransport", "HTTPTransport"]
 _SocketOption = Tuple[Any, ...]
 
 
-def _merged(
-    socket_options: Optional[Iterable[_SocketOption]],
-    idle: Optional[Milliseconds],
-    interval: Optional[Milliseconds],
-    probes: Optional[int],
-    user_timeout: Optional[Milliseconds],
-) -> List[_SocketOption]:
-    keepalive = _keepalive_options(
-        idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
-    )
-    return [*(socket_options or ()), *keepalive]
+class _KeepAliveTransport:
+    """The ``__init__`` both transports share; put first among the bases."""
+
+    def __init__(
+        self,
+        *,
+        idle: Optional[Milliseconds] = None,
+        interval: Optional[Milliseconds] = None,
+        probes: Optional[int] = None,
+        user_timeout: Optional[Milliseconds] = None,
+        socket_options: Optional[Iterable[_SocketOption]] = None,
+        **kwargs: Any,
+    ) -> None:
+        keepalive = _keepalive_options(
+            idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
+        )
+        merged: List[_SocketOption] = [*(socket_options or ()), *keepalive]
+        super().__init__(socket_options=merged, **kwargs)  # type: ignore[call-arg]
 
 
-class HTTPTransport(httpx.HTTPTransport):
+class HTTPTransport(_KeepAliveTransport, httpx.HTTPTransport):
     """:class:`httpx.HTTPTransport` with keepalive on every connection.
 
     ``idle``, ``interval`` and ``user_timeout`` in ms, ``probes`` a count,
@@ -53,35 +60,9 @@ class HTTPTransport(httpx.HTTPTransport):
     ``socket_options`` included, are httpx's.
     """
 
-    def __init__(
-        self,
-        *,
-        idle: Optional[Milliseconds] = None,
-        interval: Optional[Milliseconds] = None,
-        probes: Optional[int] = None,
-        user_timeout: Optional[Milliseconds] = None,
-        socket_options: Optional[Iterable[_SocketOption]] = None,
-        **kwargs: Any,
-    ) -> None:
-        merged = _merged(socket_options, idle, interval, probes, user_timeout)
-        super().__init__(socket_options=merged, **kwargs)
 
-
-class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
+class AsyncHTTPTransport(_KeepAliveTransport, httpx.AsyncHTTPTransport):
     """:class:`httpx.AsyncHTTPTransport` with keepalive on every connection.
 
     The arguments are those of :class:`HTTPTransport`.
     """
-
-    def __init__(
-        self,
-        *,
-        idle: Optional[Milliseconds] = None,
-        interval: Optional[Milliseconds] = None,
-        probes: Optional[int] = None,
-        user_timeout: Optional[Milliseconds] = None,
-        socket_options: Optional[Iterable[_SocketOption]] = None,
-        **kwargs: Any,
-    ) -> None:
-        merged = _merged(socket_options, idle, interval, probes, user_timeout)
-        super().__init__(socket_options=merged, **kwargs)

@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
@@ -66,24 +66,27 @@ _COLUMNS: Tuple[Tuple[str, str], ...] = (
 # -- arguments -------------------------------------------------------------
 
 
-def _pid(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
-    return value
+#: Process ids and descriptors reach the kernel as a C ``int``.
+_INT_MAX = 2**31 - 1
 
 
-def _fd_number(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}")
-    return value
+def _number_from(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a decimal int in *minimum*.._INT_MAX, else "not *what*"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= _INT_MAX:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    return parse
+
+
+_pid = _number_from(1, "a process id")
+_fd_number = _number_from(0, "a descriptor number")
 
 
 def _integer(text: str) -> int:

@@ -22,27 +22,11 @@ from typing import Any, Dict, Optional, Tuple
 from . import _sys
 from ._fd import fileno
 from ._libc import libc
-from .constants import IPPROTO_TCP
+from .constants import IPPROTO_TCP, TCP_STATES
 from .errors import SocketOptionError, UnsupportedOptionError
 
 __all__ = ["TCP_STATES", "TcpInfo", "get_tcp_info"]
 
-#: Linux's TCP states (``include/net/tcp_states.h``), number -> name.
-TCP_STATES: Dict[int, str] = {
-    1: "ESTABLISHED",
-    2: "SYN_SENT",
-    3: "SYN_RECV",
-    4: "FIN_WAIT1",
-    5: "FIN_WAIT2",
-    6: "TIME_WAIT",
-    7: "CLOSE",
-    8: "CLOSE_WAIT",
-    9: "LAST_ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "NEW_SYN_RECV",
-    13: "BOUND_INACTIVE",
-}
 
 _u8 = ctypes.c_uint8
 _u16 = ctypes.c_uint16
@@ -284,7 +268,13 @@ def _unsupported(platform: str) -> UnsupportedOptionError:
 
 
 def _read(fd: int, size: int = FULL_SIZE) -> TcpInfo:
-    """``getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len)`` asking for *size* bytes."""
+    """``getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len)`` asking for *size* bytes.
+
+    *size* is at most :data:`FULL_SIZE`: the kernel writes up to *size* bytes
+    into a buffer of that size.
+    """
+    if not 0 <= size <= FULL_SIZE:
+        raise ValueError(f"TCP_INFO: size {size} is outside the buffer's 0 to {FULL_SIZE} bytes")
     table = _sys.backend().table
     if table.name not in ("linux", "android") or table.tcp_info is None:
         raise _unsupported(table.name)

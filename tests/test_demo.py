@@ -159,6 +159,23 @@ def test_other_systems_are_told_why(
     assert "darwin" in err
 
 
+def test_windows_is_told_why_too() -> None:
+    # Windows has no os.uname(); the command must still load to say why it
+    # cannot run (a fresh interpreter, so the modules are imported as there).
+    code = (
+        "import os, sys\n"
+        "del os.uname\n"
+        "sys.platform = 'win32'\n"
+        "from netkeepalive import cli\n"
+        "sys.exit(cli.main(['demo']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert "needs Linux (TCP_INFO and SO_ATTACH_FILTER); this system is win32" in result.stderr
+
+
 def test_only_the_chosen_subcommand_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
     # "show" and "set" live in another module; "demo" must not need it.
     monkeypatch.setitem(cli.COMMANDS, "show", ("netkeepalive._no_such_module", "x"))

@@ -94,3 +94,30 @@ def test_asyncio_stream_writer_and_transport() -> None:
         assert info.value.errno == 9
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "extra", [2**31, 2**32, 2**64, -(2**32)], ids=["2**31", "2**32", "2**64", "-2**32"]
+)
+def test_descriptor_beyond_a_c_int_is_refused_not_wrapped(
+    client: socket.socket, extra: int
+) -> None:
+    # fd + 2**32 (or - 2**32) would reach C as fd itself: the call must not
+    # touch that socket.
+    big = client.fileno() + extra
+
+    class Wrapper:
+        def fileno(self) -> int:
+            return big
+
+    nk.set_keepalive_probes(client, 4)
+    for holder in (big, Wrapper()) if big > 0 else (Wrapper(),):
+        with pytest.raises(ValueError, match=rf"(descriptor|fileno\(\)).*{big}"):
+            nk.set_keepalive_probes(holder, 7)
+        with pytest.raises(ValueError, match=rf"(descriptor|fileno\(\)).*{big}"):
+            nk.configure(holder, probes=7)
+        with pytest.raises(ValueError, match=rf"(descriptor|fileno\(\)).*{big}"):
+            nk.get_settings(holder)
+        with pytest.raises(ValueError, match=rf"(descriptor|fileno\(\)).*{big}"):
+            nk.get_tcp_info(holder)
+    assert client.getsockopt(TCP, socket.TCP_KEEPCNT) == 4

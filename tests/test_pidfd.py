@@ -153,6 +153,20 @@ def test_borrowed_descriptor_is_closed_when_the_block_raises(client: socket.sock
 
 
 @needs_pidfd
+def test_numbers_beyond_a_c_int_are_refused_not_wrapped(client: socket.socket) -> None:
+    # 2**32 + n would reach the kernel as n: our own process, our own socket.
+    fds = open_fds()
+    big_pid = 2**32 + os.getpid()
+    with pytest.raises(ValueError, match=rf"^pidfd_open\({big_pid}\): pid {big_pid} "):
+        _pidfd.pidfd_open(big_pid)
+    big_fd = 2**32 + client.fileno()
+    with _pidfd.opened(os.getpid()) as pidfd:  # noqa: SIM117 (one with statement needs 3.10)
+        with pytest.raises(ValueError, match=rf"^pidfd_getfd\(pid \d+, fd {big_fd}\): fd "):
+            _pidfd.pidfd_getfd(pidfd, big_fd, os.getpid())
+    assert open_fds() == fds
+
+
+@needs_pidfd
 def test_errors_carry_errno_and_name_the_call() -> None:
     fds = open_fds()
     with pytest.raises(_pidfd.SyscallError) as info:
@@ -299,3 +313,17 @@ def test_parse_tcp_table_decodes_addresses_in_host_byte_order() -> None:
     assert _procfs.parse_tcp_table(text6, "tcp6") == {
         77: _procfs.Endpoint("tcp6", "[2001:db8::1]:80", "[2001:db8::1]:50000", "ESTABLISHED")
     }
+
+
+def test_parse_tcp_table_names_every_state_tcp_info_names() -> None:
+    # One table of state names serves /proc/net/tcp and TCP_INFO, so a
+    # state 6.x kernels print (0D, BOUND_INACTIVE) reads the same in both.
+    from netkeepalive import tcp_info
+
+    assert _procfs.TCP_STATES is tcp_info.TCP_STATES
+    text = (
+        "header\n"
+        "   0: 0100007F:1F90 00000000:0000 0D 00000000:00000000 00:00000000 00000000"
+        "     0        0 99 1 0000000000000000\n"
+    )
+    assert _procfs.parse_tcp_table(text, "tcp")[99].state == "BOUND_INACTIVE"

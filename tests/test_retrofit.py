@@ -433,6 +433,13 @@ def test_cli_process_descriptors_are_unchanged(
             r"--user-timeout: 2147483648( ms)? is out of range; TCP_USER_TIMEOUT",
         ),
         (["show", "nine"], r"not a process id: 'nine'"),
+        # Numbers past a C int would wrap on their way into the kernel.
+        (["set", "4294967297", "--idle", "1000"], r"not a process id: '4294967297'"),
+        (["show", "{pid}", "4294967297"], r"not a process id: '4294967297'"),
+        (
+            ["set", "{pid}", "--fd", "4294967296", "--idle", "2000"],
+            r"not a descriptor number: '4294967296'",
+        ),
     ],
 )
 def test_argument_errors_exit_2_with_usage(child: Child, args: List[str], message: str) -> None:

@@ -151,6 +151,14 @@ def test_fewer_bytes_than_any_linux_returns_is_an_error(client: socket.socket) -
     assert str(info.value).startswith("getsockopt(TCP_INFO): [Errno 22] returned 40 bytes")
 
 
+def test_more_bytes_than_the_buffer_holds_are_never_asked_for(client: socket.socket) -> None:
+    # The kernel would write up to the length given into a FULL_SIZE buffer.
+    with pytest.raises(ValueError, match=rf"size {tcp_info.FULL_SIZE + 64} is outside"):
+        tcp_info._read(client.fileno(), tcp_info.FULL_SIZE + 64)
+    with pytest.raises(ValueError, match="size -1 is outside"):
+        tcp_info._read(client.fileno(), -1)
+
+
 def test_closed_socket_is_ebadf(client: socket.socket) -> None:
     client.close()
     with pytest.raises(netkeepalive.SocketOptionError) as info:

@@ -21,6 +21,9 @@ class Backend:
     """
 
     table: PlatformTable
+    #: Whether a descriptor may be wider than a C ``int`` (Windows' ``SOCKET``
+    #: is pointer-sized), in which case the backend checks its range itself.
+    wide_descriptors = False
 
     def __init__(self, table: PlatformTable) -> None:
         self.table = table

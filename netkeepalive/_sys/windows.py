@@ -110,6 +110,8 @@ class _Buffers(threading.local):
 class WindowsBackend(Backend):
     """``setsockopt``/``getsockopt``/``WSAIoctl`` from ``ws2_32`` (loaded lazily)."""
 
+    wide_descriptors = True  # a SOCKET; _handle() checks its range
+
     def __init__(self, table: PlatformTable, lib: Any = None) -> None:
         super().__init__(table)
         self._lib = lib

@@ -258,6 +258,41 @@ def test_aio_start_server_can_leave_serving_to_the_caller() -> None:
     assert (settings.enabled, settings.probes) == (True, 4)
 
 
+def test_aio_start_server_closes_a_connection_it_cannot_configure(
+    refuse_option: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    monkeypatch.setattr(servers, "INHERITED", {})  # every connection configured on its own
+    armed: list[bool] = []  # refuse only once the listener is configured
+    refuse_option(
+        socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, errno.EPERM, when=lambda fd: bool(armed)
+    )
+    called: list[bool] = []
+    reported: list[Any] = []
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: reported.append(context.get("exception")))
+        server = await netkeepalive.aio.start_server(
+            lambda r, w: called.append(True), "127.0.0.1", 0, user_timeout=1_000
+        )
+        armed.append(True)
+        async with server:
+            host, port = server.sockets[0].getsockname()[:2]
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                return await asyncio.wait_for(reader.read(1), 5)  # b"": closed
+            finally:
+                writer.close()
+
+    assert asyncio.run(scenario()) == b""
+    assert called == []
+    assert [str(e) for e in reported] == [
+        "setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted"
+    ]
+
+
 def test_aio_start_server_checks_values_before_binding() -> None:
     async def scenario() -> None:
         await netkeepalive.aio.start_server(lambda r, w: None, "127.0.0.1", 0, idle=-5)
