@@ -9,6 +9,7 @@ net-keepalive does.  Each getter calls ``getsockopt`` and converts back.
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 from collections import namedtuple
 
@@ -22,10 +23,11 @@ from .errors import LibraryNotFoundError
 # load with the backend on the first call.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, NamedTuple, Optional
+    from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeGuard
 
     from ._convert import Milliseconds
     from ._sys.base import Backend
+    from .constants import Option
 
 __all__ = [
     "Settings",
@@ -123,140 +125,169 @@ def _check_enable(enable: object, label: str = "enable") -> bool:
 # function first tries a fast path that handles the common call (a
 # ``socket.socket`` or descriptor, a plain ``int`` inside the option's range)
 # with everything that does not depend on the call worked out once per
-# backend in :class:`_Paths`; any other call takes the general path below it
-# (``_set``/``_get``/...), which validates and raises exactly as before.  The
-# fast path is taken only when its checks prove the general path would do the
-# same: same kernel calls, same values, same errors.
+# backend in a :class:`_Fast` record per option; any other call takes the
+# general path below it (``_set``/``_get``/...), which validates and raises
+# exactly as before.  The fast path is taken only when its checks prove the
+# general path would do the same: same kernel calls, same values, same
+# errors.  A call the kernel refuses is handed to the backend's ``set``/
+# ``get``, which repeat it, read ``errno`` and own every error.
 
-
-class _Never:
-    """Stands where a backend would when a fast path must not be taken."""
-
-
-_NEVER = _Never()
 _socket_type = socket.socket
 _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
+_pack_int = struct.Struct("=i").pack
+_INT_SIZE = 4
 
 #: The knobs with a public setter/getter in milliseconds or counts.
 _VALUE_KNOBS = ("idle", "interval", "probes", "user_timeout")
-_KNOB_PARTS = ("for", "set", "get", "lo", "hi", "scale")
 
 
-class _Paths:
-    """Per-backend data of the fast path.
+#: Stands where a backend would when a fast path must not be taken.
+_NEVER = object()
 
-    ``<knob>_for`` is the backend the entry was built for, or :data:`_NEVER`
-    when the running platform lacks the option (the general path then
-    raises); a fast path is taken only while it is ``_sys._current``.
-    ``<knob>_set(fd, native)``/``<knob>_get(fd)`` are the backend's
-    :meth:`~netkeepalive._sys.base.Backend.setter`/``getter``; plain ints in
-    ``<knob>_lo..<knob>_hi`` (public unit) are valid, and
-    ``native = value // <knob>_scale``, ``public = native * <knob>_scale``.
+
+class _Fast:
+    """One option's fast path, for the backend it was built for.
+
+    ``backend`` is that backend, or ``None`` where there is no fast path
+    (the platform lacks the option, its backend has no raw C functions, or
+    the C library failed to load); the fast path is taken only while it is
+    ``_sys._current``.  ``c_set``/``c_get`` are ``setsockopt``/``getsockopt``
+    with the C signature, ``buffers`` the backend's per-thread getter buffer,
+    ``retry_set``/``retry_get`` the backend's ``set``/``get`` for a refusal.
+    Plain ints in ``lo..hi`` (public unit) are valid, and
+    ``native = value // scale``, ``public = native * scale``.
     """
 
     __slots__ = (
         "backend",
-        "all_for",
-        "enable_for",
-        "enable_set",
-        "enable_get",
-        *(f"{knob}_{part}" for knob in _VALUE_KNOBS for part in _KNOB_PARTS),
-    )
-
-    def __init__(self, backend: object) -> None:
-        self.backend = backend
-        self.all_for: object = _NEVER
-        self.enable_for: object = _NEVER
-        for knob in _VALUE_KNOBS:
-            setattr(self, f"{knob}_for", _NEVER)
+        "buffers",
+        "c_get",
+        "c_set",
+        "hi",
+        "level",
+        "lo",
+        "number",
+        "opt",
+        "retry_get",
+        "retry_set",
+        "scale"
+    )  # fmt: skip
 
     if TYPE_CHECKING:
-        enable_set: Callable[[int, int], None]
-        enable_get: Callable[[int], int]
-        idle_for: object
-        idle_set: Callable[[int, int], None]
-        idle_get: Callable[[int], int]
-        idle_lo: int
-        idle_hi: int
-        idle_scale: int
-        interval_for: object
-        interval_set: Callable[[int, int], None]
-        interval_get: Callable[[int], int]
-        interval_lo: int
-        interval_hi: int
-        interval_scale: int
-        probes_for: object
-        probes_set: Callable[[int, int], None]
-        probes_get: Callable[[int], int]
-        probes_lo: int
-        probes_hi: int
-        probes_scale: int
-        user_timeout_for: object
-        user_timeout_set: Callable[[int, int], None]
-        user_timeout_get: Callable[[int], int]
-        user_timeout_lo: int
-        user_timeout_hi: int
-        user_timeout_scale: int
+        backend: Any
+        c_set: Callable[..., int]
+        c_get: Callable[..., int]
+        buffers: Any
+        retry_set: Callable[[int, Option, int], None]
+        retry_get: Callable[[int, Option], int]
+        level: int
+        number: int
+        opt: Option
+        lo: int
+        hi: int
+        scale: int
+
+    def __init__(self, backend: Any = None, opt: Any = None, span: Any = (0, -1, 1)) -> None:
+        # No record matches _sys._current when there is no backend, not even
+        # before the first one exists (None).
+        self.backend = _NEVER if backend is None else backend
+        self.opt = opt
+        self.lo, self.hi, self.scale = span
+        if backend is not None:
+            self.c_set, self.c_get, self.buffers = backend.fast_functions()
+            self.retry_set, self.retry_get = backend.set, backend.get
+            self.level, self.number = opt.level, opt.number
 
 
-_paths = _Paths(None)
+_NO_FAST = _Fast()
+_enable = _idle = _interval = _probes = _user_timeout = _NO_FAST
+#: The backend get_settings/configure may take the fast path for: every
+#: option has one and can be read back.
+_all_for: object = _NEVER
+_built_for: object = _NEVER
 
 
-def _build(backend: Backend) -> _Paths:
-    """The fast-path data for *backend* (loads the C library)."""
+def _span(opt: Option) -> Optional[Tuple[int, int, int]]:
+    """(lo, hi, scale): the plain ints to_native takes for *opt*, and their scaling."""
     from .constants import Unit
 
-    paths = _Paths(backend)
-    table = backend.table
-    enable = table.option("enable")
-    if enable is not None:
-        paths.enable_set = backend.setter(enable)
-        paths.enable_get = backend.getter(enable)
-        paths.enable_for = backend
-    supported = enable is not None
-    for knob in _VALUE_KNOBS:
-        opt = table.option(knob)
-        if opt is None:
-            supported = False
-            continue
-        # The plain ints to_native takes, and turns into value // scale.
-        if opt.unit is Unit.SECONDS:
-            # 1..999 ms truncate to 0 s, which to_native refuses for a
-            # non-zero time: those take the general path.
-            lo, hi, scale = max(opt.minimum, 1) * 1000, opt.maximum * 1000 + 999, 1000
-        elif opt.unit is Unit.MILLISECONDS:
-            lo, hi, scale = max(opt.minimum, 0), opt.maximum, 1  # negative: refused
-        elif opt.unit is Unit.COUNT:
-            lo, hi, scale = opt.minimum, opt.maximum, 1
-        else:  # no fast path for a unit this code does not know
-            supported = False
-            continue
-        setattr(paths, f"{knob}_set", backend.setter(opt))
-        setattr(paths, f"{knob}_get", backend.getter(opt))
-        setattr(paths, f"{knob}_lo", lo)
-        setattr(paths, f"{knob}_hi", hi)
-        setattr(paths, f"{knob}_scale", scale)
-        setattr(paths, f"{knob}_for", backend)
-        if not opt.readable:  # get_settings reports it as None: general path
-            supported = False
-    if supported:
-        paths.all_for = backend
-    return paths
+    if opt.unit is Unit.SECONDS:
+        # 1..999 ms truncate to 0 s, which to_native refuses for a non-zero
+        # time: those take the general path.
+        return max(opt.minimum, 1) * 1000, opt.maximum * 1000 + 999, 1000
+    if opt.unit is Unit.MILLISECONDS:
+        return max(opt.minimum, 0), opt.maximum, 1  # negative: refused
+    if opt.unit in (Unit.COUNT, Unit.FLAG):
+        return opt.minimum, opt.maximum, 1
+    return None  # no fast path for a unit this code does not know
+
+
+def _build(backend: Backend) -> None:
+    """Build the fast-path records for *backend* (loads the C library)."""
+    global _enable, _idle, _interval, _probes, _user_timeout, _all_for, _built_for
+    records = {}
+    complete = backend.fast_functions() is not None
+    for knob in ("enable", *_VALUE_KNOBS):
+        opt = backend.table.option(knob)
+        span = None if opt is None or opt.fallback is not None or not complete else _span(opt)
+        if opt is None or span is None:
+            records[knob] = _NO_FAST
+            complete = False
+        else:
+            records[knob] = _Fast(backend, opt, span)
+            complete = complete and opt.readable
+    _enable, _idle, _interval = records["enable"], records["idle"], records["interval"]
+    _probes, _user_timeout = records["probes"], records["user_timeout"]
+    _all_for = backend if complete else _NEVER
+    _built_for = backend
 
 
 def _backend() -> Backend:
     """``_sys.backend()``, with the fast paths rebuilt when it changed."""
-    global _paths
+    global _enable, _idle, _interval, _probes, _user_timeout, _all_for, _built_for
     backend = _sys.backend()
-    if _paths.backend is not backend:
+    if _built_for is not backend:
         try:
-            _paths = _build(backend)
+            _build(backend)
         except LibraryNotFoundError:
             # Every call stays on the general path, which validates its
             # arguments first and then raises this when it reaches C.
-            _paths = _Paths(None)
+            _enable = _idle = _interval = _probes = _user_timeout = _NO_FAST
+            _all_for = _built_for = _NEVER
     return backend
+
+
+def _put(f: _Fast, fd: int, native: int) -> None:
+    """``setsockopt`` of *f*'s option; a refusal goes to the backend's ``set``."""
+    if f.c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
+        f.retry_set(fd, f.opt, native)
+
+
+def _read(f: _Fast, fd: int) -> int:
+    """``getsockopt`` of *f*'s option, in the public unit.
+
+    The length starts at sizeof(int) and is put back whenever a call leaves
+    it otherwise; a refusal, or any other length, goes to the backend's
+    ``get``, which raises or decodes.
+    """
+    view, value_ref, length_ref = f.buffers.fast
+    if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+        view[1] = _INT_SIZE
+        return f.retry_get(fd, f.opt) * f.scale
+    value: int = view[0]
+    return value * f.scale
+
+
+def _fast_set(f: _Fast, sock: Any, value: object) -> bool:
+    """Set *value* through *f* if the fast path applies; ``False`` if it does not."""
+    if f.backend is _sys._current and type(value) is int and f.lo <= value <= f.hi:
+        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
+        native = value // f.scale
+        if f.c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
+            f.retry_set(fd, f.opt, native)
+        return True
+    return False
 
 
 # -- the general path --------------------------------------------------------
@@ -342,25 +373,22 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
     seconds where the kernel takes seconds); ``0`` leaves it unchanged.
     The idle time is set first, so a refusal leaves keepalive as it was.
     """
-    p = _paths
     if (
-        p.enable_for is _sys._current
-        and type(enable) is bool
+        type(enable) is bool
         and type(initial_delay) is int
         and initial_delay == 0
+        and _fast_set(_enable, sock, 1 if enable else 0)
     ):
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        p.enable_set(fd, 1 if enable else 0)
         return True
     return _set_keepalive(sock, enable, initial_delay)
 
 
 def get_keepalive(sock: Any) -> bool:
     """Whether keepalive is on (``getsockopt(SO_KEEPALIVE)``)."""
-    p = _paths
-    if p.enable_for is _sys._current:
+    f = _enable
+    if f.backend is _sys._current:
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return p.enable_get(fd) != 0
+        return _read(f, fd) != 0
     return _get_keepalive(sock)
 
 
@@ -373,20 +401,14 @@ def set_keepalive_idle(sock: Any, idle: Milliseconds) -> bool:
     ``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` on macOS).  Linux takes whole
     seconds: milliseconds are truncated (1500 → 1 s, read back as 1000).
     """
-    p = _paths
-    if p.idle_for is _sys._current and type(idle) is int and p.idle_lo <= idle <= p.idle_hi:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        p.idle_set(fd, idle // p.idle_scale)
-        return True
-    return _set("idle", sock, idle)
+    return _fast_set(_idle, sock, idle) or _set("idle", sock, idle)
 
 
 def get_keepalive_idle(sock: Any) -> int:
     """The idle time before the first keepalive probe, in ms (``TCP_KEEPIDLE``)."""
-    p = _paths
-    if p.idle_for is _sys._current:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return p.idle_get(fd) * p.idle_scale
+    f = _idle
+    if f.backend is _sys._current:
+        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
     return _get("idle", sock)
 
 
@@ -399,24 +421,14 @@ def set_keepalive_interval(sock: Any, interval: Milliseconds) -> bool:
     Linux takes whole seconds: milliseconds are truncated (1500 → 1 s,
     read back as 1000); a non-zero time under one second is a ``ValueError``.
     """
-    p = _paths
-    if (
-        p.interval_for is _sys._current
-        and type(interval) is int
-        and p.interval_lo <= interval <= p.interval_hi
-    ):
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        p.interval_set(fd, interval // p.interval_scale)
-        return True
-    return _set("interval", sock, interval)
+    return _fast_set(_interval, sock, interval) or _set("interval", sock, interval)
 
 
 def get_keepalive_interval(sock: Any) -> int:
     """The time between keepalive probes, in ms (``TCP_KEEPINTVL``)."""
-    p = _paths
-    if p.interval_for is _sys._current:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return p.interval_get(fd) * p.interval_scale
+    f = _interval
+    if f.backend is _sys._current:
+        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
     return _get("interval", sock)
 
 
@@ -428,24 +440,14 @@ def set_keepalive_probes(sock: Any, probes: int) -> bool:
 
     Linux accepts 1 to 127.
     """
-    p = _paths
-    if (
-        p.probes_for is _sys._current
-        and type(probes) is int
-        and p.probes_lo <= probes <= p.probes_hi
-    ):
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        p.probes_set(fd, probes)  # a count: scale 1
-        return True
-    return _set("probes", sock, probes)
+    return _fast_set(_probes, sock, probes) or _set("probes", sock, probes)
 
 
 def get_keepalive_probes(sock: Any) -> int:
     """How many unanswered probes drop the connection (``TCP_KEEPCNT``)."""
-    p = _paths
-    if p.probes_for is _sys._current:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return p.probes_get(fd)  # a count: scale 1
+    f = _probes
+    if f.backend is _sys._current:
+        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
     return _get("probes", sock)
 
 
@@ -458,37 +460,27 @@ def set_user_timeout(sock: Any, timeout: Milliseconds) -> bool:
     After that the kernel drops the connection with ``ETIMEDOUT``.
     ``0`` restores the system default.
     """
-    p = _paths
-    if (
-        p.user_timeout_for is _sys._current
-        and type(timeout) is int
-        and p.user_timeout_lo <= timeout <= p.user_timeout_hi
-    ):
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        p.user_timeout_set(fd, timeout // p.user_timeout_scale)
-        return True
-    return _set("user_timeout", sock, timeout)
+    return _fast_set(_user_timeout, sock, timeout) or _set("user_timeout", sock, timeout)
 
 
 def get_user_timeout(sock: Any) -> int:
     """How long sent data may stay unacknowledged, in ms (``TCP_USER_TIMEOUT``)."""
-    p = _paths
-    if p.user_timeout_for is _sys._current:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return p.user_timeout_get(fd) * p.user_timeout_scale
+    f = _user_timeout
+    if f.backend is _sys._current:
+        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
     return _get("user_timeout", sock)
 
 
 # -- all at once -----------------------------------------------------------
 
 
-def _read_all(p: _Paths, fd: int) -> Settings:
-    """Every option of *fd*, on a platform that has them all (``p.all_for``)."""
-    idle = p.idle_get(fd) * p.idle_scale
-    interval = p.interval_get(fd) * p.interval_scale
-    probes = p.probes_get(fd) * p.probes_scale
-    user_timeout = p.user_timeout_get(fd) * p.user_timeout_scale
-    values = (p.enable_get(fd) != 0, idle, interval, probes, user_timeout)
+def _read_all(fd: int) -> Settings:
+    """Every option of *fd*, through the fast path (``_all_for`` is current)."""
+    idle = _read(_idle, fd)  # the general path's order, so errors match
+    interval = _read(_interval, fd)
+    probes = _read(_probes, fd)
+    user_timeout = _read(_user_timeout, fd)
+    values = (_read(_enable, fd) != 0, idle, interval, probes, user_timeout)
     settings: Settings = _tuple_new(Settings, values)
     return settings
 
@@ -499,10 +491,14 @@ def get_settings(sock: Any) -> Settings:
     Options the running platform lacks, or cannot report (Windows'
     ``SIO_KEEPALIVE_VALS``), are ``None``.
     """
-    p = _paths
-    if p.all_for is _sys._current:
-        return _read_all(p, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
+    if _all_for is _sys._current:
+        return _read_all(_socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
     return _get_settings(sock)
+
+
+def _in_span(value: object, f: _Fast) -> TypeGuard[Optional[int]]:
+    """Whether the fast path takes *value* (``None``: not given) for *f*."""
+    return value is None or (type(value) is int and f.lo <= value <= f.hi)
 
 
 def configure(
@@ -522,33 +518,24 @@ def configure(
     so a ``TypeError``/``ValueError`` (or an option the platform lacks)
     changes nothing.
     """
-    p = _paths
     if (
-        p.all_for is _sys._current
+        _all_for is _sys._current
         and type(enable) is bool
-        and (
-            user_timeout is None
-            or (
-                type(user_timeout) is int and p.user_timeout_lo <= user_timeout <= p.user_timeout_hi
-            )
-        )
-        and (probes is None or (type(probes) is int and p.probes_lo <= probes <= p.probes_hi))
-        and (
-            interval is None
-            or (type(interval) is int and p.interval_lo <= interval <= p.interval_hi)
-        )
-        and (idle is None or (type(idle) is int and p.idle_lo <= idle <= p.idle_hi))
+        and _in_span(user_timeout, _user_timeout)
+        and _in_span(probes, _probes)
+        and _in_span(interval, _interval)
+        and _in_span(idle, _idle)
     ):
         # Everything is valid: apply in _APPLY_ORDER, SO_KEEPALIVE last.
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
         if user_timeout is not None:
-            p.user_timeout_set(fd, user_timeout // p.user_timeout_scale)
+            _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
         if probes is not None:
-            p.probes_set(fd, probes // p.probes_scale)
+            _put(_probes, fd, probes // _probes.scale)
         if interval is not None:
-            p.interval_set(fd, interval // p.interval_scale)
+            _put(_interval, fd, interval // _interval.scale)
         if idle is not None:
-            p.idle_set(fd, idle // p.idle_scale)
-        p.enable_set(fd, 1 if enable else 0)
-        return _read_all(p, fd)
+            _put(_idle, fd, idle // _idle.scale)
+        _put(_enable, fd, 1 if enable else 0)
+        return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)

@@ -6,7 +6,7 @@ from ..errors import UnsupportedOptionError
 
 TYPE_CHECKING = False  # the tables load with the first backend, not at import
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable, Optional, Tuple
 
     from ..constants import Option, PlatformTable
 
@@ -43,25 +43,12 @@ class Backend:
         """``getsockopt(fd, opt.level, opt.number, &value, &len)``."""
         raise NotImplementedError
 
-    def setter(self, opt: Option) -> Callable[[int, int], None]:
-        """A function ``(fd, value)`` doing :meth:`set` for *opt*.
+    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
+        """``(setsockopt, getsockopt, buffers)`` for the public API's fast path.
 
-        The public API asks once per option and keeps it; a backend may
-        return something faster than this plain forwarding, with the same
-        behaviour and errors.
+        The two C functions with their C signatures, and per-thread getter
+        buffers (``buffers.fast`` is ``(view, &value, &length)``); ``None``
+        where the backend has no such path and every call goes through
+        :meth:`set`/:meth:`get`.
         """
-        set_option = self.set
-
-        def set_value(fd: int, value: int) -> None:
-            set_option(fd, opt, value)
-
-        return set_value
-
-    def getter(self, opt: Option) -> Callable[[int], int]:
-        """A function ``(fd) -> value`` doing :meth:`get` for *opt* (see :meth:`setter`)."""
-        get_option = self.get
-
-        def get_value(fd: int) -> int:
-            return get_option(fd, opt)
-
-        return get_value
+        return None

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import struct
 import sys
 import threading
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .._convert import range_text
 from .._libc import libc
@@ -26,7 +25,6 @@ from .base import Backend
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
 
 _INT_SIZE = ctypes.sizeof(ctypes.c_int)
-_pack_int = struct.Struct("=i").pack
 
 
 class _Buffers(threading.local):
@@ -61,6 +59,7 @@ class UnixBackend(Backend):
         super().__init__(table)
         self._lib = lib
         self._tls = _Buffers()
+        self._fast: Optional[Tuple[Callable[..., int], Callable[..., int], Any]] = None
         self._setsockopt: Callable[..., int] = self._bind_set
         self._getsockopt: Callable[..., int] = self._bind_get
 
@@ -79,55 +78,25 @@ class UnixBackend(Backend):
         self._bind()
         return self._getsockopt(*args)
 
-    # The public API's call path: what set()/get() do for one option, with
-    # the level, number and C function bound once.  The C functions are the
-    # same symbols called with the GIL held, as the standard library's
-    # socket.setsockopt does (these calls never block), and without ctypes'
-    # errno copy: a call the kernel refuses (or a value of an unexpected size)
-    # is handed to set()/get(), which repeat it, read errno and own every
-    # error and fallback.  A refused setsockopt changes nothing, so repeating
-    # it is harmless.
-    def _fast_functions(self) -> Tuple[Callable[..., int], Callable[..., int]]:
-        self._bind()
-        handle = getattr(self._lib, "_handle", None)
-        if isinstance(self._lib, ctypes.CDLL) and isinstance(handle, int):
-            held = ctypes.PyDLL(self._lib._name, handle=handle)
-            return held.setsockopt, held.getsockopt
-        return self._setsockopt, self._getsockopt
-
-    def setter(self, opt: Option) -> Callable[[int, int], None]:
-        """``(fd, value)`` -> ``setsockopt(fd, level, option, &value, sizeof(int))``."""
-        c_setsockopt = self._fast_functions()[0]
-        level, number = opt.level, opt.number
-        slow = self.set
-
-        def set_option(fd: int, value: int) -> None:
-            # A new bytes object per call: nothing shared between threads,
-            # and struct refuses a value outside a C int instead of wrapping.
-            if c_setsockopt(fd, level, number, _pack_int(value), _INT_SIZE):
-                slow(fd, opt, value)
-
-        return set_option
-
-    def getter(self, opt: Option) -> Callable[[int], int]:
-        """``(fd)`` -> ``getsockopt(fd, level, option, &value, &len)``, length checked."""
-        c_getsockopt = self._fast_functions()[1]
-        level, number = opt.level, opt.number
-        local = self._tls
-        slow = self.get
-
-        def get_option(fd: int) -> int:
-            # The length starts at sizeof(int) and is put back whenever a
-            # call leaves it otherwise; a length that is not sizeof(int)
-            # after the call (however it came about) goes to get().
-            view, value_ref, length_ref = local.fast
-            if c_getsockopt(fd, level, number, value_ref, length_ref) or view[1] != _INT_SIZE:
-                view[1] = _INT_SIZE
-                return slow(fd, opt)
-            value: int = view[0]
-            return value
-
-        return get_option
+    # The public API's fast path calls the same symbols with the GIL held,
+    # as the standard library's socket.setsockopt does (these calls never
+    # block), and without ctypes' errno copy: a call the kernel refuses (or a
+    # value of an unexpected size) is handed to set()/get(), which repeat it,
+    # read errno and own every error and fallback.  A refused setsockopt
+    # changes nothing, so repeating it is harmless.
+    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
+        """``(setsockopt, getsockopt, buffers)``, built once per backend."""
+        fast = self._fast
+        if fast is None:
+            self._bind()
+            handle = getattr(self._lib, "_handle", None)
+            if isinstance(self._lib, ctypes.CDLL) and isinstance(handle, int):
+                held = ctypes.PyDLL(self._lib._name, handle=handle)
+                fast = (held.setsockopt, held.getsockopt, self._tls)
+            else:  # a stand-in library (tests): its own functions
+                fast = (self._setsockopt, self._getsockopt, self._tls)
+            self._fast = fast
+        return fast
 
     def set(self, fd: int, opt: Option, value: int) -> None:
         """``setsockopt(fd, level, option, &(int){value}, sizeof(int))``."""
@@ -191,8 +160,9 @@ class FallbackUnixBackend(UnixBackend):
     so a missing option costs one refused call, not two.
     """
 
-    setter = Backend.setter
-    getter = Backend.getter
+    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
+        """No fast path: every call goes through :meth:`set`/:meth:`get`."""
+        return None
 
     def set(self, fd: int, opt: Option, value: int) -> None:
         """``setsockopt`` with *opt*, or with ``opt.fallback`` where *opt* is missing."""
