@@ -161,9 +161,12 @@ def test_other_systems_are_told_why(
 
 def test_windows_is_told_why_too() -> None:
     # Windows has no os.uname(); the command must still load to say why it
-    # cannot run (a fresh interpreter, so the modules are imported as there).
+    # cannot run (a fresh interpreter, so our modules are imported as there).
+    # The standard library's own modules are loaded first, as the real
+    # platform would have them: faking sys.platform would send some of them
+    # (shutil, for argparse on 3.13) after Windows-only modules.
     code = (
-        "import os, sys\n"
+        "import argparse, os, shutil, sys\n"
         "del os.uname\n"
         "sys.platform = 'win32'\n"
         "from netkeepalive import cli\n"
