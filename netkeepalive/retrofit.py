@@ -260,15 +260,26 @@ def _permission_text(exc: OSError) -> str:
 # -- show ------------------------------------------------------------------
 
 
-def _show_process(pid: int, outcome: _Outcome, listing_all: bool) -> None:
+def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> Optional[int]:
+    """``pidfd_open(pid)``, or ``None`` with the reason recorded in *outcome*.
+
+    A process that no longer exists is not recorded when *quiet_if_gone*
+    (it exited while the list of processes was made).
+    """
     try:
-        pidfd = _pidfd.pidfd_open(pid)
+        return _pidfd.pidfd_open(pid)
     except _pidfd.PidfdUnsupportedError:
         raise
     except OSError as exc:
-        if not (listing_all and exc.errno == errno.ESRCH):
-            why = "no such process" if exc.errno == errno.ESRCH else str(exc)
-            outcome.errors.append((pid, why))
+        gone = exc.errno == errno.ESRCH
+        if not (quiet_if_gone and gone):
+            outcome.errors.append((pid, "no such process" if gone else str(exc)))
+        return None
+
+
+def _show_process(pid: int, outcome: _Outcome, listing_all: bool) -> None:
+    pidfd = _open_process(pid, outcome, quiet_if_gone=listing_all)
+    if pidfd is None:
         return
     try:
         socks, reason = _find(pid, None)
@@ -347,13 +358,8 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     given = _validate(args, parser)
     pid: int = args.pid
     outcome = _Outcome()
-    try:
-        pidfd = _pidfd.pidfd_open(pid)
-    except _pidfd.PidfdUnsupportedError:
-        raise
-    except OSError as exc:
-        reason = "no such process" if exc.errno == errno.ESRCH else str(exc)
-        outcome.errors.append((pid, reason))
+    pidfd = _open_process(pid, outcome)
+    if pidfd is None:
         return _finish_set(args, outcome)
     try:
         _set_process(args, pid, pidfd, given, outcome)
