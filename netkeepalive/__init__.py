@@ -31,6 +31,7 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ._budget import KeepaliveParams, detect_within
     from ._sockopts import socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 #: first call).
 _LAZY = {
     "socket_options": "._sockopts",
+    "detect_within": "._budget",
+    "KeepaliveParams": "._budget",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
 }
@@ -70,6 +73,7 @@ setUserTimeout = set_user_timeout
 getUserTimeout = get_user_timeout
 
 __all__ = [
+    "KeepaliveParams",
     "LibraryNotFoundError",
     "Settings",
     "SocketOptionError",
@@ -77,6 +81,7 @@ __all__ = [
     "UnsupportedOptionError",
     "__version__",
     "configure",
+    "detect_within",
     "getKeepAliveInterval",
     "getKeepAliveProbes",
     "getUserTimeout",

@@ -1,0 +1,214 @@
+"""Settings from an outcome: "notice a silent peer within *ms*".
+
+:func:`detect_within` turns a detection budget into the four values
+:func:`netkeepalive.configure` takes, for the running platform's units and
+ranges (see :mod:`netkeepalive.constants`):
+
+- ``idle + interval * probes <= ms`` for an idle connection (keepalive);
+- ``user_timeout = idle + interval * probes`` where the platform has a user
+  timeout, so a peer that stops acknowledging sent data is dropped within
+  the same budget, and the user timeout neither cuts the keepalive probing
+  short nor stretches it (Linux drops a probing connection at the first
+  probe at which nothing was received for ``user_timeout``; see
+  :attr:`netkeepalive.Settings.detection_time`, tcp(7) and RFC 5482).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional, Tuple, TypedDict
+
+from ._convert import range_text
+from .constants import Option, PlatformTable, Unit
+from .errors import UnsupportedOptionError
+
+if TYPE_CHECKING:
+    from ._convert import Milliseconds
+
+__all__ = [
+    "DEFAULT_PROBES",
+    "KeepaliveParams",
+    "detect_within",
+    "minimum_budget",
+    "plan_for",
+]
+
+#: Probes sent when the caller does not choose: enough that one lost probe
+#: does not drop a healthy connection, few enough to leave each probe time.
+DEFAULT_PROBES = 3
+
+#: Windows Vista and later send 10 probes and cannot be told otherwise
+#: before build 15063 (``TCP_KEEPCNT``); learn.microsoft.com, "SIO_KEEPALIVE_VALS
+#: control code": "the number of keep-alive probes ... is set to 10 and
+#: cannot be changed".
+_WINDOWS_FIXED_PROBES = 10
+
+
+class KeepaliveParams(TypedDict):
+    """Keyword arguments for :func:`netkeepalive.configure` and friends.
+
+    Times in milliseconds; ``None`` where the running platform has no such
+    option (the entry points skip it).
+    """
+
+    idle: Optional[int]
+    interval: Optional[int]
+    probes: Optional[int]
+    user_timeout: Optional[int]
+
+
+def _grain(opt: Option) -> int:
+    """Milliseconds per unit of *opt*'s kernel value."""
+    return 1000 if opt.unit is Unit.SECONDS else 1
+
+
+def _budget_ms(ms: object) -> int:
+    """*ms* (``int``, ``float`` or ``timedelta``) as whole milliseconds, > 0."""
+    from datetime import timedelta
+
+    if isinstance(ms, bool):
+        raise TypeError("detect_within: expected milliseconds (int, float or timedelta), got bool")
+    if isinstance(ms, int):
+        value = int(ms)
+    elif isinstance(ms, float):
+        if not math.isfinite(ms):
+            raise ValueError(f"detect_within: {ms!r} is not a finite number of milliseconds")
+        value = math.floor(ms)
+    elif isinstance(ms, timedelta):
+        value = ms // timedelta(milliseconds=1)
+    else:
+        raise TypeError(
+            f"detect_within: expected milliseconds (int, float or timedelta), "
+            f"got {type(ms).__name__}"
+        )
+    if value <= 0:
+        raise ValueError(f"detect_within: the budget must be positive, got {ms!r}")
+    return value
+
+
+def _options(table: PlatformTable) -> Tuple[Option, Option]:
+    idle, interval = table.idle, table.interval
+    if idle is None or interval is None:
+        raise UnsupportedOptionError.for_knob(
+            "idle" if idle is None else "interval",
+            table.name,
+            "detect_within needs a per-socket keepalive idle time and interval; "
+            "they are system-wide settings there",
+        )
+    return idle, interval
+
+
+def _probe_range(table: PlatformTable, probes: Optional[int]) -> Tuple[int, ...]:
+    """The probe counts to try, best first; ``()`` never."""
+    opt = table.probes
+    if opt is None:
+        if probes is not None:
+            raise UnsupportedOptionError.for_knob(
+                "probes", table.name, "the probe count is fixed by the system there"
+            )
+        if table.name.startswith("win32"):
+            return (_WINDOWS_FIXED_PROBES,)
+        raise UnsupportedOptionError.for_knob(
+            "probes",
+            table.name,
+            "detect_within needs TCP_KEEPCNT or a known fixed probe count to keep a budget",
+        )
+    if probes is not None:
+        if isinstance(probes, bool) or not isinstance(probes, int):
+            raise TypeError(f"probes: expected an int, got {type(probes).__name__}")
+        if not opt.minimum <= probes <= opt.maximum:
+            raise ValueError(f"probes: {probes!r} is out of range; {range_text(opt)}")
+        return (int(probes),)
+    top = max(opt.minimum, min(DEFAULT_PROBES, opt.maximum))
+    return tuple(range(top, max(opt.minimum, 1) - 1, -1))
+
+
+def _split(budget: int, probes: int, idle: Option, interval: Option) -> Optional[Tuple[int, int]]:
+    """(idle, interval) in ms with ``idle + probes * interval <= budget``, or ``None``.
+
+    The interval gets ``budget / (2 * probes)`` (so the
+    probing takes half the budget, the idle time the other half), rounded
+    down to the interval's unit and at least its minimum; the idle time
+    gets what is left, rounded down to its unit, within its range.
+    """
+    gi, gv = _grain(idle), _grain(interval)
+    lo_i, lo_v = max(idle.minimum, 1), max(interval.minimum, 1)
+    step = max(lo_v, min(interval.maximum, budget // (2 * probes) // gv))
+    left = budget - probes * step * gv
+    if left < lo_i * gi:
+        # The halves do not fit: the shortest interval leaves the idle time most.
+        step = lo_v
+        left = budget - probes * step * gv
+        if left < lo_i * gi:
+            return None
+    idle_units = min(idle.maximum, left // gi)
+    return idle_units * gi, step * gv
+
+
+def minimum_budget(table: PlatformTable, probes: int) -> int:
+    """The shortest budget in ms that *table*'s units and minimums can express."""
+    idle, interval = _options(table)
+    return max(idle.minimum, 1) * _grain(idle) + probes * max(interval.minimum, 1) * _grain(
+        interval
+    )
+
+
+def _user_timeout(table: PlatformTable, detection: int) -> Optional[int]:
+    """The user timeout covering *detection* ms, in ms; ``None`` if none fits."""
+    opt = table.user_timeout
+    if opt is None:
+        return None
+    grain = _grain(opt)
+    units = detection // grain  # never past the budget
+    if units < max(opt.minimum, 1) or units > opt.maximum:
+        return None
+    return units * grain
+
+
+def plan_for(table: PlatformTable, ms: object, probes: Optional[int] = None) -> KeepaliveParams:
+    """:func:`detect_within` for *table* (any platform's, for tests and docs)."""
+    budget = _budget_ms(ms)
+    idle, interval = _options(table)
+    counts = _probe_range(table, probes)
+    for count in counts:
+        split = _split(budget, count, idle, interval)
+        if split is not None:
+            idle_ms, interval_ms = split
+            detection = idle_ms + count * interval_ms
+            return KeepaliveParams(
+                idle=idle_ms,
+                interval=interval_ms,
+                probes=count if table.probes is not None else None,
+                user_timeout=_user_timeout(table, detection),
+            )
+    least = minimum_budget(table, counts[-1])
+    with_probes = f" with {counts[-1]} probes" if probes is not None else ""
+    raise ValueError(
+        f"detect_within: {budget} ms is below what {table.name} can express{with_probes}: "
+        f"at least {least} ms ({range_text(idle)}; {range_text(interval)})"
+    )
+
+
+def detect_within(ms: Milliseconds, *, probes: Optional[int] = None) -> KeepaliveParams:
+    """Keepalive settings that notice a silent peer within *ms* milliseconds.
+
+    Returns ``{"idle", "interval", "probes", "user_timeout"}`` for the running
+    platform, ready for ``configure(sock, **detect_within(30_000))``,
+    :func:`~netkeepalive.socket_options`, the integrations and the CLI's
+    ``--detect-within``.  An idle connection whose peer goes silent is
+    dropped after ``idle + interval * probes <= ms``; where the platform has
+    a user timeout (``TCP_USER_TIMEOUT``, ``TCP_RXT_CONNDROPTIME``,
+    ``TCP_MAXRT``...), it is set to the same time, so unacknowledged data
+    fails within the budget too.  Times are whole seconds where the kernel
+    takes seconds.  *probes* fixes the probe count (default: 3, fewer when
+    the budget is too short for 3).
+
+    :raises ValueError: the budget is below what the platform can express
+        (the message names the minimum), or *probes* is out of range.
+    :raises TypeError: *ms* is not a duration or *probes* not an int.
+    :raises UnsupportedOptionError: the platform has no per-socket idle time
+        and interval (OpenBSD), or no probe count while *probes* is given.
+    """
+    from . import _sys
+
+    return plan_for(_sys.backend().table, ms, probes)

@@ -1,0 +1,182 @@
+"""detect_within: a detection budget turned into settings, per platform and in the kernel."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import netkeepalive as nk
+from netkeepalive import constants as c
+from netkeepalive._budget import minimum_budget, plan_for
+from netkeepalive.constants import PlatformTable, Unit
+
+TABLES = [
+    c.LINUX,
+    c.DARWIN,
+    c.FREEBSD,
+    c.DRAGONFLY,
+    c.DRAGONFLY_PRE_5_8,
+    c.NETBSD,
+    c.ILLUMOS,
+    c.SOLARIS,
+    c.AIX,
+    c.windows_table(19045),
+    c.windows_table(15063),
+    c.windows_table(10240),
+]
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
+
+
+def _in_unit(table: PlatformTable, knob: str, ms: int) -> bool:
+    """Whether *ms* is a whole number of *knob*'s unit, inside its range."""
+    opt = table.option(knob)
+    assert opt is not None
+    grain = 1000 if opt.unit is Unit.SECONDS else 1
+    return ms % grain == 0 and opt.minimum <= ms // grain <= opt.maximum
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.sampled_from(TABLES),
+    ms=st.integers(min_value=1, max_value=10**10),
+    probes=st.none() | st.integers(min_value=1, max_value=20),
+)
+def test_every_plan_fits_the_budget_and_the_kernel(
+    table: PlatformTable, ms: int, probes: int | None
+) -> None:
+    if probes is not None and table.probes is None:
+        with pytest.raises(nk.UnsupportedOptionError):
+            plan_for(table, ms, probes)
+        return
+    # Refused exactly when even the shortest settings do not fit, naming
+    # that minimum.
+    fewest = probes if probes is not None else (1 if table.probes is not None else 10)
+    least = minimum_budget(table, fewest)
+    if ms < least:
+        with pytest.raises(ValueError, match=f"at least {least} ms"):
+            plan_for(table, ms, probes)
+        return
+    plan = plan_for(table, ms, probes)
+    idle, interval, count = plan["idle"], plan["interval"], plan["probes"]
+    assert idle is not None
+    assert interval is not None
+    assert _in_unit(table, "idle", idle)
+    assert _in_unit(table, "interval", interval)
+    if table.probes is None:  # fixed by the system (Windows before 15063: 10)
+        assert count is None
+        count = 10
+    else:
+        assert count is not None
+        assert _in_unit(table, "probes", count)
+        if probes is not None:
+            assert count == probes
+    detection = idle + interval * count
+    assert detection <= ms
+    if table.user_timeout is None:
+        assert plan["user_timeout"] is None
+    elif plan["user_timeout"] is not None:
+        # Covers the probing exactly (to its unit), never past the budget.
+        assert plan["user_timeout"] <= detection
+        assert _in_unit(table, "user_timeout", plan["user_timeout"])
+        assert detection - plan["user_timeout"] < (
+            1000 if table.user_timeout.unit is Unit.SECONDS else 1
+        )
+
+
+def test_thirty_seconds_on_linux() -> None:
+    assert plan_for(c.LINUX, 30_000) == {
+        "idle": 15_000,
+        "interval": 5_000,
+        "probes": 3,
+        "user_timeout": 30_000,
+    }
+
+
+def test_short_budgets_use_fewer_probes_unless_told() -> None:
+    assert plan_for(c.LINUX, 2_000)["probes"] == 1
+    assert plan_for(c.LINUX, 3_000)["probes"] == 2
+    with pytest.raises(ValueError, match="at least 4000 ms"):
+        plan_for(c.LINUX, 3_000, probes=3)
+
+
+def test_below_the_platform_minimum_names_it() -> None:
+    with pytest.raises(ValueError, match=r"1999 ms is below .* at least 2000 ms"):
+        plan_for(c.LINUX, 1_999)
+    with pytest.raises(ValueError, match="at least 20000 ms"):
+        plan_for(c.SOLARIS, 19_999)
+
+
+@pytest.mark.parametrize("bad", [True, "30000", None, [30000]])
+def test_budget_type_errors(bad: object) -> None:
+    with pytest.raises(TypeError, match="detect_within"):
+        nk.detect_within(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.5, float("nan"), float("inf"), timedelta(0)])
+def test_budget_value_errors(bad: object) -> None:
+    with pytest.raises(ValueError, match="detect_within"):
+        nk.detect_within(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, 128, -3])
+def test_probe_count_out_of_range(bad: int) -> None:
+    with pytest.raises(ValueError, match="TCP_KEEPCNT takes 1 to 127"):
+        plan_for(c.LINUX, 60_000, probes=bad)
+
+
+def test_probe_count_type() -> None:
+    with pytest.raises(TypeError, match="probes"):
+        plan_for(c.LINUX, 60_000, probes=2.0)  # type: ignore[arg-type]
+
+
+def test_durations_of_every_type_agree() -> None:
+    assert (
+        plan_for(c.LINUX, 30_000)
+        == plan_for(c.LINUX, 30_000.9)
+        == plan_for(c.LINUX, timedelta(seconds=30))
+    )
+
+
+def test_platform_without_per_socket_knobs() -> None:
+    with pytest.raises(nk.UnsupportedOptionError, match="openbsd"):
+        plan_for(c.OPENBSD, 30_000)
+
+
+def test_old_windows_counts_its_fixed_ten_probes() -> None:
+    plan = plan_for(c.windows_table(10240), 30_000)
+    assert plan["probes"] is None
+    assert plan["idle"] is not None
+    assert plan["interval"] is not None
+    assert plan["idle"] + 10 * plan["interval"] <= 30_000
+
+
+@linux_only
+@pytest.mark.parametrize("budget", [2_000, 4_000, 8_000, 30_000, 30_999, 7_200_000])
+def test_configured_socket_holds_the_plan(client: socket.socket, budget: int) -> None:
+    plan = nk.detect_within(budget)
+    settings_back = nk.configure(client, **plan)
+    tcp = socket.IPPROTO_TCP
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert client.getsockopt(tcp, socket.TCP_KEEPIDLE) * 1000 == plan["idle"]
+    assert client.getsockopt(tcp, socket.TCP_KEEPINTVL) * 1000 == plan["interval"]
+    assert client.getsockopt(tcp, socket.TCP_KEEPCNT) == plan["probes"]
+    assert client.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == plan["user_timeout"]
+    detection = settings_back.detection_time
+    assert detection is not None
+    assert detection <= budget
+
+
+@linux_only
+def test_socket_options_take_the_plan() -> None:
+    options = nk.socket_options(**nk.detect_within(30_000))
+    tcp = socket.IPPROTO_TCP
+    assert (tcp, socket.TCP_KEEPIDLE, 15) in options
+    assert (tcp, socket.TCP_KEEPINTVL, 5) in options
+    assert (tcp, socket.TCP_KEEPCNT, 3) in options
+    assert (tcp, socket.TCP_USER_TIMEOUT, 30_000) in options
