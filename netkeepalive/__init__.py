@@ -32,7 +32,7 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
-    from ._sockopts import socket_options
+    from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
 #: Names whose modules load on first use: they pull in the option tables,
@@ -44,6 +44,7 @@ _LAZY = {
     "KeepaliveParams": "._budget",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
+    "keepalive_options": "._sockopts",
 }
 
 
@@ -92,6 +93,7 @@ __all__ = [
     "get_settings",
     "get_tcp_info",
     "get_user_timeout",
+    "keepalive_options",
     "setKeepAliveInterval",
     "setKeepAliveProbes",
     "setUserTimeout",

@@ -4,11 +4,14 @@ urllib3 (``socket_options=``), httpx (``HTTPTransport(socket_options=...)``)
 and many other clients take a list of tuples that they pass to
 ``socket.setsockopt`` on every new socket.  :func:`socket_options` builds
 that list for the running system with the same validation and unit
-conversion as :func:`netkeepalive.configure`.
+conversion as :func:`netkeepalive.configure`.  :func:`keepalive_options`
+gives the same settings as the ``{option: value}`` mapping that redis-py
+and py-amqp take.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _sys
@@ -17,7 +20,7 @@ from ._sys.base import Backend
 from .constants import Option
 from .errors import UnsupportedOptionError
 
-__all__ = ["socket_options"]
+__all__ = ["keepalive_options", "socket_options"]
 
 #: Knobs in the order their tuples appear (after ``SO_KEEPALIVE``).
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
@@ -103,4 +106,34 @@ def socket_options(
         raise UnsupportedOptionError.for_knob("enable", table.name)
     result = [(enable.level, enable.number, 1)]
     result.extend((opt.level, opt.number, native) for _knob, opt, _value, native in planned)
+    return result
+
+
+def keepalive_options(
+    *,
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
+    probes: Optional[int] = None,
+    user_timeout: Optional[Milliseconds] = None,
+) -> Dict[int, int]:
+    """``{option number: value}`` for ``setsockopt(IPPROTO_TCP, option, value)``.
+
+    What redis-py's ``socket_keepalive_options`` and py-amqp's
+    ``socket_settings`` take: one entry for each argument given, ``idle``
+    (ms, ``TCP_KEEPIDLE``; ``TCP_KEEPALIVE`` on macOS), ``interval`` (ms,
+    ``TCP_KEEPINTVL``), ``probes`` (count, ``TCP_KEEPCNT``) and
+    ``user_timeout`` (ms, ``TCP_USER_TIMEOUT``), in the unit the running
+    kernel takes.  ``SO_KEEPALIVE`` is not in it: those clients turn it on
+    themselves (redis-py with ``socket_keepalive=True``).  The values are
+    checked exactly as by :func:`socket_options`, which raises the same
+    errors.
+    """
+    options = socket_options(idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
+    result: Dict[int, int] = {}
+    for level, number, value in options[1:]:  # options[0] is SO_KEEPALIVE
+        if level != socket.IPPROTO_TCP:  # no table has one; the mapping could not carry it
+            raise UnsupportedOptionError.for_knob(
+                f"option {number}", _sys.backend().table.name, "not an IPPROTO_TCP option"
+            )
+        result[number] = value
     return result
