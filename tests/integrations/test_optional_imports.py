@@ -1,4 +1,4 @@
-"""requests, urllib3 and httpx stay optional."""
+"""The client libraries (requests, urllib3, httpx, redis, amqp, aiohttp, botocore) stay optional."""
 
 from __future__ import annotations
 
@@ -10,12 +10,24 @@ import pytest
 
 import netkeepalive
 
-CLIENTS = ("requests", "urllib3", "httpx", "httpcore")
+CLIENTS = (
+    "requests",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "redis",
+    "amqp",
+    "kombu",
+    "aiohttp",
+    "botocore",
+    "boto3",
+)
 
 
 def test_importing_netkeepalive_imports_no_http_client() -> None:
     code = (
         "import sys, netkeepalive, netkeepalive.servers, netkeepalive.aio\n"
+        "netkeepalive.keepalive_options(probes=3)\n"
         f"print(sorted(m for m in {CLIENTS!r} if m in sys.modules))\n"
     )
     out = subprocess.run(
@@ -30,6 +42,8 @@ def test_importing_netkeepalive_imports_no_http_client() -> None:
         ("netkeepalive.requests", "requests", "requests"),
         ("netkeepalive.urllib3", "urllib3", "urllib3"),
         ("netkeepalive.httpx", "httpx", "httpx"),
+        ("netkeepalive.aiohttp", "aiohttp", "aiohttp"),
+        ("netkeepalive.botocore", "botocore", "botocore"),
     ],
 )
 def test_missing_library_names_the_extra(
