@@ -221,3 +221,42 @@ def test_amqp_with_detect_within() -> None:
             assert kernel_view.read(sock) == _expected(budget)
         finally:
             conn.close()
+
+
+# -- the transport options shown for kombu and Celery ---------------------------------
+
+
+def test_celery_redis_transport_options_reach_redis_py(
+    example: Callable[[str], ModuleType],
+) -> None:
+    """kombu's Redis transport hands these options to redis-py as keyword arguments."""
+    redis = pytest.importorskip("redis")
+    options = example("redis_client").CELERY_CONFIG["broker_transport_options"]
+    with resp_server() as server:
+        host, port = server.address
+        client = redis.Redis(host=host, port=port, **options)
+        try:
+            assert client.ping() is True
+            sock = _redis_socket(client)
+            assert server.clients == [sock.getsockname()[:2]]
+            assert kernel_view.read(sock) == _expected(netkeepalive.detect_within(60_000))
+        finally:
+            client.close()
+
+
+def test_celery_amqp_transport_options_reach_py_amqp(
+    example: Callable[[str], ModuleType],
+) -> None:
+    """kombu's pyamqp transport hands these options to amqp.Connection as keyword arguments."""
+    amqp = pytest.importorskip("amqp")
+    options = example("amqp_connection").CELERY_CONFIG["broker_transport_options"]
+    with amqp_server() as server:
+        host, port = server.address
+        conn = amqp.Connection(host=f"{host}:{port}", connect_timeout=10, **options)
+        conn.connect()
+        try:
+            sock = conn.transport.sock
+            assert server.clients == [sock.getsockname()[:2]]
+            assert kernel_view.read(sock) == Kernel(1, 10, 5, 3, 30_000)
+        finally:
+            conn.close()
