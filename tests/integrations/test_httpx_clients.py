@@ -257,7 +257,7 @@ def test_async_client_direct(http_server: Any) -> None:
 def test_plain_transport_through_a_proxy_drops_socket_options(http_server: Any) -> None:
     """The httpcore behaviour the transports work around."""
     options = netkeepalive.socket_options(idle=4_000)
-    transport = httpx.HTTPTransport(proxy=http_server.url, socket_options=options)
+    transport = httpx.HTTPTransport(proxy=httpx.Proxy(http_server.url), socket_options=options)
     with httpx.Client(transport=transport) as client:
         sock = _socket(client.get(LOCAL_TARGET))
         assert sock.getpeername() == http_server.server_address[:2]
@@ -266,7 +266,7 @@ def test_plain_transport_through_a_proxy_drops_socket_options(http_server: Any) 
 
 def test_transport_through_a_proxy_keeps_its_socket_options(http_server: Any) -> None:
     transport = netkeepalive.httpx.HTTPTransport(
-        proxy=http_server.url,
+        proxy=httpx.Proxy(http_server.url),
         idle=10_000,
         interval=5_000,
         probes=3,
@@ -284,7 +284,9 @@ def test_transport_through_a_proxy_keeps_its_socket_options(http_server: Any) ->
 
 def test_async_transport_through_a_proxy_keeps_its_socket_options(http_server: Any) -> None:
     async def fetch() -> tuple[tuple[str, int], Kernel]:
-        transport = netkeepalive.httpx.AsyncHTTPTransport(proxy=http_server.url, probes=5)
+        transport = netkeepalive.httpx.AsyncHTTPTransport(
+            proxy=httpx.Proxy(http_server.url), probes=5
+        )
         async with httpx.AsyncClient(transport=transport) as client:
             sock = _socket(await client.get(LOCAL_TARGET))
             return sock.getsockname(), kernel_view.read(sock)
@@ -292,6 +294,21 @@ def test_async_transport_through_a_proxy_keeps_its_socket_options(http_server: A
     local, kernel = asyncio.run(fetch())
     assert http_server.client_addresses() == [local]
     assert (kernel.keepalive, kernel.probes) == (1, 5)
+
+
+def test_transport_from_a_detection_budget(http_server: Any) -> None:
+    budget = netkeepalive.detect_within(12_000)
+    transport = netkeepalive.httpx.HTTPTransport(proxy=httpx.Proxy(http_server.url), **budget)
+    with httpx.Client(transport=transport) as client:
+        sock = _socket(client.get(LOCAL_TARGET))
+        assert http_server.client_addresses() == [sock.getsockname()]
+        assert kernel_view.read(sock) == Kernel(
+            1,
+            int(budget["idle"] or 0) // 1000,
+            int(budget["interval"] or 0) // 1000,
+            int(budget["probes"] or 0),
+            int(budget["user_timeout"] or 0),
+        )
 
 
 def test_backend_connect_tcp_adds_the_options(http_server: Any) -> None:
