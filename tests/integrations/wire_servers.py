@@ -168,7 +168,7 @@ def _expect(conn: socket.socket, method: tuple[int, int]) -> None:
 
 
 def _amqp(conn: socket.socket) -> None:
-    """Connection.Start / Tune / Open-Ok, then Close-Ok on Close (AMQP 0-9-1, 4.2 and 1.4)."""
+    """AMQP 0-9-1: protocol header, Connection.Start / Tune / Open-Ok, then Close-Ok on Close."""
     header = _recv_exactly(conn, 8)
     if header != b"AMQP\x00\x00\x09\x01":
         raise ValueError(f"not an AMQP 0-9-1 protocol header: {header!r}")
