@@ -13,8 +13,9 @@ The program is recognised by its name, ``netkeepalive``; its policy lives
 in a one-entry array map that :func:`status` reads back from the kernel.
 Other programs attached to the same cgroup are never touched.
 
-Needs root (or ``CAP_BPF`` and ``CAP_NET_ADMIN``, Linux 5.8+; reading a
-policy back needs ``CAP_SYS_ADMIN``) and a kernel whose ``bpf_setsockopt``
+Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
+5.8+, can load and attach, but finding and reading back programs already
+attached needs ``CAP_SYS_ADMIN``) and a kernel whose ``bpf_setsockopt``
 takes the keepalive options: all five arrived together in Linux 5.9.
 """
 
@@ -54,8 +55,9 @@ MINIMUM_KERNEL = (5, 9)
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
 _PRIVILEGE_HINT = (
-    "needs root, or CAP_BPF and CAP_NET_ADMIN (Linux 5.8+); BPF may also be "
-    "blocked here (kernel lockdown, seccomp, a container)"
+    "needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN; CAP_BPF with CAP_NET_ADMIN can attach but cannot "
+    "read attached programs back); BPF may also be blocked here (kernel lockdown, "
+    "seccomp, a container)"
 )
 
 
@@ -338,7 +340,11 @@ def attach(
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
             _detach_ids(cgroup_fd, old, name)
-            return _read_policy(_bpfsys.prog_info(prog_fd))
+            try:
+                raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
+            except OSError as exc:
+                raise _explain(exc, f"reading the policy of cgroup {name} back") from None
+            return _policy(_bpf.policy_from_value(raw))
         except BaseException:
             if attached and prog_fd is not None:
                 with contextlib.suppress(OSError):
