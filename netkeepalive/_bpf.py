@@ -218,16 +218,6 @@ def return_one_program() -> bytes:
     return _insn(_ALU64_MOV_K, dst=0, imm=1) + _insn(_JMP_EXIT)
 
 
-def decode(code: bytes) -> List[Tuple[int, int, int, int, int]]:
-    """``(opcode, dst, src, off, imm)`` per instruction of *code* (for tests)."""
-    out: List[Tuple[int, int, int, int, int]] = []
-    for start in range(0, len(code), 8):
-        op, regs, off, imm = struct.unpack_from("=BBhi", code, start)
-        dst, src = (regs & 0xF, regs >> 4) if _LITTLE else (regs >> 4, regs & 0xF)
-        out.append((op, dst, src, off, imm))
-    return out
-
-
 def policy_value(values: Dict[str, Optional[int]]) -> bytes:
     """The map value for *values* (kernel units; ``None`` = leave alone)."""
     return struct.pack(

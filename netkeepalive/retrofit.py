@@ -548,10 +548,13 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
     for pid in dict.fromkeys(pids):
         try:
             name = cgroup.cgroup_of_pid(pid)
-            if name not in seen:
-                seen[name] = cgroup.effective_policy(pid)
         except OSError:
             continue
+        if name not in seen:
+            try:
+                seen[name] = cgroup.effective_policy(pid)
+            except OSError:
+                seen[name] = None
         hit = seen[name]
         if hit is not None:
             where, policy = hit
