@@ -30,6 +30,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _bpf, _bpfsys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._convert import Milliseconds
+
 __all__ = [
     "MINIMUM_KERNEL",
     "PROGRAM_NAME",
@@ -49,8 +53,10 @@ __all__ = [
 PROGRAM_NAME = "netkeepalive"
 #: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
-#: ``TCP_USER_TIMEOUT`` (net/core/filter.c; older kernels return
-#: ``-EINVAL`` for each, so the policy would silently do nothing).
+#: ``TCP_USER_TIMEOUT`` (all five added to net/core/filter.c by commit
+#: f9bcf96837f1, "bpf: Add SO_KEEPALIVE and related options to
+#: bpf_setsockopt", merged for 5.9; older kernels return ``-EINVAL`` for
+#: each, inside the program, so the policy would silently do nothing).
 MINIMUM_KERNEL = (5, 9)
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
@@ -295,10 +301,10 @@ def _raise_memlock() -> None:
 def attach(
     path: str,
     *,
-    idle: Optional[object] = None,
-    interval: Optional[object] = None,
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
     probes: Optional[int] = None,
-    user_timeout: Optional[object] = None,
+    user_timeout: Optional[Milliseconds] = None,
 ) -> Policy:
     """Give every TCP connection established from now on in cgroup *path* this policy.
 
