@@ -163,6 +163,14 @@ class Cgroup:
         self.name = name
         self.children: List[Child] = []
         self.foreign: List[int] = []
+        self.subgroups: List[Cgroup] = []
+
+    def subgroup(self, name: str) -> Cgroup:
+        """A cgroup inside this one, removed with it."""
+        sub = Cgroup(os.path.join(self.directory, name), f"{self.name}/{name}")
+        os.mkdir(sub.directory)
+        self.subgroups.append(sub)
+        return sub
 
     def child(self, inside: bool = True) -> Child:
         child = Child(self.directory if inside else None)
@@ -203,6 +211,8 @@ class Cgroup:
         """Stop the children, detach every program, remove the directory."""
         from netkeepalive import _bpfsys
 
+        for sub in self.subgroups:
+            sub.remove()
         for child in self.children:
             child.close()
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -370,6 +380,25 @@ def test_show_mentions_the_cgroup_policy(cg: Cgroup, listener: socket.socket) ->
             },
         }
     ]
+
+
+def test_policies_of_enclosing_cgroups_combine_as_the_kernel_runs_them(
+    cg: Cgroup, listener: socket.socket
+) -> None:
+    """The inner cgroup's program runs first, the outer one's last: its values win."""
+    from netkeepalive import cgroup
+
+    inner = cg.subgroup("inner")
+    attach(cg.name, "--idle", 3000)
+    attach(inner.name, "--idle", 9000, "--probes", 5)
+    child = inner.child()
+    report = child.ask(f"connect {listener.getsockname()[1]}")
+    assert (report["enabled"], report["idle"], report["probes"]) == (1, 3, 5)
+    assert cgroup.effective_policy(child.proc.pid) == (
+        cg.name,
+        cgroup.Policy(True, 3000, None, 5, None),
+    )
+    assert cgroup.status(inner.name) == cgroup.Policy(True, 9000, None, 5, None)
 
 
 def _one_line_failure(result: subprocess.CompletedProcess[str], start: str) -> str:
