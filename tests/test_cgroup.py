@@ -509,12 +509,12 @@ def test_cgroup2_mount_is_read_from_the_mount_table(tmp_path: Path) -> None:
 
     table = tmp_path / "mounts"
     table.write_text(
-        "tmpfs /sys/fs/cgroup tmpfs ro 0 0\n"
-        "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
+        "tmpfs /cg tmpfs ro 0 0\n"
+        "cgroup /cg/cpu cgroup rw,cpu 0 0\n"
         "cgroup2 /mnt/my\\040cgroups cgroup2 rw 0 0\n"
     )
     assert cgroup.cgroup2_mount(str(table)) == "/mnt/my cgroups"
-    table.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
+    table.write_text("cgroup /cg/cpu cgroup rw,cpu 0 0\n")
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.cgroup2_mount(str(table))
     assert caught.value.errno == errno.ENOENT
