@@ -319,10 +319,13 @@ def _run_show(args: argparse.Namespace) -> int:
     outcome = _Outcome()
     for pid in pids:
         _show_process(pid, outcome, listing_all)
+    policies = _cgroup_policies([r.sock.pid for r in outcome.results])
     if args.json:
-        _print_json(outcome, changed=False)
+        _print_json(outcome, changed=False, cgroup_policies=policies)
     else:
         _print_table(outcome, changed=False)
+        for entry in policies:
+            print(f"pid {entry['pid']}: cgroup {entry['cgroup']}: {entry['text']}")
     failed = _report_errors("show", outcome, listing_all)
     return 1 if failed else 0
 
@@ -489,11 +492,17 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
         print("  ".join(cells).rstrip(), file=out)
 
 
-def _print_json(outcome: _Outcome, changed: bool) -> None:
-    document = {
+def _print_json(
+    outcome: _Outcome, changed: bool, cgroup_policies: Optional[List[Dict[str, Any]]] = None
+) -> None:
+    document: Dict[str, Any] = {
         "sockets": [result.as_json(changed) for result in outcome.results],
         "errors": [{"pid": pid, "error": message} for pid, message in outcome.errors],
     }
+    if cgroup_policies is not None:
+        document["cgroup_policies"] = [
+            {k: v for k, v in entry.items() if k != "text"} for entry in cgroup_policies
+        ]
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -520,6 +529,38 @@ def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
             failed = True
             print(f"netkeepalive {name}: {_describe(result.sock)}: {result.error}", file=sys.stderr)
     return failed
+
+
+# -- cgroup policies (netkeepalive cgroup) ----------------------------------
+
+
+def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
+    """The cgroup keepalive policy new connections of each process get, if any.
+
+    ``{"pid", "cgroup", "keepalive", "text"}`` per process with one (see
+    :func:`netkeepalive.cgroup.effective_policy`); nothing where it cannot
+    be read (no cgroup v2, no privileges for ``bpf(2)``).
+    """
+    from . import cgroup
+
+    found: List[Dict[str, Any]] = []
+    seen: Dict[str, Optional[Tuple[str, Any]]] = {}
+    for pid in dict.fromkeys(pids):
+        try:
+            name = cgroup.cgroup_of_pid(pid)
+        except OSError:
+            continue
+        if name not in seen:
+            try:
+                seen[name] = cgroup.effective_policy(pid)
+            except OSError:
+                seen[name] = None
+        hit = seen[name]
+        if hit is not None:
+            where, policy = hit
+            entry = {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
+            found.append(dict(entry, text=policy.describe()))
+    return found
 
 
 # -- entry point -----------------------------------------------------------

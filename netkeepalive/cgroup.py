@@ -1,0 +1,486 @@
+"""A keepalive policy for every TCP connection of a cgroup (Linux 5.9+).
+
+:func:`attach` loads a small ``BPF_PROG_TYPE_SOCK_OPS`` program (see
+:mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
+``BPF_F_ALLOW_MULTI``.  From then on, whenever a TCP connection of a
+process in that cgroup (or below it) becomes established, on either end,
+the kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the
+policy's ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
+``TCP_USER_TIMEOUT``.  The attachment stays until :func:`detach`, the
+cgroup is removed, or the machine reboots; no process of ours keeps it.
+
+The program is recognised by its name, ``netkeepalive``; its policy lives
+in a one-entry array map that :func:`status` reads back from the kernel.
+Other programs attached to the same cgroup are never touched.
+
+Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
+5.8+, can load and attach, but finding and reading back programs already
+attached needs ``CAP_SYS_ADMIN``) and a kernel whose ``bpf_setsockopt``
+takes the keepalive options: all five arrived together in Linux 5.9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from . import _bpf, _bpfsys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._convert import Milliseconds
+
+__all__ = [
+    "MINIMUM_KERNEL",
+    "PROGRAM_NAME",
+    "CgroupError",
+    "Policy",
+    "attach",
+    "cgroup2_mount",
+    "cgroup_of_pid",
+    "detach",
+    "effective_policy",
+    "policies",
+    "resolve",
+    "status",
+]
+
+#: Name of the program (and its map) in the kernel: how ours is found.
+PROGRAM_NAME = "netkeepalive"
+#: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
+#: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
+#: ``TCP_USER_TIMEOUT`` (all five added to net/core/filter.c by commit
+#: f9bcf96837f1, "bpf: Add SO_KEEPALIVE and related options to
+#: bpf_setsockopt", merged for 5.9; older kernels return ``-EINVAL`` for
+#: each, inside the program, so the policy would silently do nothing).
+MINIMUM_KERNEL = (5, 9)
+
+_KNOBS = ("idle", "interval", "probes", "user_timeout")
+_PRIVILEGE_HINT = (
+    "needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN; CAP_BPF with CAP_NET_ADMIN can attach but cannot "
+    "read attached programs back); BPF may also be blocked here (kernel lockdown, "
+    "seccomp, a container)"
+)
+
+
+class CgroupError(OSError):
+    """What stops a cgroup policy here: privileges, kernel, cgroup v2, path.
+
+    An :class:`OSError` with ``errno`` set; the message is one line that
+    names the call and what to do.
+    """
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A cgroup's keepalive policy, read back from the kernel.
+
+    Times in milliseconds and counts, as :class:`netkeepalive.Settings`;
+    ``None`` means the policy leaves the connection's own value.
+    """
+
+    enabled: bool
+    idle: Optional[int]
+    interval: Optional[int]
+    probes: Optional[int]
+    user_timeout: Optional[int]
+
+    def as_json(self) -> Dict[str, Any]:
+        """The field names of ``netkeepalive show --json``'s ``keepalive`` object."""
+        return {
+            "enabled": self.enabled,
+            "idle_ms": self.idle,
+            "interval_ms": self.interval,
+            "probes": self.probes,
+            "user_timeout_ms": self.user_timeout,
+        }
+
+    def describe(self) -> str:
+        """One line: ``keepalive on, idle 60000 ms, ...``."""
+        parts = ["keepalive " + ("on" if self.enabled else "off")]
+        for label, value, unit in (
+            ("idle", self.idle, " ms"),
+            ("interval", self.interval, " ms"),
+            ("probes", self.probes, ""),
+            ("user timeout", self.user_timeout, " ms"),
+        ):
+            if value is not None:
+                parts.append(f"{label} {value}{unit}")
+        return ", ".join(parts)
+
+
+# -- cgroup v2 ----------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    """A /proc/mounts field: ``\\040`` and friends back to characters."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def cgroup2_mount(mounts: str = "/proc/mounts") -> str:
+    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*)."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] == "cgroup2":
+                    return _unescape(fields[1])
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"cannot read {mounts}: {exc.strerror}") from None
+    raise CgroupError(
+        errno.ENOENT,
+        f"no cgroup v2 hierarchy is mounted (no cgroup2 entry in {mounts}); "
+        "cgroup keepalive policies need cgroup v2",
+    )
+
+
+def resolve(path: str) -> Tuple[str, str]:
+    """``(directory, name)`` of cgroup *path*.
+
+    *path* is relative to the cgroup2 mount (``system.slice/x.service``),
+    a path as in ``/proc/PID/cgroup`` (``/system.slice/x.service``), or a
+    full path under the mount.  *name* is the form ``/proc/PID/cgroup``
+    uses (``/`` for the root).
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"path: expected a str, got {type(path).__name__}")
+    mount = os.path.realpath(cgroup2_mount())
+    candidates = []
+    if os.path.isabs(path):
+        candidates.append(path)
+    candidates.append(os.path.join(mount, path.lstrip("/")))
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and os.path.isdir(real):
+            if not os.path.exists(os.path.join(real, "cgroup.procs")):
+                break
+            return real, "/" + os.path.relpath(real, mount) if real != mount else "/"
+    raise CgroupError(
+        errno.ENOENT,
+        f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
+    )
+
+
+def cgroup_of_pid(pid: int) -> str:
+    """The cgroup v2 path of process *pid* (the ``0::`` line of /proc/PID/cgroup)."""
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].rstrip("\n").replace(" (deleted)", "")
+    raise CgroupError(errno.ENOENT, f"/proc/{pid}/cgroup has no cgroup v2 (0::) line")
+
+
+@contextlib.contextmanager
+def _opened(directory: str) -> Iterator[int]:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+# -- the kernel ---------------------------------------------------------------
+
+
+def _check_kernel() -> None:
+    release = os.uname().release
+    found = re.match(r"(\d+)\.(\d+)", release)
+    if found and (int(found.group(1)), int(found.group(2))) < MINIMUM_KERNEL:
+        raise CgroupError(
+            errno.EOPNOTSUPP,
+            f"Linux {release} is too old: bpf_setsockopt accepts SO_KEEPALIVE, "
+            "TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from "
+            "Linux 5.9; nothing was attached",
+        )
+
+
+def _explain(exc: OSError, doing: str) -> CgroupError:
+    """*exc* from ``bpf(2)`` as a :class:`CgroupError` saying what to do."""
+    if exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
+        hint = _PRIVILEGE_HINT
+    elif exc.errno == errno.ENOSYS:
+        hint = "this kernel has no bpf(2) system call (built without CONFIG_BPF_SYSCALL?)"
+    else:
+        hint = ""
+    message = f"{doing}: {exc.strerror or exc}"
+    if hint:
+        message += f"; {hint}"
+    return CgroupError(exc.errno or errno.EIO, message)
+
+
+def _ours(cgroup_fd: int) -> Iterator[Tuple[int, _bpfsys.ProgInfo]]:
+    """``(program fd, info)`` of each of our programs attached to the cgroup itself.
+
+    The descriptors are closed when the iteration moves on or ends.
+    """
+    _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+    for prog_id in ids:
+        try:
+            fd = _bpfsys.prog_get_fd_by_id(prog_id)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:  # detached meanwhile
+                continue
+            raise
+        try:
+            info = _bpfsys.prog_info(fd)
+            if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
+                yield fd, info
+        finally:
+            os.close(fd)
+
+
+def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
+    for map_id in info.map_ids:
+        fd = _bpfsys.map_get_fd_by_id(map_id)
+        try:
+            raw = _bpfsys.map_lookup(fd, b"\0\0\0\0", _VALUE_SIZE)
+        finally:
+            os.close(fd)
+        values = _bpf.policy_from_value(raw)
+        return _policy(values)
+    raise CgroupError(errno.EIO, f"program {info.prog_id} named {PROGRAM_NAME} has no policy map")
+
+
+_VALUE_SIZE = len(_bpf.policy_value({}))
+
+
+def _policy(native: Dict[str, Optional[int]]) -> Policy:
+    from . import _sys
+    from ._convert import from_native
+
+    backend = _sys.backend()
+
+    def public(knob: str) -> Optional[int]:
+        value = native.get(knob)
+        return None if value is None else from_native(backend.option(knob), value)
+
+    return Policy(
+        enabled=bool(native.get("enabled")),
+        idle=public("idle"),
+        interval=public("interval"),
+        probes=public("probes"),
+        user_timeout=public("user_timeout"),
+    )
+
+
+def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
+    """Check *settings* like :func:`netkeepalive.configure`; kernel units."""
+    from . import _sys
+    from ._convert import plan
+
+    unknown = sorted(set(settings) - set(_KNOBS))
+    if unknown:
+        raise TypeError(f"attach() got unexpected keyword argument(s): {', '.join(unknown)}")
+    backend = _sys.backend()
+    native: Dict[str, Optional[int]] = {"enabled": 1}
+    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
+        native[knob] = value
+    return native
+
+
+def _raise_memlock() -> None:
+    """Kernels before 5.11 charge BPF memory to ``RLIMIT_MEMLOCK``: lift it if allowed."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        if soft != resource.RLIM_INFINITY:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+# -- the public API -----------------------------------------------------------
+
+
+def attach(
+    path: str,
+    *,
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
+    probes: Optional[int] = None,
+    user_timeout: Optional[Milliseconds] = None,
+) -> Policy:
+    """Give every TCP connection established from now on in cgroup *path* this policy.
+
+    ``SO_KEEPALIVE=1`` and each value given (milliseconds and counts, as
+    :func:`netkeepalive.configure`; checked the same way, so a bad one is a
+    ``ValueError``/``TypeError`` and nothing is loaded).  An earlier policy
+    of ours on *path* is replaced: the new program is attached before the
+    old one is detached, so there is no moment without one.  Returns the
+    policy read back from the kernel.  Environment problems raise
+    :class:`CgroupError`; nothing is left attached on any failure.
+    """
+    native = _native(
+        {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
+    )
+    directory, name = resolve(path)
+    _check_kernel()
+    with _opened(directory) as cgroup_fd:
+        try:
+            old = [info.prog_id for _, info in _ours(cgroup_fd)]
+        except OSError as exc:
+            raise _explain(exc, f"reading the programs attached to cgroup {name}") from None
+        _raise_memlock()
+        map_fd = prog_fd = None
+        attached = False
+        try:
+            try:
+                map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, _VALUE_SIZE, 1, PROGRAM_NAME)
+                _bpfsys.map_update(map_fd, b"\0\0\0\0", _bpf.policy_value(native))
+                prog_fd = _bpfsys.prog_load(
+                    _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
+                )
+            except OSError as exc:
+                raise _explain(exc, "loading the keepalive program") from None
+            try:
+                _bpfsys.prog_attach(
+                    cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
+                )
+            except OSError as exc:
+                raise _attach_error(exc, cgroup_fd, name) from None
+            attached = True
+            _detach_ids(cgroup_fd, old, name)
+            try:
+                raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
+            except OSError as exc:
+                raise _explain(exc, f"reading the policy of cgroup {name} back") from None
+            return _policy(_bpf.policy_from_value(raw))
+        except BaseException:
+            if attached and prog_fd is not None:
+                with contextlib.suppress(OSError):
+                    _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            raise
+        finally:
+            _bpfsys.close(prog_fd)
+            _bpfsys.close(map_fd)
+
+
+def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
+    doing = f"attaching to cgroup {name} (BPF_PROG_ATTACH)"
+    if exc.errno == errno.EPERM:
+        try:
+            flags, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+        except OSError:
+            flags, ids = 0, []
+        if ids and not flags & _bpfsys.F_ALLOW_MULTI:
+            return CgroupError(
+                exc.errno,
+                f"{doing}: another sock_ops program is attached to cgroup {name} without "
+                "BPF_F_ALLOW_MULTI, so none can be added beside it; nothing was attached",
+            )
+    return _explain(exc, doing)
+
+
+def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
+    for prog_id in prog_ids:
+        try:
+            fd = _bpfsys.prog_get_fd_by_id(prog_id)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
+        try:
+            _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
+        finally:
+            os.close(fd)
+
+
+def detach(path: str) -> bool:
+    """Remove our policy from cgroup *path*; whether there was one.
+
+    Only programs named ``netkeepalive`` are detached; connections already
+    established keep the values they were given.
+    """
+    directory, name = resolve(path)
+    with _opened(directory) as cgroup_fd:
+        try:
+            ids = [info.prog_id for _, info in _ours(cgroup_fd)]
+            _detach_ids(cgroup_fd, ids, name)
+        except CgroupError:
+            raise
+        except OSError as exc:
+            raise _explain(exc, f"detaching from cgroup {name}") from None
+    return bool(ids)
+
+
+def status(path: str) -> Optional[Policy]:
+    """The policy attached to cgroup *path* itself, read from the kernel, or ``None``."""
+    directory, name = resolve(path)
+    with _opened(directory) as cgroup_fd:
+        return _status_fd(cgroup_fd, name)
+
+
+def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
+    try:
+        for _, info in _ours(cgroup_fd):
+            return _read_policy(info)
+    except CgroupError:
+        raise
+    except OSError as exc:
+        raise _explain(exc, f"reading the policy of cgroup {name}") from None
+    return None
+
+
+def policies() -> List[Tuple[str, Policy]]:
+    """``(cgroup, policy)`` for every cgroup with a policy of ours, walking the hierarchy."""
+    mount = os.path.realpath(cgroup2_mount())
+    found: List[Tuple[str, Policy]] = []
+    for directory, subdirs, _ in os.walk(mount):
+        subdirs.sort()
+        name = "/" + os.path.relpath(directory, mount) if directory != mount else "/"
+        try:
+            with _opened(directory) as cgroup_fd:
+                policy = _status_fd(cgroup_fd, name)
+        except FileNotFoundError:  # removed while walking
+            continue
+        if policy is not None:
+            found.append((name, policy))
+    return found
+
+
+def effective_policy(pid: int) -> Optional[Tuple[str, Policy]]:
+    """The policy new connections of process *pid* get, and the cgroup it comes from.
+
+    Programs of a cgroup and of its ancestors all run (the process's own
+    cgroup first); when several have our policy, the one nearest the root
+    runs last, so its values win.  ``None`` when none applies.
+    """
+    name = cgroup_of_pid(pid)
+    chain = []
+    while True:
+        chain.append(name)
+        if name in ("/", ""):
+            break
+        name = os.path.dirname(name.rstrip("/")) or "/"
+    found: Optional[Tuple[str, Policy]] = None
+    for candidate in chain:  # own cgroup first, as the kernel runs them
+        try:
+            policy = status(candidate)
+        except CgroupError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise
+        if policy is None:
+            continue
+        if found is not None:  # this one runs later: its values win where it has any
+            below = found[1]
+            policy = Policy(
+                enabled=policy.enabled,
+                idle=below.idle if policy.idle is None else policy.idle,
+                interval=below.interval if policy.interval is None else policy.interval,
+                probes=below.probes if policy.probes is None else policy.probes,
+                user_timeout=(
+                    below.user_timeout if policy.user_timeout is None else policy.user_timeout
+                ),
+            )
+        found = (candidate, policy)
+    return found

@@ -1,0 +1,521 @@
+"""``netkeepalive cgroup``: a sock_ops policy in a cgroup the test creates (Linux, root).
+
+Every policy is attached by the command in a subprocess that has exited
+before anything is checked, so each test also shows that the attachment
+outlives the process that made it.  The processes in the cgroup are
+plain Python children that never import netkeepalive: they read their own
+sockets' options with the standard library and report them as JSON.
+Every cgroup and every program attached to it is removed again, also when
+a test fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+#: The child: runs one command per line of standard input, answers with one
+#: JSON line.  It has only the standard library (and never imports ours).
+CHILD = r"""
+import json, socket, sys, time
+
+def options(s):
+    get = s.getsockopt
+    return {
+        "enabled": get(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        "idle": get(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        "interval": get(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        "probes": get(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        "user_timeout": get(socket.IPPROTO_TCP, 18),
+        "imported_netkeepalive": any(m.split(".")[0] == "netkeepalive" for m in sys.modules),
+    }
+
+def say(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+held = []
+say({"ready": True})
+for line in sys.stdin:
+    command, *rest = line.split()
+    if command == "connect":
+        s = socket.create_connection(("127.0.0.1", int(rest[0])))
+        held.append(s)
+        say(options(s))
+    elif command == "listen":
+        listener = socket.create_server(("127.0.0.1", 0))
+        held.append(listener)
+        say({"port": listener.getsockname()[1]})
+    elif command == "accept":
+        conn, _ = listener.accept()
+        held.append(conn)
+        say(options(conn))
+    elif command == "wait-for-error":
+        s = socket.create_connection(("127.0.0.1", int(rest[0])))
+        start = time.monotonic()
+        held.append(s)
+        try:
+            s.recv(1)
+            say({"errno": None, "elapsed": time.monotonic() - start})
+        except OSError as exc:
+            say({"errno": exc.errno, "elapsed": time.monotonic() - start})
+"""
+
+
+def _why_not() -> Optional[str]:
+    """Why these tests cannot run here, or ``None``."""
+    if not sys.platform.startswith("linux"):
+        return "cgroup sock_ops programs are Linux-only"
+    if os.geteuid() != 0:
+        return "needs root: creates cgroups and attaches BPF programs"
+    from netkeepalive import _bpf, _bpfsys, cgroup
+
+    try:
+        cgroup.cgroup2_mount()
+        cgroup._check_kernel()
+        fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "nka_probe")
+        os.close(fd)
+    except OSError as exc:
+        return f"no cgroup v2 / BPF here: {exc}"
+    return None
+
+
+_REASON = _why_not()
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="cgroup sock_ops programs are Linux-only"
+)
+
+
+def run_cli(*args: object, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "netkeepalive", *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd="/",
+        timeout=60,
+        check=False,
+    )
+
+
+def attach(path: str, *settings: object) -> None:
+    result = run_cli("cgroup", "attach", path, *settings)
+    assert result.returncode == 0, result.stderr
+
+
+class Child:
+    """A process running :data:`CHILD`, moved into *cgroup_dir* before it opens a socket."""
+
+    def __init__(self, cgroup_dir: Optional[str] = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        if cgroup_dir is not None:
+            with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
+                f.write(str(self.proc.pid))
+        assert self._read() == {"ready": True}
+
+    def _read(self) -> Dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the child exited"
+        answer: Dict[str, Any] = json.loads(line)
+        return answer
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, command: str) -> Dict[str, Any]:
+        self.send(command)
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+class Cgroup:
+    """A cgroup made for one test: its directory, its name, its children."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.children: List[Child] = []
+        self.foreign: List[int] = []
+        self.subgroups: List[Cgroup] = []
+
+    def subgroup(self, name: str) -> Cgroup:
+        """A cgroup inside this one, removed with it."""
+        sub = Cgroup(os.path.join(self.directory, name), f"{self.name}/{name}")
+        os.mkdir(sub.directory)
+        self.subgroups.append(sub)
+        return sub
+
+    def child(self, inside: bool = True) -> Child:
+        child = Child(self.directory if inside else None)
+        self.children.append(child)
+        return child
+
+    def programs(self) -> List[str]:
+        """Names of the sock_ops programs attached to this cgroup itself."""
+        from netkeepalive import _bpfsys
+
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            names = []
+            for prog_id in ids:
+                prog = _bpfsys.prog_get_fd_by_id(prog_id)
+                try:
+                    names.append(_bpfsys.prog_info(prog).name)
+                finally:
+                    os.close(prog)
+            return names
+        finally:
+            os.close(fd)
+
+    def attach_foreign(self) -> None:
+        """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI."""
+        from netkeepalive import _bpf, _bpfsys
+
+        prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
+        self.foreign.append(prog)
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI)
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        """Stop the children, detach every program, remove the directory."""
+        from netkeepalive import _bpfsys
+
+        for sub in self.subgroups:
+            sub.remove()
+        for child in self.children:
+            child.close()
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            for prog_id in ids:
+                prog = _bpfsys.prog_get_fd_by_id(prog_id)
+                try:
+                    _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                finally:
+                    os.close(prog)
+        finally:
+            os.close(fd)
+            for prog in self.foreign:
+                os.close(prog)
+            os.rmdir(self.directory)
+
+
+@pytest.fixture
+def cg() -> Iterator[Cgroup]:
+    """A fresh cgroup under the cgroup2 mount; removed with all it holds afterwards."""
+    if _REASON is not None:
+        pytest.skip(_REASON)
+    from netkeepalive import cgroup
+
+    name = f"netkeepalive-test-{uuid.uuid4().hex[:12]}"
+    directory = os.path.join(cgroup.cgroup2_mount(), name)
+    os.mkdir(directory)
+    made = Cgroup(directory, "/" + name)
+    try:
+        yield made
+    finally:
+        made.remove()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        yield srv
+
+
+def local_options(sock: socket.socket) -> Dict[str, int]:
+    get = sock.getsockopt
+    return {
+        "enabled": get(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        "idle": get(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        "interval": get(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        "probes": get(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        "user_timeout": get(socket.IPPROTO_TCP, 18),
+    }
+
+
+@pytest.fixture
+def defaults(listener: socket.socket) -> Dict[str, int]:
+    """The options of a new connection nobody configured (this system's defaults)."""
+    with socket.create_connection(listener.getsockname()) as c:
+        listener.accept()[0].close()
+        return local_options(c)
+
+
+POLICY = ("--idle", 3000, "--interval", 2000, "--probes", 4, "--user-timeout", 25000)
+EXPECTED = {"enabled": 1, "idle": 3, "interval": 2, "probes": 4, "user_timeout": 25000}
+
+
+def settings_of(report: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: report[k] for k in EXPECTED}
+
+
+def test_client_in_the_cgroup_gets_the_policy(
+    cg: Cgroup, listener: socket.socket, defaults: Dict[str, int]
+) -> None:
+    attach(cg.directory, *POLICY)  # full path; the attaching process has exited
+    inside = cg.child()
+    report = inside.ask(f"connect {listener.getsockname()[1]}")
+    assert report["imported_netkeepalive"] is False
+    assert settings_of(report) == EXPECTED
+    # Its peer, accepted by this process outside the cgroup, is untouched ...
+    server_end, _ = listener.accept()
+    with server_end:
+        assert local_options(server_end) == defaults
+    # ... and so is a process outside the cgroup connecting the same way.
+    outside = cg.child(inside=False)
+    assert settings_of(outside.ask(f"connect {listener.getsockname()[1]}")) == defaults
+
+
+def test_server_in_the_cgroup_gets_the_policy_on_accepted_sockets(
+    cg: Cgroup, defaults: Dict[str, int]
+) -> None:
+    attach(cg.name.lstrip("/"), *POLICY)  # relative to the cgroup2 mount
+    server = cg.child()
+    port = server.ask("listen")["port"]
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        accepted = server.ask("accept")
+        assert settings_of(accepted) == EXPECTED
+        assert local_options(client) == defaults  # this end is outside the cgroup
+
+
+def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
+    from netkeepalive import cgroup
+
+    attach(cg.name, "--idle", 5000, "--probes", 3)  # as in /proc/PID/cgroup
+    expected = {
+        "enabled": True,
+        "idle_ms": 5000,
+        "interval_ms": None,
+        "probes": 3,
+        "user_timeout_ms": None,
+    }
+    one = run_cli("cgroup", "status", cg.name, "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
+    every = run_cli("cgroup", "status", "--json")
+    assert every.returncode == 0, every.stderr
+    assert {"cgroup": cg.name, "keepalive": expected} in json.loads(every.stdout)
+    text = run_cli("cgroup", "status", cg.name)
+    assert text.stdout == f"{cg.name}: keepalive on, idle 5000 ms, probes 3\n"
+    policy = cgroup.status(cg.directory)
+    assert policy is not None
+    assert policy.as_json() == expected
+
+
+def test_reattach_replaces_only_our_program(cg: Cgroup, listener: socket.socket) -> None:
+    cg.attach_foreign()
+    attach(cg.name, "--idle", 7000)
+    attach(cg.name, "--idle", 4000, "--interval", 1000)
+    assert sorted(cg.programs()) == ["foreign", "netkeepalive"]
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert (report["enabled"], report["idle"], report["interval"]) == (1, 4, 1)
+
+
+def test_detach_restores_defaults_and_keeps_other_programs(
+    cg: Cgroup, listener: socket.socket, defaults: Dict[str, int]
+) -> None:
+    cg.attach_foreign()
+    attach(cg.name, *POLICY)
+    result = run_cli("cgroup", "detach", cg.name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{cg.name}: policy removed\n"
+    assert cg.programs() == ["foreign"]
+    assert settings_of(cg.child().ask(f"connect {listener.getsockname()[1]}")) == defaults
+    again = run_cli("cgroup", "detach", cg.name)
+    assert (again.returncode, again.stdout) == (0, f"{cg.name}: had no policy\n")
+    assert cg.programs() == ["foreign"]
+
+
+def test_show_mentions_the_cgroup_policy(cg: Cgroup, listener: socket.socket) -> None:
+    attach(cg.name, "--idle", 6000)
+    inside = cg.child()
+    inside.ask(f"connect {listener.getsockname()[1]}")
+    pid = inside.proc.pid
+    table = run_cli("show", pid)
+    assert table.returncode == 0, table.stderr
+    assert f"pid {pid}: cgroup {cg.name}: keepalive on, idle 6000 ms\n" in table.stdout
+    document = json.loads(run_cli("show", pid, "--json").stdout)
+    assert document["cgroup_policies"] == [
+        {
+            "pid": pid,
+            "cgroup": cg.name,
+            "keepalive": {
+                "enabled": True,
+                "idle_ms": 6000,
+                "interval_ms": None,
+                "probes": None,
+                "user_timeout_ms": None,
+            },
+        }
+    ]
+
+
+def test_policies_of_enclosing_cgroups_combine_as_the_kernel_runs_them(
+    cg: Cgroup, listener: socket.socket
+) -> None:
+    """The inner cgroup's program runs first, the outer one's last: its values win."""
+    from netkeepalive import cgroup
+
+    inner = cg.subgroup("inner")
+    attach(cg.name, "--idle", 3000)
+    attach(inner.name, "--idle", 9000, "--probes", 5)
+    child = inner.child()
+    report = child.ask(f"connect {listener.getsockname()[1]}")
+    assert (report["enabled"], report["idle"], report["probes"]) == (1, 3, 5)
+    assert cgroup.effective_policy(child.proc.pid) == (
+        cg.name,
+        cgroup.Policy(True, 3000, None, 5, None),
+    )
+    assert cgroup.status(inner.name) == cgroup.Policy(True, 9000, None, 5, None)
+
+
+def _one_line_failure(result: subprocess.CompletedProcess[str], start: str) -> str:
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(start), lines[0]
+    return lines[0]
+
+
+def test_unprivileged_attach_is_refused_and_attaches_nothing(cg: Cgroup) -> None:
+    probe = subprocess.run(
+        [*NOBODY, sys.executable, "-c", "import netkeepalive.cgroup"],
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd="/",
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot run this Python: {probe.stderr[-200:]!r}")
+    result = run_cli("cgroup", "attach", cg.directory, "--idle", 5000, prefix=NOBODY)
+    line = _one_line_failure(result, "netkeepalive cgroup attach: ")
+    assert "Operation not permitted" in line
+    assert "needs root (CAP_SYS_ADMIN" in line
+    assert cg.programs() == []
+
+
+def test_missing_cgroup_is_one_line(cg: Cgroup) -> None:
+    for action in ("attach", "status", "detach"):
+        result = run_cli("cgroup", action, cg.name + "/no-such-child")
+        line = _one_line_failure(result, f"netkeepalive cgroup {action}: no such cgroup: ")
+        assert "cgroup v2 hierarchy" in line
+    # A directory that is not in the cgroup v2 hierarchy is refused the same way.
+    _one_line_failure(run_cli("cgroup", "attach", "/tmp"), "netkeepalive cgroup attach: no such")
+    assert cg.programs() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--idle", "500"], "--idle: 500 ms is less than one second"),
+        (["--probes", "0"], "--probes: 0 is out of range"),
+        (["--interval", "x"], "not a whole number"),
+        (["--detect-within", "9000", "--idle", "1000"], "--detect-within chooses --idle"),
+    ],
+)
+def test_bad_values_are_refused_like_set(cg: Cgroup, args: List[str], message: str) -> None:
+    result = run_cli("cgroup", "attach", cg.name, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert cg.programs() == []
+    if "--detect-within" not in args:  # the same words as ``set``
+        same = run_cli("set", os.getpid(), *args)
+        assert same.returncode == 2
+        assert message in same.stderr
+
+
+def test_old_kernel_is_refused_and_nothing_attached(cg: Cgroup, mocker: Any) -> None:
+    """Linux before 5.9 cannot be had here: its release string is faked."""
+    from netkeepalive import cgroup
+
+    real = os.uname()
+    fake = os.uname_result((real.sysname, real.nodename, "5.8.18", real.version, real.machine))
+    mocker.patch("os.uname", return_value=fake)
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=5000)
+    assert caught.value.errno == errno.EOPNOTSUPP
+    assert "from Linux 5.9" in str(caught.value)
+    assert cg.programs() == []
+
+
+def test_library_api_round_trip(cg: Cgroup) -> None:
+    from netkeepalive import cgroup
+
+    policy = cgroup.attach(cg.directory, idle=2500, probes=2)
+    assert policy == cgroup.Policy(True, 2000, None, 2, None)  # whole seconds on Linux
+    assert cgroup.status(cg.name) == policy
+    with pytest.raises(ValueError, match=r"idle: .* out of range"):
+        cgroup.attach(cg.directory, idle=10**9)
+    with pytest.raises(TypeError):
+        cgroup.attach(cg.directory, idle="5s")
+    assert cgroup.status(cg.name) == policy  # unchanged by the refused calls
+    assert cgroup.detach(cg.name) is True
+    assert cgroup.status(cg.name) is None
+
+
+@pytest.mark.slow
+def test_silent_peer_times_out_within_the_policy(cg: Cgroup, listener: socket.socket) -> None:
+    """The demo's experiment, with the settings coming from the cgroup alone."""
+    from netkeepalive._silence import silence
+
+    idle, interval, probes = 1, 1, 2
+    attach(cg.name, "--idle", idle * 1000, "--interval", interval * 1000, "--probes", probes)
+    inside = cg.child()
+    inside.send(f"wait-for-error {listener.getsockname()[1]}")
+    server_end, _ = listener.accept()
+    with server_end:
+        silence(server_end)
+        report: Dict[str, Any] = inside._read()
+    assert report["errno"] == errno.ETIMEDOUT
+    predicted = idle + interval * probes
+    assert predicted - 0.2 <= report["elapsed"] <= predicted + 1.0, report
+
+
+def test_cgroup2_mount_is_read_from_the_mount_table(tmp_path: Path) -> None:
+    """Found wherever it is mounted (octal escapes undone); a clear error without one."""
+    from netkeepalive import cgroup
+
+    table = tmp_path / "mounts"
+    table.write_text(
+        "tmpfs /cg tmpfs ro 0 0\n"
+        "cgroup /cg/cpu cgroup rw,cpu 0 0\n"
+        "cgroup2 /mnt/my\\040cgroups cgroup2 rw 0 0\n"
+    )
+    assert cgroup.cgroup2_mount(str(table)) == "/mnt/my cgroups"
+    table.write_text("cgroup /cg/cpu cgroup rw,cpu 0 0\n")
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.cgroup2_mount(str(table))
+    assert caught.value.errno == errno.ENOENT
+    assert "need cgroup v2" in str(caught.value)
