@@ -16,6 +16,7 @@ __all__ = ["platform_rows", "support_table"]
 
 _UNIT_TEXT = {
     Unit.SECONDS: "seconds",
+    Unit.HALF_SECONDS: "500 ms ticks",
     Unit.MILLISECONDS: "ms",
     Unit.COUNT: "count",
     Unit.FLAG: "flag",
