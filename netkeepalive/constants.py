@@ -294,9 +294,7 @@ DRAGONFLY_PRE_5_8 = replace(
     DRAGONFLY,
     name="dragonfly-pre-5.8",
     idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.MILLISECONDS, _DRAGONFLY_TICK_MS, INT_MAX),
-    interval=_tcp(
-        "interval", "TCP_KEEPINTVL", 512, Unit.MILLISECONDS, _DRAGONFLY_TICK_MS, INT_MAX
-    ),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.MILLISECONDS, _DRAGONFLY_TICK_MS, INT_MAX),
 )
 
 # --------------------------------------------------------------------------
@@ -376,9 +374,7 @@ ILLUMOS = PlatformTable(
     # tcp_opt_data.c tcp_opt_set: seconds x 1000 within 10 s .. 10 days.
     # Where the running illumos lacks TCP_KEEPIDLE, the backend retries with
     # the millisecond threshold option (same range, in ms).
-    idle=_tcp(
-        "idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 10, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD
-    ),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 10, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD),
     # tcp_opt_data.c tcp_opt_set: seconds x 1000 within tcp_rto_min/max.
     interval=_tcp(
         "interval",
@@ -645,10 +641,12 @@ def generic_table(name: str) -> PlatformTable:
     """
     level = getattr(socket, "SOL_SOCKET", None)
     number = getattr(socket, "SO_KEEPALIVE", None)
-    known = isinstance(level, int) and isinstance(number, int)
+    enable = None
+    if isinstance(level, int) and isinstance(number, int):
+        enable = _enable(level, number)
     return PlatformTable(
         name=name,
-        enable=_enable(level, number) if known else None,  # type: ignore[arg-type]
+        enable=enable,
         idle=None,
         interval=None,
         probes=None,

@@ -62,7 +62,8 @@ def test_configure_arms_the_timer_with_the_new_idle_time(
     sim = order_sim(simulate, name)
     idle_option, enable = ORDER_CASES[name][2], ORDER_CASES[name][3]
     settings = netkeepalive.configure(FD, idle=idle, interval=5_000, probes=3)
-    assert settings.enabled is True and settings.idle == 30_000
+    assert settings.enabled is True
+    assert settings.idle == 30_000
     assert sim.kernel.armed[FD] == 30  # not the system's 2 hours
     sets = setsockopts(sim)
     last_idle = max(i for i, (opt, _) in enumerate(sets) if opt == idle_option)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import sys
 from datetime import timedelta
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 from test_retrofit import Child, needs_pidfd
@@ -47,10 +47,11 @@ class Recorder:
 
 
 @pytest.fixture
-def recorder(fresh_backend: None) -> Iterator[Recorder]:
+def recorder(fresh_backend: None) -> Recorder:
+    """The recorder, installed as the backend's C library (fresh_backend undoes it)."""
     rec = Recorder()
     netkeepalive._sys.use(None, rec)
-    yield rec
+    return rec
 
 
 def assert_enabled_before_last_idle(order: List[Tuple[int, int]]) -> None:
@@ -86,7 +87,9 @@ def test_cli_set_enables_before_the_last_idle_write(recorder: Recorder) -> None:
     try:
         before = child.settings()
         target = next(fd for fd, v in before.items() if not v["enabled"])
-        status = cli.main(["set", str(child.pid), "--fd", str(target), "--enable", "--idle", "9000"])
+        status = cli.main(
+            ["set", str(child.pid), "--fd", str(target), "--enable", "--idle", "9000"]
+        )
         assert status == 0
         # The command borrows the child's socket under a new descriptor number.
         borrowed = {fd for fd, option in recorder.sets if option == ENABLE}

@@ -343,7 +343,8 @@ def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: A
     mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
     table = constants.table_for()
     assert table.name == "win32"
-    assert table.idle is not None and table.idle.name == "TCP_KEEPIDLE"
+    assert table.idle is not None
+    assert table.idle.name == "TCP_KEEPIDLE"
 
 
 @pytest.mark.parametrize("failure", ["raises", "status"])
