@@ -461,7 +461,9 @@ WINDOWS_BUILD_KEEPIDLE = 16299
 WINDOWS_BUILD_KEEPCNT = 15063
 WINDOWS_BUILD_MAXRTMS = 14393
 
-TCP_MAXRT = _tcp("user_timeout", "TCP_MAXRT", 5, Unit.SECONDS, 1, INT_MAX)  # ws2ipdef.h
+# ws2ipdef.h TCP_MAXRT = 5 (seconds) and TCP_MAXRTMS = 14 (milliseconds, build
+# 14393+; cygwin winsup/cygwin/wincap.cc); 1 and up, see the block comment.
+TCP_MAXRT = _tcp("user_timeout", "TCP_MAXRT", 5, Unit.SECONDS, 1, INT_MAX)
 TCP_MAXRTMS = _tcp("user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 1, INT_MAX)
 # WSAIoctl takes no level; 0 marks "not a socket option" for SIO_KEEPALIVE_VALS.
 _SIO_KEEPALIVE_IDLE = Option(
