@@ -299,15 +299,19 @@ DRAGONFLY_PRE_5_8 = replace(
 
 # --------------------------------------------------------------------------
 # NetBSD (NetBSD/src).  sys/netinet/tcp.h gives the numbers; tcp(4) says
-# seconds, but sys/netinet/tcp_usrreq.c tcp_ctloutput (rev 1.209, 2015, and
-# every later revision this project could read) stores the value unscaled
-# in t_keepidle/t_keepintvl, which sys/netinet/tcp_timer.h counts in
-# PR_SLOWHZ (2 per second) slow-timer ticks: a value is 500 ms ticks, and
-# any value > 0 is taken.  Its PRCO_GETOPT answers none of the three
-# (ENOPROTOOPT), so they cannot be read back.  The ceiling keeps
-# ticks * (hz / PR_SLOWHZ) inside an int for hz up to 1000.  Before
-# rev 1.209 the options did not exist (ENOPROTOOPT).  The newest NetBSD
-# (10.x) source was not available here: unverified there.  No user timeout.
+# seconds, but sys/netinet/tcp_usrreq.c tcp_ctloutput stores the value
+# unscaled in t_keepidle/t_keepintvl, which sys/netinet/tcp_timer.h arms as
+# PR_SLOWHZ (2 per second) slow-timer ticks (TCP_TIMER_ARM: nticks *
+# (hz / PR_SLOWHZ)): a value is 500 ms ticks, and any value > 0 is taken.
+# Its PRCO_GETOPT answers none of the three (ENOPROTOOPT), so they cannot
+# be read back.  Read in rev 1.202 (2014) and in a later revision that
+# already answers TCP_INFO; the newest sources (NetBSD 10) were not
+# available here: unverified there.  change_keepalive() re-arms the timer
+# with t_keepintvl when an option is set while SO_KEEPALIVE is on, so the
+# idle write after SO_KEEPALIVE=1 brings one probe forward to the interval
+# (tcp_timer.c tcp_timer_keep); the peer's answer re-arms the idle time.
+# The ceiling keeps ticks * (hz / PR_SLOWHZ) inside an int for hz <= 1000.
+# No user timeout.
 # --------------------------------------------------------------------------
 _NETBSD_MAX_TICKS = INT_MAX // 500
 NETBSD = PlatformTable(
