@@ -281,8 +281,9 @@ FREEBSD_PRE_14 = replace(FREEBSD, name="freebsd-pre-14", user_timeout=None)
 
 # --------------------------------------------------------------------------
 # DragonFly BSD (DragonFlyBSD/DragonFlyBSD): FreeBSD's numbers
-# (sys/netinet/tcp.h).  Seconds from 5.8 on; before 5.8
-# (__DragonFly_version < 500702) sys/netinet/tcp_usrreq.c tcp_ctloutput
+# (sys/netinet/tcp.h).  Seconds from 5.8 on (libuv/libuv src/unix/tcp.c,
+# golang/go issue 65809; the 5.8 source itself was not read here); before
+# 5.8 (__DragonFly_version < 500702) sys/netinet/tcp_usrreq.c tcp_ctloutput
 # converts milliseconds to ticks (ms * hz / 1000) and refuses a value
 # that rounds to 0 ticks with EINVAL.  hz is 100 by default there, so
 # netkeepalive refuses anything under one 10 ms tick itself; values
