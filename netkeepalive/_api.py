@@ -46,8 +46,13 @@ __all__ = [
 ]
 
 #: The order :func:`configure` applies options in: the one a kernel is most
-#: likely to lack first, ``SO_KEEPALIVE`` last, so a refusal tends to come
-#: before anything has changed.
+#: likely to lack first, so a refusal tends to come before anything has
+#: changed; then ``SO_KEEPALIVE``.  When keepalive is being enabled the idle
+#: time is written once more after ``SO_KEEPALIVE=1``: on macOS a
+#: ``TCP_KEEPALIVE`` written while keepalive is off leaves the running
+#: timer at the system's 2 hours (xnu bsd/netinet/tcp_timer.h
+#: ``TCP_CONN_KEEPIDLE``), and turning keepalive on re-arms nothing.  The
+#: first write makes a refusal come before ``SO_KEEPALIVE`` has changed.
 _APPLY_ORDER = ("user_timeout", "probes", "interval", "idle")
 
 
@@ -216,6 +221,8 @@ def _span(opt: Option) -> Optional[Tuple[int, int, int]]:
         # 1..999 ms truncate to 0 s, which to_native refuses for a non-zero
         # time: those take the general path.
         return max(opt.minimum, 1) * 1000, opt.maximum * 1000 + 999, 1000
+    if opt.unit is Unit.HALF_SECONDS:  # NetBSD's 500 ms ticks, as seconds above
+        return max(opt.minimum, 1) * 500, opt.maximum * 500 + 499, 500
     if opt.unit is Unit.MILLISECONDS:
         return max(opt.minimum, 0), opt.maximum, 1  # negative: refused
     if opt.unit in (Unit.COUNT, Unit.FLAG):
@@ -231,7 +238,7 @@ def _build(backend: Backend) -> None:
     for knob in ("enable", *_VALUE_KNOBS):
         opt = backend.table.option(knob)
         span = None if opt is None or opt.fallback is not None or not complete else _span(opt)
-        if opt is None or span is None:
+        if opt is None or span is None or not opt.readable or opt.zero_is_unset:
             records[knob] = _NO_FAST
             complete = False
         else:
@@ -307,6 +314,14 @@ def _get(knob: str, sock: Any) -> int:
     return from_native(opt, backend.get(fileno(sock), opt))
 
 
+def _get_or_unset(knob: str, sock: Any) -> Optional[int]:
+    """:func:`_get`, with ``None`` where the kernel's 0 means "never set"."""
+    backend = _backend()
+    opt = backend.option(knob)
+    native = backend.get(fileno(sock), opt)
+    return None if native == 0 and opt.zero_is_unset else from_native(opt, native)
+
+
 def _set_keepalive(sock: Any, enable: object, initial_delay: object) -> bool:
     backend = _backend()
     _check_enable(enable)
@@ -318,7 +333,10 @@ def _set_keepalive(sock: Any, enable: object, initial_delay: object) -> bool:
         idle = backend.option("idle")
         delay = (idle, to_native(idle, initial_delay, "initial_delay"))
     if enable and delay is not None:
-        backend.set(fd, *delay)
+        backend.set(fd, *delay)  # a refusal comes before SO_KEEPALIVE changes
+        backend.set(fd, enable_opt, 1)
+        backend.set(fd, *delay)  # after SO_KEEPALIVE=1: see _APPLY_ORDER
+        return True
     backend.set(fd, enable_opt, 1 if enable else 0)
     return True
 
@@ -339,7 +357,9 @@ def _get_settings(sock: Any) -> Settings:
         if opt is None or not opt.readable:
             values.append(None)
         else:
-            values.append(from_native(opt, backend.get(fd, opt)))
+            native = backend.get(fd, opt)
+            unset = native == 0 and opt.zero_is_unset
+            values.append(None if unset else from_native(opt, native))
     return Settings(backend.get(fd, enable) != 0, *values)
 
 
@@ -359,6 +379,8 @@ def _configure(
     for _knob, opt, _value, native in planned:
         backend.set(fd, opt, native)
     backend.set(fd, enable_opt, 1 if enable else 0)
+    if enable and planned and planned[-1][0] == "idle":
+        backend.set(fd, planned[-1][1], planned[-1][3])  # see _APPLY_ORDER
     return _get_settings(fd)
 
 
@@ -371,7 +393,10 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
     When enabling with a non-zero *initial_delay* (ms), also sets the idle
     time before the first probe (``TCP_KEEPIDLE``, truncated to whole
     seconds where the kernel takes seconds); ``0`` leaves it unchanged.
-    The idle time is set first, so a refusal leaves keepalive as it was.
+    The idle time is written before ``SO_KEEPALIVE``, so a refusal leaves
+    keepalive as it was, and again after it, so that the kernel's running
+    timer uses it (macOS only re-arms the timer with the socket's idle time
+    while keepalive is on).
     """
     if (
         type(enable) is bool
@@ -424,12 +449,15 @@ def set_keepalive_interval(sock: Any, interval: Milliseconds) -> bool:
     return _fast_set(_interval, sock, interval) or _set("interval", sock, interval)
 
 
-def get_keepalive_interval(sock: Any) -> int:
-    """The time between keepalive probes, in ms (``TCP_KEEPINTVL``)."""
+def get_keepalive_interval(sock: Any) -> Optional[int]:
+    """The time between keepalive probes, in ms (``TCP_KEEPINTVL``).
+
+    ``None`` where the kernel reports it as never set (illumos reads back 0).
+    """
     f = _interval
     if f.backend is _sys._current:
         return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get("interval", sock)
+    return _get_or_unset("interval", sock)
 
 
 # -- TCP_KEEPCNT -----------------------------------------------------------
@@ -443,12 +471,15 @@ def set_keepalive_probes(sock: Any, probes: int) -> bool:
     return _fast_set(_probes, sock, probes) or _set("probes", sock, probes)
 
 
-def get_keepalive_probes(sock: Any) -> int:
-    """How many unanswered probes drop the connection (``TCP_KEEPCNT``)."""
+def get_keepalive_probes(sock: Any) -> Optional[int]:
+    """How many unanswered probes drop the connection (``TCP_KEEPCNT``).
+
+    ``None`` where the kernel reports it as never set (illumos reads back 0).
+    """
     f = _probes
     if f.backend is _sys._current:
         return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get("probes", sock)
+    return _get_or_unset("probes", sock)
 
 
 # -- TCP_USER_TIMEOUT ------------------------------------------------------
@@ -516,7 +547,9 @@ def configure(
     ``probes`` and ``user_timeout`` (ms) are applied only when not
     ``None``.  Every argument is validated before the socket is touched,
     so a ``TypeError``/``ValueError`` (or an option the platform lacks)
-    changes nothing.
+    changes nothing.  When enabling, the idle time is written again after
+    ``SO_KEEPALIVE=1``, so that the kernel's running timer uses it
+    (see :doc:`knobs`).
     """
     if (
         _all_for is _sys._current
@@ -526,7 +559,8 @@ def configure(
         and _in_span(interval, _interval)
         and _in_span(idle, _idle)
     ):
-        # Everything is valid: apply in _APPLY_ORDER, SO_KEEPALIVE last.
+        # Everything is valid: apply in _APPLY_ORDER, then SO_KEEPALIVE, then
+        # the idle time once more when enabling.
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
         if user_timeout is not None:
             _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
@@ -536,6 +570,10 @@ def configure(
             _put(_interval, fd, interval // _interval.scale)
         if idle is not None:
             _put(_idle, fd, idle // _idle.scale)
+            if enable:
+                _put(_enable, fd, 1)
+                _put(_idle, fd, idle // _idle.scale)
+                return _read_all(fd)
         _put(_enable, fd, 1 if enable else 0)
         return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)

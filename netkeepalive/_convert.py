@@ -59,6 +59,11 @@ def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
     )
 
 
+#: Milliseconds per native unit, by ``Unit`` value, for the time units
+#: that are not milliseconds (seconds, NetBSD's 500 ms ticks).
+_MS_PER = {"s": 1000, "500 ms ticks": 500}
+
+
 def _shown(value: object) -> str:
     return f"{value!r} ms" if isinstance(value, (int, float)) else repr(value)
 
@@ -72,6 +77,12 @@ def range_text(opt: Option) -> str:
             f"{opt.name} takes {opt.minimum} to {opt.maximum} whole seconds "
             f"({opt.minimum * 1000} to {opt.maximum * 1000 + 999} ms; "
             "milliseconds are truncated to whole seconds)"
+        )
+    if opt.unit is Unit.HALF_SECONDS:
+        return (
+            f"{opt.name} takes {opt.minimum} to {opt.maximum} ticks of 500 ms "
+            f"({opt.minimum * 500} to {opt.maximum * 500 + 499} ms; "
+            "milliseconds are truncated to whole 500 ms ticks)"
         )
     if opt.unit is Unit.MILLISECONDS:
         return f"{opt.name} takes {opt.minimum} to {opt.maximum} ms"
@@ -99,9 +110,10 @@ def to_native(opt: Option, value: object, label: str) -> int:
         ms = _ms(opt, value, label)
         if ms < 0:
             raise ValueError(f"{label}: {_shown(value)} is negative; {range_text(opt)}")
-        native = int(ms // 1000) if unit is Unit.SECONDS else int(ms)
+        native = int(ms // _MS_PER.get(unit.value, 1))
         if native == 0 and ms > 0:
-            raise ValueError(f"{label}: {_shown(value)} is less than one second; {range_text(opt)}")
+            tick = "one second" if unit is Unit.SECONDS else "one 500 ms tick"
+            raise ValueError(f"{label}: {_shown(value)} is less than {tick}; {range_text(opt)}")
     if opt.minimum <= native <= opt.maximum:
         return native
     shown = f"{value!r}" if unit is Unit.COUNT else _shown(value)
@@ -129,8 +141,4 @@ def plan(
 
 def from_native(opt: Option, native: int) -> int:
     """A kernel value of *opt* in the public API's unit (ms or a count)."""
-    from .constants import Unit
-
-    if opt.unit is Unit.SECONDS:
-        return native * 1000
-    return native
+    return native * _MS_PER.get(opt.unit.value, 1)

@@ -25,13 +25,9 @@ __all__ = ["keepalive_options", "socket_options"]
 #: Knobs in the order their tuples appear (after ``SO_KEEPALIVE``).
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
 
-#: Knobs that older Windows sets only with ``WSAIoctl(SIO_KEEPALIVE_VALS)``,
-#: which no list of setsockopt tuples can express.
-_WINDOWS_IOCTL_KNOBS = frozenset({"idle", "interval"})
-
 _WINDOWS_DETAIL = (
-    "on Windows the keepalive idle time and interval may need "
-    "WSAIoctl(SIO_KEEPALIVE_VALS), which a list of setsockopt options cannot "
+    "before Windows 10 1709 (build 16299) the keepalive idle time and interval "
+    "need WSAIoctl(SIO_KEEPALIVE_VALS), which a list of setsockopt options cannot "
     "carry; use netkeepalive.requests.KeepAliveAdapter, "
     "netkeepalive.urllib3.PoolManager or netkeepalive.configure() on the "
     "connected socket instead"
@@ -87,9 +83,10 @@ def socket_options(
 
     Raises ``TypeError``/``ValueError`` for values :func:`~netkeepalive.configure`
     would refuse, and :class:`~netkeepalive.UnsupportedOptionError` for an
-    option the running system lacks.  On Windows, ``idle`` and ``interval``
-    raise :class:`~netkeepalive.UnsupportedOptionError` because older
-    versions set them only through ``WSAIoctl(SIO_KEEPALIVE_VALS)``: use
+    option the running system lacks.  On Windows before build 16299,
+    ``idle`` and ``interval`` raise :class:`~netkeepalive.UnsupportedOptionError`
+    because those versions set them only through
+    ``WSAIoctl(SIO_KEEPALIVE_VALS)``: use
     the adapters in :mod:`netkeepalive.requests` and
     :mod:`netkeepalive.urllib3`, or :func:`~netkeepalive.configure`, which
     configure the socket after it is created.
@@ -97,10 +94,9 @@ def socket_options(
     backend = _sys.backend()
     table = backend.table
     planned = _plan(backend, idle, interval, probes, user_timeout)
-    if table.name.startswith("win32"):  # every build, "win32 (build 15063)" too
-        for knob, _opt, _value, _native in planned:
-            if knob in _WINDOWS_IOCTL_KNOBS:
-                raise UnsupportedOptionError.for_knob(knob, table.name, _WINDOWS_DETAIL)
+    for knob, opt, _value, _native in planned:
+        if opt.level == 0:  # an ioctl (SIO_KEEPALIVE_VALS), not a socket option
+            raise UnsupportedOptionError.for_knob(knob, table.name, _WINDOWS_DETAIL)
     enable = table.enable
     if enable is None:
         raise UnsupportedOptionError.for_knob("enable", table.name)

@@ -16,6 +16,7 @@ __all__ = ["platform_rows", "support_table"]
 
 _UNIT_TEXT = {
     Unit.SECONDS: "seconds",
+    Unit.HALF_SECONDS: "500 ms ticks",
     Unit.MILLISECONDS: "ms",
     Unit.COUNT: "count",
     Unit.FLAG: "flag",
@@ -34,7 +35,8 @@ def platform_rows() -> List[Tuple[str, PlatformTable]]:
         ("Linux", c.LINUX),
         ("Android", c.ANDROID),
         ("macOS, iOS", c.DARWIN),
-        ("FreeBSD", c.FREEBSD),
+        ("FreeBSD 14+", c.FREEBSD),
+        ("FreeBSD before 14", c.FREEBSD_PRE_14),
         ("DragonFly 5.8+", c.DRAGONFLY),
         ("DragonFly before 5.8", c.DRAGONFLY_PRE_5_8),
         ("NetBSD", c.NETBSD),

@@ -21,7 +21,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 __all__ = [
     "AIX",
@@ -30,6 +30,7 @@ __all__ = [
     "DRAGONFLY",
     "DRAGONFLY_PRE_5_8",
     "FREEBSD",
+    "FREEBSD_PRE_14",
     "ILLUMOS",
     "INT_MAX",
     "IPPROTO_TCP",
@@ -45,6 +46,7 @@ __all__ = [
     "TCP_KEEPALIVE_THRESHOLD",
     "TCP_MAXRT",
     "TCP_MAXRTMS",
+    "TCP_MAXUNACKTIME",
     "TCP_STATES",
     "UINT_MAX",
     "WINDOWS",
@@ -55,6 +57,7 @@ __all__ = [
     "PlatformTable",
     "Unit",
     "detect_platform",
+    "generic_table",
     "linux_table",
     "table_for",
     "windows_table",
@@ -91,6 +94,9 @@ class Unit(enum.Enum):
 
     FLAG = "flag"
     SECONDS = "s"
+    #: 500 ms ticks of a BSD slow timer (``PR_SLOWHZ`` = 2): NetBSD stores
+    #: its keepalive options unscaled in such ticks.
+    HALF_SECONDS = "500 ms ticks"
     MILLISECONDS = "ms"
     COUNT = "count"
 
@@ -118,6 +124,13 @@ class Option:
     #: ``SIO_KEEPALIVE_VALS``): getters raise and :func:`~netkeepalive.get_settings`
     #: reports ``None``.
     readable: bool = True
+    #: ``True`` where the kernel reads back 0 for an option never set on the
+    #: socket (illumos ``TCP_KEEPINTVL``/``TCP_KEEPCNT``): 0 then means
+    #: "not set", and :func:`~netkeepalive.get_settings` reports ``None``.
+    zero_is_unset: bool = False
+    #: What else bounds the value, for the message of a kernel ``EINVAL``
+    #: (a tunable the library cannot know, e.g. illumos' retransmit bounds).
+    einval_hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,14 +176,19 @@ def _tcp(
     lo: int,
     hi: int,
     fallback: Optional[Option] = None,
+    **extra: Any,
 ) -> Option:
-    return Option(knob, IPPROTO_TCP, name, number, unit, lo, hi, fallback)
+    return Option(knob, IPPROTO_TCP, name, number, unit, lo, hi, fallback, **extra)
 
+
+# Every row below names where its number, unit and range come from: the
+# header that defines the number and the kernel function (or documentation
+# page) that enforces the unit and range.  The numbers are also checked
+# against tests/data/tcp-keepalive-constants.tsv by the test suite.
 
 # --------------------------------------------------------------------------
-# Linux (and Android).  include/uapi/linux/tcp.h; ranges from net/ipv4/tcp.c
-# (MAX_TCP_KEEPIDLE = MAX_TCP_KEEPINTVL = 32767 s, MAX_TCP_KEEPCNT = 127).
-# SOL_SOCKET/SO_KEEPALIVE differ on mips, sparc, parisc and alpha.
+# Linux (and Android).  SOL_SOCKET/SO_KEEPALIVE differ on mips, sparc,
+# parisc and alpha (arch/*/include/uapi/asm/socket.h).
 # --------------------------------------------------------------------------
 _LINUX_BSD_STYLE_ARCHES = ("mips", "sparc", "parisc", "hppa", "alpha")
 
@@ -181,12 +199,18 @@ def linux_table(machine: str = "", name: str = "linux") -> PlatformTable:
     sol_socket, so_keepalive = (_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE) if bsd_style else (1, 9)
     return PlatformTable(
         name=name,
+        # include/uapi/asm-generic/socket.h; net/core/sock.c sk_setsockopt.
         enable=_enable(sol_socket, so_keepalive),
+        # include/uapi/linux/tcp.h; net/ipv4/tcp.c do_tcp_setsockopt ->
+        # tcp_sock_set_keepidle_locked: 1..MAX_TCP_KEEPIDLE (32767) s.
         idle=_tcp("idle", "TCP_KEEPIDLE", 4, Unit.SECONDS, 1, 32767),
+        # net/ipv4/tcp.c tcp_sock_set_keepintvl: 1..MAX_TCP_KEEPINTVL (32767) s.
         interval=_tcp("interval", "TCP_KEEPINTVL", 5, Unit.SECONDS, 1, 32767),
+        # net/ipv4/tcp.c tcp_sock_set_keepcnt: 1..MAX_TCP_KEEPCNT (127).
         probes=_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, 127),
+        # net/ipv4/tcp.c do_tcp_setsockopt: ms >= 0, 0 = system default.
         user_timeout=_tcp("user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX),
-        tcp_info=11,
+        tcp_info=11,  # include/uapi/linux/tcp.h
     )
 
 
@@ -194,73 +218,121 @@ LINUX = linux_table()
 ANDROID = linux_table(name="android")
 
 # --------------------------------------------------------------------------
-# macOS / iOS (xnu bsd/netinet/tcp.h).  The idle option is TCP_KEEPALIVE;
-# there is no TCP_KEEPIDLE.  xnu multiplies TCP_KEEPALIVE, TCP_KEEPINTVL and
-# TCP_RXT_CONNDROPTIME by 1000 into a 32-bit field, so all three take at most
-# UINT32_MAX/1000 s; TCP_KEEPCNT takes up to INT32_MAX.  TCP_RXT_CONNDROPTIME
-# (seconds) is the user timeout; 0 means the system default.  TCP_INFO is
-# private; TCP_CONNECTION_INFO (262, 10.11+) is the public equivalent.
-# TCP_KEEPINTVL/TCP_KEEPCNT first appear in OS X 10.9 (xnu-2422).
+# macOS / iOS (apple-oss-distributions/xnu).  The idle option is
+# TCP_KEEPALIVE; there is no TCP_KEEPIDLE.  Order matters here: setting
+# TCP_KEEPALIVE re-arms the keepalive timer with TCP_CONN_KEEPIDLE(tp),
+# which uses the per-socket idle only while SO_KEEPALIVE is on
+# (bsd/netinet/tcp_timer.h), and SO_KEEPALIVE re-arms nothing
+# (bsd/kern/uipc_socket.c sosetoptlock), so netkeepalive writes the idle
+# time after SO_KEEPALIVE=1.  TCP_KEEPINTVL/TCP_KEEPCNT first appear in
+# xnu-2422 (OS X 10.9).  TCP_INFO is private; TCP_CONNECTION_INFO (10.11+)
+# is the public equivalent.
 # --------------------------------------------------------------------------
 _XNU_MAX_SECONDS = UINT_MAX // 1000
 DARWIN = PlatformTable(
     name="darwin",
+    # bsd/sys/socket.h
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    # bsd/netinet/tcp.h; bsd/netinet/tcp_usrreq.c tcp_ctloutput: seconds,
+    # stored x1000 (TCP_RETRANSHZ) in a u_int32 -> at most UINT32_MAX/1000 s.
     idle=_tcp("idle", "TCP_KEEPALIVE", 0x10, Unit.SECONDS, 1, _XNU_MAX_SECONDS),
+    # bsd/netinet/tcp.h; tcp_usrreq.c tcp_ctloutput: as TCP_KEEPALIVE.
     interval=_tcp("interval", "TCP_KEEPINTVL", 0x101, Unit.SECONDS, 1, _XNU_MAX_SECONDS),
+    # bsd/netinet/tcp.h; tcp_usrreq.c tcp_ctloutput: 0..INT32_MAX.
     probes=_tcp("probes", "TCP_KEEPCNT", 0x102, Unit.COUNT, 1, INT_MAX),
+    # bsd/netinet/tcp.h; tcp_usrreq.c tcp_ctloutput: seconds, 0 = default.
     user_timeout=_tcp(
         "user_timeout", "TCP_RXT_CONNDROPTIME", 0x80, Unit.SECONDS, 0, _XNU_MAX_SECONDS
     ),
-    tcp_info=0x106,
+    tcp_info=0x106,  # bsd/netinet/tcp.h
     tcp_info_name="TCP_CONNECTION_INFO",
 )
 
 # --------------------------------------------------------------------------
-# FreeBSD (sys/netinet/tcp.h; tcp(4)).  u_int seconds, refused above
-# UINT_MAX/hz (hz = 1000 by default).  No user-timeout option.
+# FreeBSD (freebsd/freebsd-src).  sys/netinet/tcp_usrreq.c
+# tcp_default_ctloutput takes u_int seconds for TCP_KEEPIDLE, TCP_KEEPINTVL
+# and (14.0+) TCP_MAXUNACKTIME, refuses values above UINT_MAX/hz (hz = 1000
+# by default) and re-arms the keepalive timer on TCP_KEEPIDLE whatever
+# SO_KEEPALIVE says; the timer checks SO_KEEPALIVE when it fires
+# (sys/netinet/tcp_timer.c tcp_timer_keep).  tcp(4) documents the units.
 # --------------------------------------------------------------------------
+_FREEBSD_MAX_SECONDS = UINT_MAX // 1000
+#: sys/netinet/tcp.h (68); sys/netinet/tcp_timer.c tcp_maxunacktime_check
+#: drops a connection whose sent data stayed unacknowledged that long;
+#: sys/compat/linux/linux_socket.c maps Linux TCP_USER_TIMEOUT onto it.
+#: FreeBSD 14.0 and later; 0 (the default) = no limit.
+TCP_MAXUNACKTIME = _tcp(
+    "user_timeout", "TCP_MAXUNACKTIME", 68, Unit.SECONDS, 0, _FREEBSD_MAX_SECONDS
+)
 FREEBSD = PlatformTable(
     name="freebsd",
-    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
-    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.SECONDS, 1, UINT_MAX // 1000),
-    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.SECONDS, 1, UINT_MAX // 1000),
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),  # sys/sys/socket.h
+    # sys/netinet/tcp.h (256); tcp_default_ctloutput: ui > UINT_MAX/hz -> EINVAL.
+    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.SECONDS, 1, _FREEBSD_MAX_SECONDS),
+    # sys/netinet/tcp.h (512); tcp_default_ctloutput, as TCP_KEEPIDLE.
+    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.SECONDS, 1, _FREEBSD_MAX_SECONDS),
+    # sys/netinet/tcp.h (1024); tcp_default_ctloutput: any u_int.
     probes=_tcp("probes", "TCP_KEEPCNT", 1024, Unit.COUNT, 1, INT_MAX),
-    user_timeout=None,
-    tcp_info=32,
+    user_timeout=TCP_MAXUNACKTIME,
+    tcp_info=32,  # sys/netinet/tcp.h
 )
+#: FreeBSD before 14.0: no TCP_MAXUNACKTIME, so no user timeout.
+FREEBSD_PRE_14 = replace(FREEBSD, name="freebsd-pre-14", user_timeout=None)
 
 # --------------------------------------------------------------------------
-# DragonFly BSD: FreeBSD's numbers.  Milliseconds before 5.8
-# (__DragonFly_version < 500702), seconds from 5.8 on.  No TCP_INFO and no
-# user timeout.
+# DragonFly BSD (DragonFlyBSD/DragonFlyBSD): FreeBSD's numbers
+# (sys/netinet/tcp.h).  Seconds from 5.8 on (libuv/libuv src/unix/tcp.c,
+# golang/go issue 65809; the 5.8 source itself was not read here); before
+# 5.8 (__DragonFly_version < 500702) sys/netinet/tcp_usrreq.c tcp_ctloutput
+# converts milliseconds to ticks (ms * hz / 1000) and refuses a value
+# that rounds to 0 ticks with EINVAL.  hz is 100 by default there, so
+# netkeepalive refuses anything under one 10 ms tick itself; values
+# read back in whole ticks.  No TCP_INFO and no user timeout.
 # --------------------------------------------------------------------------
-DRAGONFLY = replace(FREEBSD, name="dragonfly", tcp_info=None)
+DRAGONFLY = replace(FREEBSD_PRE_14, name="dragonfly", tcp_info=None)
+_DRAGONFLY_TICK_MS = 10
 DRAGONFLY_PRE_5_8 = replace(
     DRAGONFLY,
     name="dragonfly-pre-5.8",
-    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.MILLISECONDS, 1, INT_MAX),
-    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.MILLISECONDS, 1, INT_MAX),
+    idle=_tcp("idle", "TCP_KEEPIDLE", 256, Unit.MILLISECONDS, _DRAGONFLY_TICK_MS, INT_MAX),
+    interval=_tcp("interval", "TCP_KEEPINTVL", 512, Unit.MILLISECONDS, _DRAGONFLY_TICK_MS, INT_MAX),
 )
 
 # --------------------------------------------------------------------------
-# NetBSD (sys/netinet/tcp.h; tcp(4): seconds, > 0).  No user timeout.
-# Unverified on a current release: older kernels kept the value in 500 ms
-# ticks and had no getsockopt for these options.
+# NetBSD (NetBSD/src).  sys/netinet/tcp.h gives the numbers; tcp(4) says
+# seconds, but sys/netinet/tcp_usrreq.c tcp_ctloutput stores the value
+# unscaled in t_keepidle/t_keepintvl, which sys/netinet/tcp_timer.h arms as
+# PR_SLOWHZ (2 per second) slow-timer ticks (TCP_TIMER_ARM: nticks *
+# (hz / PR_SLOWHZ)): a value is 500 ms ticks, and any value > 0 is taken.
+# Its PRCO_GETOPT answers none of the three (ENOPROTOOPT), so they cannot
+# be read back.  Read in rev 1.202 (2014) and in a later revision that
+# already answers TCP_INFO; the newest sources (NetBSD 10) were not
+# available here: unverified there.  change_keepalive() re-arms the timer
+# with t_keepintvl when an option is set while SO_KEEPALIVE is on, so the
+# idle write after SO_KEEPALIVE=1 brings one probe forward to the interval
+# (tcp_timer.c tcp_timer_keep); the peer's answer re-arms the idle time.
+# The ceiling keeps ticks * (hz / PR_SLOWHZ) inside an int for hz <= 1000.
+# No user timeout.
 # --------------------------------------------------------------------------
+_NETBSD_MAX_TICKS = INT_MAX // 500
 NETBSD = PlatformTable(
     name="netbsd",
-    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
-    idle=_tcp("idle", "TCP_KEEPIDLE", 3, Unit.SECONDS, 1, INT_MAX),
-    interval=_tcp("interval", "TCP_KEEPINTVL", 5, Unit.SECONDS, 1, INT_MAX),
-    probes=_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, INT_MAX),
+    enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),  # sys/sys/socket.h
+    idle=replace(
+        _tcp("idle", "TCP_KEEPIDLE", 3, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS), readable=False
+    ),
+    interval=replace(
+        _tcp("interval", "TCP_KEEPINTVL", 5, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS),
+        readable=False,
+    ),
+    probes=replace(_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, INT_MAX), readable=False),
     user_timeout=None,
-    tcp_info=9,
+    tcp_info=9,  # sys/netinet/tcp.h
 )
 
 # --------------------------------------------------------------------------
-# OpenBSD: SO_KEEPALIVE only; idle/interval/count are system-wide sysctls
-# (net.inet.tcp.keepidle, ...), not socket options.
+# OpenBSD (openbsd/src sys/netinet/tcp.h): SO_KEEPALIVE only; idle,
+# interval and count are system-wide sysctls (net.inet.tcp.keepidle, ...).
 # --------------------------------------------------------------------------
 OPENBSD = PlatformTable(
     name="openbsd",
@@ -273,10 +345,15 @@ OPENBSD = PlatformTable(
 )
 
 # --------------------------------------------------------------------------
-# illumos and Solaris share sys.platform ("sunos5") but not the numbers.
-# TCP_KEEPALIVE_THRESHOLD (22) is the older millisecond idle option,
-# 10 s .. 10 days; TCP_KEEPALIVE_ABORT_THRESHOLD (23, ms, 0 = never) bounds
-# the probing.  The newer TCP_KEEPIDLE/TCP_KEEPINTVL take seconds.
+# illumos (illumos/illumos-gate) and Solaris share sys.platform ("sunos5")
+# but not the numbers.  illumos: usr/src/uts/common/netinet/tcp.h;
+# usr/src/uts/common/inet/tcp/tcp_opt_data.c tcp_opt_set checks
+# TCP_KEEPIDLE x 1000 and TCP_KEEPALIVE_THRESHOLD against the keepalive
+# interval range, 10 s .. 10 days, always; TCP_KEEPINTVL x 1000 against the
+# connection's retransmit bounds (tunables _rexmit_interval_min/_max,
+# defaults 400 ms and 60 s) and TCP_KEEPCNT x TCP_KEEPINTVL against the
+# _keepalive_abort_interval bounds (tunables), so only the kernel can say
+# whether those two fit.  Unset TCP_KEEPINTVL/TCP_KEEPCNT read back as 0.
 # --------------------------------------------------------------------------
 _TEN_DAYS_S = 10 * 24 * 3600
 TCP_KEEPALIVE_THRESHOLD = _tcp(
@@ -285,19 +362,53 @@ TCP_KEEPALIVE_THRESHOLD = _tcp(
 TCP_KEEPALIVE_ABORT_THRESHOLD = _tcp(
     "", "TCP_KEEPALIVE_ABORT_THRESHOLD", 23, Unit.MILLISECONDS, 0, INT_MAX
 )
+_ILLUMOS_RTO_HINT = (
+    "illumos takes TCP_KEEPINTVL only within the retransmit bounds, the "
+    "tcp tunables _rexmit_interval_min and _rexmit_interval_max (by default "
+    "400 ms and 60 s; see ipadm show-prop -p _rexmit_interval_max tcp), and "
+    "TCP_KEEPINTVL x TCP_KEEPCNT only within _keepalive_abort_interval's range"
+)
+_ILLUMOS_COUNT_HINT = (
+    "illumos takes TCP_KEEPCNT x TCP_KEEPINTVL only within the tcp tunable "
+    "_keepalive_abort_interval's range"
+)
 
 ILLUMOS = PlatformTable(
     name="illumos",
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within 10 s .. 10 days.
     # Where the running illumos lacks TCP_KEEPIDLE, the backend retries with
-    # the millisecond threshold option.
-    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 1, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD),
-    interval=_tcp("interval", "TCP_KEEPINTVL", 36, Unit.SECONDS, 1, _TEN_DAYS_S),
-    probes=_tcp("probes", "TCP_KEEPCNT", 35, Unit.COUNT, 1, INT_MAX),
+    # the millisecond threshold option (same range, in ms).
+    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 10, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD),
+    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within tcp_rto_min/max.
+    interval=_tcp(
+        "interval",
+        "TCP_KEEPINTVL",
+        36,
+        Unit.SECONDS,
+        1,
+        _TEN_DAYS_S,
+        zero_is_unset=True,
+        einval_hint=_ILLUMOS_RTO_HINT,
+    ),
+    # tcp_opt_data.c tcp_opt_set: 0 is EINVAL.
+    probes=_tcp(
+        "probes",
+        "TCP_KEEPCNT",
+        35,
+        Unit.COUNT,
+        1,
+        INT_MAX,
+        zero_is_unset=True,
+        einval_hint=_ILLUMOS_COUNT_HINT,
+    ),
     user_timeout=None,
     extras=(TCP_KEEPALIVE_ABORT_THRESHOLD,),
 )
 
+# Solaris 11.4: Oracle's tcp(4P) as quoted in libuv/libuv src/unix/tcp.c
+# (seconds, 10 s .. 10 days).  Weak evidence: no Solaris source is public,
+# and Oracle's page itself was not read here.
 SOLARIS = PlatformTable(
     name="solaris",
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
@@ -318,7 +429,10 @@ SOLARIS_PRE_11_4 = replace(
 )
 
 # --------------------------------------------------------------------------
-# AIX (seconds, per golang/go and socket2; IBM's page was not checked).
+# AIX: numbers from rust-lang/libc only; seconds per golang/go
+# src/net/tcpsockopt_unix.go and rust-lang/socket2.  Weak evidence: IBM's
+# setsockopt page was not read and no AIX source is public (AIX's system
+# tunables for the same settings are in half-seconds).
 # --------------------------------------------------------------------------
 AIX = PlatformTable(
     name="aix",
@@ -330,8 +444,10 @@ AIX = PlatformTable(
 )
 
 # --------------------------------------------------------------------------
-# Windows (ws2ipdef.h, mstcpip.h).  What exists depends on the build
-# (sys.getwindowsversion().build):
+# Windows (mingw-w64 headers ws2ipdef.h and mstcpip.h for the numbers;
+# Microsoft's "IPPROTO_TCP socket options" page for units and versions).
+# What exists depends on the build of the running kernel (RtlGetVersion;
+# see _windows_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
 #   15063+ (1703)  TCP_KEEPCNT, at most 255
 #   14393+ (1607)  TCP_MAXRTMS, milliseconds; before it TCP_MAXRT, seconds
@@ -339,17 +455,21 @@ AIX = PlatformTable(
 # struct tcp_keepalive {u_long onoff, keepalivetime, keepaliveinterval}, in
 # milliseconds, which cannot be read back.  Seconds options are capped so
 # that the kernel's millisecond value fits a u_long, like the ioctl's.
+# TCP_MAXRT(MS): -1 disables the timeout; Microsoft documents no value that
+# restores the system default, so 0 is refused (minimum 1).
 # SIO_TCP_INFO is an ioctl, not a socket option, so ``tcp_info`` is None.
 # --------------------------------------------------------------------------
-SIO_KEEPALIVE_VALS = 0x98000004
-SIO_TCP_INFO = 0xD8000027
+SIO_KEEPALIVE_VALS = 0x98000004  # mstcpip.h _WSAIOW(IOC_VENDOR, 4)
+SIO_TCP_INFO = 0xD8000027  # mstcpip.h _WSAIORW(IOC_VENDOR, 39)
 #: Windows builds where an option first appears.
 WINDOWS_BUILD_KEEPIDLE = 16299
 WINDOWS_BUILD_KEEPCNT = 15063
 WINDOWS_BUILD_MAXRTMS = 14393
 
-TCP_MAXRT = _tcp("user_timeout", "TCP_MAXRT", 5, Unit.SECONDS, 0, INT_MAX)
-TCP_MAXRTMS = _tcp("user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 0, INT_MAX)
+# ws2ipdef.h TCP_MAXRT = 5 (seconds) and TCP_MAXRTMS = 14 (milliseconds, build
+# 14393+; cygwin winsup/cygwin/wincap.cc); 1 and up, see the block comment.
+TCP_MAXRT = _tcp("user_timeout", "TCP_MAXRT", 5, Unit.SECONDS, 1, INT_MAX)
+TCP_MAXRTMS = _tcp("user_timeout", "TCP_MAXRTMS", 14, Unit.MILLISECONDS, 1, INT_MAX)
 # WSAIoctl takes no level; 0 marks "not a socket option" for SIO_KEEPALIVE_VALS.
 _SIO_KEEPALIVE_IDLE = Option(
     "idle",
@@ -365,22 +485,25 @@ _SIO_KEEPALIVE_INTERVAL = replace(_SIO_KEEPALIVE_IDLE, knob="interval")
 
 
 def windows_table(build: int) -> PlatformTable:
-    """The Windows table for OS build number *build* (``sys.getwindowsversion().build``)."""
+    """The Windows table for OS build number *build* (the kernel's, see ``table_for``)."""
     modern = build >= WINDOWS_BUILD_KEEPIDLE
     return PlatformTable(
         name="win32" if modern else f"win32 (build {build})",
-        enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
+        enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),  # winsock2.h
         idle=(
+            # ws2ipdef.h TCP_KEEPIDLE = TCP_KEEPALIVE = 3, seconds.
             _tcp("idle", "TCP_KEEPIDLE", 3, Unit.SECONDS, 1, UINT_MAX // 1000)
             if modern
             else _SIO_KEEPALIVE_IDLE
         ),
         interval=(
+            # ws2ipdef.h TCP_KEEPINTVL = 17, seconds.
             _tcp("interval", "TCP_KEEPINTVL", 17, Unit.SECONDS, 1, UINT_MAX // 1000)
             if modern
             else _SIO_KEEPALIVE_INTERVAL
         ),
         probes=(
+            # ws2ipdef.h TCP_KEEPCNT = 16; Microsoft: at most 255.
             _tcp("probes", "TCP_KEEPCNT", 16, Unit.COUNT, 1, 255)
             if build >= WINDOWS_BUILD_KEEPCNT
             else None
@@ -413,7 +536,7 @@ def detect_platform(
     """Name the table for a system: ``sys.platform`` plus ``uname`` details.
 
     Returns one of ``linux``, ``android``, ``darwin``, ``freebsd``,
-    ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``, ``openbsd``,
+    ``freebsd-pre-14``, ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``, ``openbsd``,
     ``illumos``, ``solaris``, ``solaris-pre-11.4``, ``aix``, ``win32``, or
     the ``sys.platform`` string itself for a system with no table.
     *release* and *version* default to ``os.uname()``'s.
@@ -429,15 +552,18 @@ def detect_platform(
         return "win32"
     if plat.startswith("aix"):
         return "aix"
-    for bsd in ("freebsd", "netbsd", "openbsd"):
+    for bsd in ("netbsd", "openbsd"):
         if plat.startswith(bsd):
             return bsd
-    if not plat.startswith(("dragonfly", "sunos")):
+    if not plat.startswith(("freebsd", "dragonfly", "sunos")):
         return plat
     if release is None or version is None:
         uname = os.uname()
         release = uname.release if release is None else release
         version = uname.version if version is None else version
+    if plat.startswith("freebsd"):
+        # uname -r: "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
+        return "freebsd" if _version_tuple(release) >= (14,) else "freebsd-pre-14"
     if plat.startswith("dragonfly"):
         # uname -r: "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
         return "dragonfly" if _version_tuple(release) >= (5, 8) else "dragonfly-pre-5.8"
@@ -463,17 +589,83 @@ def _running_linux_table() -> PlatformTable:
     return table
 
 
+def _kernel_build() -> Optional[int]:
+    """The build number the Windows kernel reports (``RtlGetVersion``), if any.
+
+    Unlike ``GetVersionEx`` (behind ``sys.getwindowsversion()``), ntdll's
+    ``RtlGetVersion`` is not subject to the application manifest, so a host
+    program without a Windows 10 manifest cannot make it report an older
+    build.  ``None`` where it cannot be called.
+    """
+    import ctypes
+
+    windll = getattr(ctypes, "WinDLL", None)
+    if windll is None:
+        return None
+
+    class OSVERSIONINFOW(ctypes.Structure):
+        _fields_ = [
+            ("dwOSVersionInfoSize", ctypes.c_uint32),
+            ("dwMajorVersion", ctypes.c_uint32),
+            ("dwMinorVersion", ctypes.c_uint32),
+            ("dwBuildNumber", ctypes.c_uint32),
+            ("dwPlatformId", ctypes.c_uint32),
+            ("szCSDVersion", ctypes.c_wchar * 128),
+        ]
+
+    try:
+        rtl_get_version = windll("ntdll").RtlGetVersion
+        info = OSVERSIONINFOW()
+        info.dwOSVersionInfoSize = ctypes.sizeof(info)
+        if rtl_get_version(ctypes.byref(info)) != 0:  # an NTSTATUS other than success
+            return None
+    except (OSError, AttributeError):
+        return None
+    return int(info.dwBuildNumber)
+
+
 def _running_windows_table() -> PlatformTable:
-    """Windows' table for the running build."""
-    getwindowsversion = getattr(sys, "getwindowsversion", None)
-    build = getwindowsversion().build if getwindowsversion is not None else 0
-    return windows_table(int(build))
+    """Windows' table for the build of the running kernel.
+
+    ``RtlGetVersion`` first; ``sys.getwindowsversion()`` only where that
+    cannot be called, since it reports an older build to programs without
+    a Windows 10 manifest.
+    """
+    build = _kernel_build()
+    if build is None:
+        getwindowsversion = getattr(sys, "getwindowsversion", None)
+        build = int(getwindowsversion().build) if getwindowsversion is not None else 0
+    return windows_table(build)
+
+
+def generic_table(name: str) -> PlatformTable:
+    """The table for a system netkeepalive has no table for: ``SO_KEEPALIVE`` only.
+
+    ``SOL_SOCKET``/``SO_KEEPALIVE`` are taken from this interpreter's
+    :mod:`socket` module (they are standard wherever it has them); every
+    TCP knob is ``None``, so it raises
+    :class:`~netkeepalive.UnsupportedOptionError` naming *name*.
+    """
+    level = getattr(socket, "SOL_SOCKET", None)
+    number = getattr(socket, "SO_KEEPALIVE", None)
+    enable = None
+    if isinstance(level, int) and isinstance(number, int):
+        enable = _enable(level, number)
+    return PlatformTable(
+        name=name,
+        enable=enable,
+        idle=None,
+        interval=None,
+        probes=None,
+        user_timeout=None,
+    )
 
 
 _TABLES = {
     "android": ANDROID,
     "darwin": DARWIN,
     "freebsd": FREEBSD,
+    "freebsd-pre-14": FREEBSD_PRE_14,
     "dragonfly": DRAGONFLY,
     "dragonfly-pre-5.8": DRAGONFLY_PRE_5_8,
     "netbsd": NETBSD,
@@ -490,8 +682,8 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
     """The option table for platform *name* (default: the running system).
 
     For the running system the table also reflects what only run time
-    tells: the Linux CPU architecture, the Windows build.  Raises
-    :class:`NotImplementedError` for a system with no table.
+    tells: the Linux CPU architecture, the Windows build.  A system with
+    no table gets :func:`generic_table`: ``SO_KEEPALIVE`` only.
     """
     if name is None:
         name = detect_platform()
@@ -501,9 +693,5 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
             return _running_windows_table()
     if name == "linux":
         return LINUX
-    try:
-        return _TABLES[name]
-    except KeyError:
-        raise NotImplementedError(
-            f"netkeepalive has no socket-option table for platform {name!r}"
-        ) from None
+    table = _TABLES.get(name)
+    return table if table is not None else generic_table(name)

@@ -153,10 +153,15 @@ def demo(
 
     with silent_pair(host) as (client, server):
         server_segs = get_tcp_info(server).segs_in
-        start = time.monotonic()
         settings = configure(
             client, idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
         )
+        # Linux counts the idle time from the last segment received
+        # (net/ipv4/tcp.c keepalive_time_elapsed), and configure() writes
+        # TCP_KEEPIDLE again after SO_KEEPALIVE=1, which arms the timer from
+        # that moment: measure from it, not from the configure() call.
+        quiet = get_tcp_info(client)
+        start = time.monotonic() - min(quiet.last_data_recv, quiet.last_ack_recv) / 1000
         predicted = settings.detection_time
         assert predicted is not None  # keepalive was just switched on
         local, peer = client.getsockname(), client.getpeername()
@@ -171,7 +176,7 @@ def demo(
         say()
         say(f"predicted detection: {_formula(settings, predicted)}")
         say()
-        say(f"{0:8.3f} s  keepalive on; the client's connection is idle")
+        say(f"{0:8.3f} s  the client last heard from the server; keepalive on")
 
         def on_probe(seconds: float, count: int) -> None:
             say(f"{seconds:8.3f} s  keepalive probe {count} sent (TCP_INFO probes = {count})")

@@ -70,7 +70,8 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
     ``sys.getwindowsversion``), lets netkeepalive detect the platform and
     installs a backend calling a :class:`fakelib.FakeLibc` (a
     :class:`fakelib.FakeWs2` on ``win32``) whose kernel knows every option
-    of the detected table.
+    of the detected table and refuses what that system's kernel refuses
+    (:data:`fakelib.KERNEL_RULES`).
     """
 
     def make(
@@ -95,6 +96,7 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
             lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
         backend = netkeepalive._sys.use(None, lib)
         kernel.known = fakelib.known_options(backend.table)
+        fakelib.real_kernel(kernel, backend.table.name)
         return Simulation(kernel, lib, backend)
 
     netkeepalive._sys.reset()

@@ -23,6 +23,11 @@ WSAENOPROTOOPT = 10042
 SIO_KEEPALIVE_VALS = 0x98000004
 SOL_SOCKET_BSD = 0xFFFF
 SO_KEEPALIVE_BSD = 8
+TCP = 6
+#: xnu's tcp_keepidle: 2 hours, in seconds as TCP_KEEPALIVE takes it.
+XNU_DEFAULT_KEEPIDLE = 7200
+INT_MAX = 2**31 - 1
+UINT_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,25 @@ class Kernel:
     accepts: Dict[Tuple[int, int], Callable[[int], bool]] = field(default_factory=dict)
     values: Dict[Tuple[int, int, int], int] = field(default_factory=dict)
     calls: List[Call] = field(default_factory=list)
+    #: Options the kernel takes but never reports (getsockopt: ENOPROTOOPT).
+    write_only: Set[Tuple[int, int]] = field(default_factory=set)
+    #: xnu's keepalive timer, when modelled: (level, option) of the idle
+    #: option and of SO_KEEPALIVE.  ``armed[fd]`` is the idle time the
+    #: running timer was last armed with (the system default until then).
+    timer: Optional[Tuple[Tuple[int, int], Tuple[int, int]]] = None
+    armed: Dict[int, int] = field(default_factory=dict)
+
+    def rearm(self, fd: int, level: int, option: int, value: int) -> None:
+        """xnu: setting the idle option re-arms the timer with TCP_CONN_KEEPIDLE(tp).
+
+        That is the socket's idle time only while SO_KEEPALIVE is on, the
+        system default otherwise (bsd/netinet/tcp_timer.h); setting
+        SO_KEEPALIVE re-arms nothing (bsd/kern/uipc_socket.c).
+        """
+        if self.timer is None or (level, option) != self.timer[0]:
+            return
+        keepalive = self.values.get((fd, *self.timer[1]), 0)
+        self.armed[fd] = value if keepalive else XNU_DEFAULT_KEEPIDLE
 
     def check(self, func: str, level: int, option: int) -> Optional[int]:
         injected = self.failures.get((func, level, option))
@@ -88,12 +112,15 @@ class FakeLibc:
             return -1
         assert value is not None
         k.values[fd, level, option] = value
+        k.rearm(fd, level, option, value)
         return 0
 
     def getsockopt(self, fd: int, level: int, option: int, optval: Any, optlen: Any) -> int:
         k = self.kernel
         length = ctypes.c_uint32.from_address(_address(optlen))
         err = k.check("getsockopt", level, option)
+        if err is None and (level, option) in k.write_only:
+            err = errno.ENOPROTOOPT
         if err is None and length.value < INT_SIZE:
             err = errno.EINVAL
         if err is not None:
@@ -232,3 +259,84 @@ def known_options(table: Any) -> Set[Tuple[int, int]]:
                 known.add((opt.level, opt.number))
             opt = opt.fallback
     return known
+
+
+def _between(lo: int, hi: int) -> Callable[[int], bool]:
+    return lambda value: lo <= value <= hi
+
+
+def _unsigned_at_most(hi: int) -> Callable[[int], bool]:
+    """A ``u_int`` the kernel bounds: a negative int arrives as a huge u_int."""
+    return lambda value: value & UINT_MAX <= hi
+
+
+def _positive_unsigned(value: int) -> bool:
+    return value & UINT_MAX > 0
+
+
+#: What each simulated kernel refuses with EINVAL, in its own unit, from the
+#: function cited (table name -> {(level, option): predicate}); and the
+#: options it takes but never reports.  Kept apart from netkeepalive's own
+#: tables so that a test fails when the library lets through a value the
+#: real kernel would refuse.
+KERNEL_RULES: Dict[str, Dict[Tuple[int, int], Callable[[int], bool]]] = {
+    # net/ipv4/tcp.c do_tcp_setsockopt
+    "linux": {
+        (TCP, 4): _between(1, 32767),
+        (TCP, 5): _between(1, 32767),
+        (TCP, 6): _between(1, 127),
+        (TCP, 18): _between(0, INT_MAX),
+    },
+    # xnu bsd/netinet/tcp_usrreq.c tcp_ctloutput
+    "darwin": {
+        (TCP, 0x10): _between(0, UINT_MAX // 1000),
+        (TCP, 0x101): _between(0, UINT_MAX // 1000),
+        (TCP, 0x102): _between(0, INT_MAX),
+        (TCP, 0x80): _between(0, UINT_MAX // 1000),
+    },
+    # sys/netinet/tcp_usrreq.c tcp_default_ctloutput (hz = 1000)
+    "freebsd": {
+        (TCP, 256): _unsigned_at_most(UINT_MAX // 1000),
+        (TCP, 512): _unsigned_at_most(UINT_MAX // 1000),
+        (TCP, 68): _unsigned_at_most(UINT_MAX // 1000),
+    },
+    # sys/netinet/tcp_usrreq.c tcp_ctloutput: ms * hz / 1000 >= 1, hz = 100
+    "dragonfly-pre-5.8": {
+        (TCP, 256): lambda ms: ms * 100 // 1000 >= 1,
+        (TCP, 512): lambda ms: ms * 100 // 1000 >= 1,
+        (TCP, 1024): lambda n: n > 0,
+    },
+    # sys/netinet/tcp_usrreq.c tcp_ctloutput: ui > 0
+    "netbsd": {
+        (TCP, 3): _positive_unsigned,
+        (TCP, 5): _positive_unsigned,
+        (TCP, 6): _positive_unsigned,
+    },
+    # usr/src/uts/common/inet/tcp/tcp_opt_data.c tcp_opt_set, default tunables
+    "illumos": {
+        (TCP, 34): lambda s: 10_000 <= s * 1000 <= 864_000_000,
+        (TCP, 22): _between(10_000, 864_000_000),
+        (TCP, 36): lambda s: 400 <= s * 1000 <= 60_000,
+        (TCP, 35): lambda n: n > 0,
+    },
+    # Oracle tcp(4P) as quoted by libuv (unverified against a source)
+    "solaris": {(TCP, 29): _between(10, 864_000), (TCP, 30): _between(10, 864_000)},
+    # Microsoft, IPPROTO_TCP socket options: TCP_KEEPCNT at most 255
+    "win32": {(TCP, 16): _between(0, 255)},
+}
+KERNEL_RULES["android"] = KERNEL_RULES["linux"]
+KERNEL_RULES["freebsd-pre-14"] = KERNEL_RULES["freebsd"]
+KERNEL_RULES["dragonfly"] = KERNEL_RULES["freebsd"]
+WRITE_ONLY: Dict[str, Set[Tuple[int, int]]] = {
+    # NetBSD sys/netinet/tcp_usrreq.c tcp_ctloutput: PRCO_GETOPT knows none of them
+    "netbsd": {(TCP, 3), (TCP, 5), (TCP, 6)},
+}
+
+
+def real_kernel(kernel: Kernel, table_name: str) -> None:
+    """Make *kernel* refuse and hide what the real kernel of *table_name* does."""
+    base = table_name.split(" ")[0]  # "win32 (build 15063)" -> "win32"
+    kernel.accepts.update(KERNEL_RULES.get(table_name, KERNEL_RULES.get(base, {})))
+    kernel.write_only |= WRITE_ONLY.get(table_name, set())
+    if base == "darwin":
+        kernel.timer = ((TCP, 0x10), (SOL_SOCKET_BSD, SO_KEEPALIVE_BSD))

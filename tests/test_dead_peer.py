@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,13 @@ import pytest
 import netkeepalive
 from netkeepalive._silence import Outcome, loopback_pair, silent_pair, watch
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="silences a peer with a Linux socket filter (SO_ATTACH_FILTER)",
+    ),
+]
 
 EARLY = 0.2  # s
 LATE = 1.0  # s

@@ -34,6 +34,11 @@ if CONSOLE_SCRIPT.exists():
 
 Finished = Tuple[int, str, str]
 
+#: The demo itself runs on Linux only (TCP_INFO and SO_ATTACH_FILTER).
+linux_demo = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the demo needs TCP_INFO and SO_ATTACH_FILTER"
+)
+
 
 @pytest.fixture(scope="module")
 def finished() -> Iterator[Dict[str, Finished]]:
@@ -63,6 +68,7 @@ def _numbers(out: str) -> Tuple[int, int, int]:
     return measured, predicted, diff
 
 
+@linux_demo
 @pytest.mark.slow
 def test_demo_detects_on_time(finished: Dict[str, Finished]) -> None:
     status, out, err = finished["module"]
@@ -82,6 +88,7 @@ def test_demo_detects_on_time(finished: Dict[str, Finished]) -> None:
     assert out.rstrip().endswith(": OK")
 
 
+@linux_demo
 @pytest.mark.slow
 def test_demo_fails_outside_the_tolerance(finished: Dict[str, Finished]) -> None:
     # Kernel timers never fire early and are rounded up to their wheel's
@@ -93,6 +100,7 @@ def test_demo_fails_outside_the_tolerance(finished: Dict[str, Finished]) -> None
     assert out.rstrip().endswith("(tolerance -0/+0 ms): FAIL")
 
 
+@linux_demo
 @pytest.mark.slow
 def test_demo_with_user_timeout(finished: Dict[str, Finished]) -> None:
     status, out, err = finished["user timeout"]
@@ -105,6 +113,7 @@ def test_demo_with_user_timeout(finished: Dict[str, Finished]) -> None:
     assert [int(n) for _, n in PROBE.findall(out)] == [1, 2]
 
 
+@linux_demo
 @pytest.mark.slow
 @pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="the netkeepalive script is not installed")
 def test_console_script_on_ipv6_loopback(finished: Dict[str, Finished]) -> None:
@@ -115,6 +124,7 @@ def test_console_script_on_ipv6_loopback(finished: Dict[str, Finished]) -> None:
     assert predicted - 200 <= measured <= predicted + 1000
 
 
+@linux_demo
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -22,6 +22,7 @@ from netkeepalive._sys.unix import FallbackUnixBackend, UnixBackend
         ("darwin", "23.1.0", "Darwin Kernel", "darwin"),
         ("ios", "23.1.0", "Darwin Kernel", "darwin"),
         ("freebsd14", "14.1-RELEASE", "", "freebsd"),
+        ("freebsd13", "13.2-RELEASE", "", "freebsd-pre-14"),
         ("netbsd10", "10.0", "", "netbsd"),
         ("openbsd7", "7.5", "", "openbsd"),
         ("dragonfly6", "6.4-RELEASE", "", "dragonfly"),
@@ -45,9 +46,27 @@ def test_detect_platform(platform: str, release: str, version: str, expected: st
     assert constants.detect_platform(platform, release, version) == expected
 
 
-def test_unknown_platform_has_no_table() -> None:
-    with pytest.raises(NotImplementedError, match="haiku1"):
-        constants.table_for("haiku1")
+def test_unknown_platform_gets_so_keepalive_only() -> None:
+    table = constants.table_for("haiku1")
+    assert table.name == "haiku1"
+    assert table.enable is not None
+    assert (table.enable.level, table.enable.number) == (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    assert [table.option(k) for k in ("idle", "interval", "probes", "user_timeout")] == [None] * 4
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("13.3-RELEASE", "freebsd-pre-14"),
+        ("13.4-STABLE", "freebsd-pre-14"),
+        ("12.4-RELEASE-p9", "freebsd-pre-14"),
+        ("14.0-RELEASE", "freebsd"),
+        ("14.2-RELEASE-p1", "freebsd"),
+        ("15.0-CURRENT", "freebsd"),
+    ],
+)
+def test_freebsd_release_decides_the_user_timeout(release: str, expected: str) -> None:
+    assert constants.detect_platform("freebsd13", release, "") == expected
 
 
 @pytest.mark.parametrize(

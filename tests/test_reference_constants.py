@@ -29,11 +29,14 @@ UNITS = {
     "count": Unit.COUNT,
     "flag": Unit.FLAG,
 }
-#: Units the reference's caveats give for an older release, where the
-#: unit column gives today's: DragonFly took milliseconds before 5.8.
+#: Units the reference's caveats give where the unit column does not:
+#: DragonFly took milliseconds before 5.8, and NetBSD's kernel stores the
+#: documented seconds unscaled as 500 ms slow-timer ticks.
 CAVEAT_UNITS = {
     ("dragonfly-pre-5.8", "TCP_KEEPIDLE"): Unit.MILLISECONDS,
     ("dragonfly-pre-5.8", "TCP_KEEPINTVL"): Unit.MILLISECONDS,
+    ("netbsd", "TCP_KEEPIDLE"): Unit.HALF_SECONDS,
+    ("netbsd", "TCP_KEEPINTVL"): Unit.HALF_SECONDS,
 }
 #: Linux architectures the reference names, plus "generic".
 LINUX_ARCHES = ("generic", "mips", "sparc", "parisc", "alpha")
@@ -73,7 +76,7 @@ def variants(os_name: str, arch: str) -> List[PlatformTable]:
     return {
         "android": [c.ANDROID, c.table_for("android")],
         "macos": [c.DARWIN],
-        "freebsd": [c.FREEBSD],
+        "freebsd": [c.FREEBSD, c.FREEBSD_PRE_14],
         "dragonfly": [c.DRAGONFLY, c.DRAGONFLY_PRE_5_8],
         "netbsd": [c.NETBSD],
         "openbsd": [c.OPENBSD],

@@ -104,7 +104,7 @@ def test_missing_option_raises_unsupported(platform_table: Any) -> None:
 
 @pytest.mark.parametrize("knob", ["idle", "interval"])
 def test_windows_refuses_what_needs_the_ioctl(platform_table: Any, knob: str) -> None:
-    platform_table(constants.WINDOWS)
+    platform_table(constants.windows_table(15063))  # before TCP_KEEPIDLE/TCP_KEEPINTVL
     with pytest.raises(netkeepalive.UnsupportedOptionError) as info:
         netkeepalive.socket_options(**{knob: 10_000})
     text = str(info.value)
@@ -115,8 +115,9 @@ def test_windows_refuses_what_needs_the_ioctl(platform_table: Any, knob: str) ->
 
 def test_windows_setsockopt_options_still_come_out(platform_table: Any) -> None:
     platform_table(constants.WINDOWS)
-    assert netkeepalive.socket_options(probes=5, user_timeout=20_000) == [
+    assert netkeepalive.socket_options(idle=60_000, probes=5, user_timeout=20_000) == [
         (0xFFFF, 0x0008, 1),
+        (6, 3, 60),  # TCP_KEEPIDLE, build 16299+
         (6, 16, 5),  # TCP_KEEPCNT
         (6, 14, 20_000),  # TCP_MAXRTMS
     ]

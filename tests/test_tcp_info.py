@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import socket
+import sys
 import time
 from typing import Callable
 
@@ -17,6 +18,11 @@ from netkeepalive import tcp_info
 from netkeepalive._sys.unix import UnixBackend
 from netkeepalive.constants import DARWIN, FREEBSD, PlatformTable
 
+#: Reading struct tcp_info from a real socket: Linux's layout.
+linux_tcp_info = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="TCP_INFO as Linux lays it out"
+)
+
 
 def _wait_for(predicate: Callable[[], bool], what: str, limit: float = 5.0) -> None:
     deadline = time.monotonic() + limit
@@ -26,6 +32,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, limit: float = 5.0) -> N
         time.sleep(0.01)
 
 
+@linux_tcp_info
 def test_established_connection(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
     for end in (client, server):
@@ -43,6 +50,7 @@ def test_established_connection(tcp_pair: tuple[socket.socket, socket.socket]) -
         assert info.rtt > 0
 
 
+@linux_tcp_info
 def test_listener_and_closed_states(listener: socket.socket) -> None:
     assert netkeepalive.get_tcp_info(listener).state_name == "LISTEN"
     fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -50,6 +58,7 @@ def test_listener_and_closed_states(listener: socket.socket) -> None:
         assert netkeepalive.get_tcp_info(fresh).state_name == "CLOSE"
 
 
+@linux_tcp_info
 def test_peer_close_is_seen(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
     server.shutdown(socket.SHUT_WR)
@@ -57,6 +66,7 @@ def test_peer_close_is_seen(tcp_pair: tuple[socket.socket, socket.socket]) -> No
     _wait_for(lambda: netkeepalive.get_tcp_info(server).state_name == "FIN_WAIT2", "FIN_WAIT2")
 
 
+@linux_tcp_info
 def test_counts_follow_the_data(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
     payload = b"k" * 5000
@@ -81,6 +91,7 @@ def test_counts_follow_the_data(tcp_pair: tuple[socket.socket, socket.socket]) -
     assert after.unacked == 0
 
 
+@linux_tcp_info
 @pytest.mark.slow
 def test_idle_times_grow(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
@@ -94,6 +105,7 @@ def test_idle_times_grow(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     assert second.last_ack_recv >= 450
 
 
+@linux_tcp_info
 def test_accepts_what_the_setters_accept(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, _ = tcp_pair
 
@@ -109,6 +121,7 @@ def test_accepts_what_the_setters_accept(tcp_pair: tuple[socket.socket, socket.s
         netkeepalive.get_tcp_info(-3)
 
 
+@linux_tcp_info
 def test_immutable(client: socket.socket) -> None:
     info = netkeepalive.get_tcp_info(client)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -116,6 +129,7 @@ def test_immutable(client: socket.socket) -> None:
     assert dataclasses.replace(info, state=99).state_name == "UNKNOWN(99)"
 
 
+@linux_tcp_info
 def test_shorter_struct_leaves_later_fields_none(client: socket.socket) -> None:
     # Asking for fewer bytes makes this kernel answer exactly as a kernel
     # with a shorter struct tcp_info would: it copies min(asked, its size).
@@ -144,6 +158,7 @@ def test_shorter_struct_leaves_later_fields_none(client: socket.socket) -> None:
         assert all(getattr(full, name) is not None for name in later)
 
 
+@linux_tcp_info
 def test_fewer_bytes_than_any_linux_returns_is_an_error(client: socket.socket) -> None:
     with pytest.raises(netkeepalive.SocketOptionError) as info:
         tcp_info._read(client.fileno(), 40)
@@ -151,6 +166,7 @@ def test_fewer_bytes_than_any_linux_returns_is_an_error(client: socket.socket) -
     assert str(info.value).startswith("getsockopt(TCP_INFO): [Errno 22] returned 40 bytes")
 
 
+@linux_tcp_info
 def test_more_bytes_than_the_buffer_holds_are_never_asked_for(client: socket.socket) -> None:
     # The kernel would write up to the length given into a FULL_SIZE buffer.
     with pytest.raises(ValueError, match=rf"size {tcp_info.FULL_SIZE + 64} is outside"):
@@ -159,6 +175,7 @@ def test_more_bytes_than_the_buffer_holds_are_never_asked_for(client: socket.soc
         tcp_info._read(client.fileno(), -1)
 
 
+@linux_tcp_info
 def test_closed_socket_is_ebadf(client: socket.socket) -> None:
     client.close()
     with pytest.raises(netkeepalive.SocketOptionError) as info:
@@ -167,6 +184,7 @@ def test_closed_socket_is_ebadf(client: socket.socket) -> None:
     assert str(info.value) == "getsockopt(TCP_INFO): [Errno 9] Bad file descriptor"
 
 
+@linux_tcp_info
 def test_not_a_tcp_socket() -> None:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with udp, pytest.raises(netkeepalive.SocketOptionError) as info:

@@ -56,9 +56,11 @@ def test_old_build_sends_keepalive_vals(simulate: Callable[..., Any]) -> None:
     ]
     sim.kernel.calls.clear()
     netkeepalive.set_keepalive_interval(FD, 2_500)
-    # Milliseconds go through unrounded, and the idle time set before is kept.
+    # Milliseconds go through unrounded, and the idle time set before is kept
+    # once SO_KEEPALIVE shows the handle still belongs to that socket.
     assert sim.kernel.calls == [
-        Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 10_000, 2_500), 12)
+        Call("getsockopt", FD, 0xFFFF, 8, 1, 4),
+        Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 10_000, 2_500), 12),
     ]
     # The ioctl turns keepalive on, which getsockopt(SO_KEEPALIVE) sees.
     assert netkeepalive.get_keepalive(FD) is True
@@ -85,6 +87,8 @@ def test_old_build_configure_and_set_keepalive(simulate: Callable[..., Any]) -> 
         Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 7_200_000, 5_000), 12),
         Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 20_000, 5_000), 12),
         Call("setsockopt", FD, 0xFFFF, 8, 1, 4),  # SO_KEEPALIVE
+        # The idle time once more after SO_KEEPALIVE=1, as on every system.
+        Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 20_000, 5_000), 12),
     ]
     sim.kernel.calls.clear()
     netkeepalive.set_keepalive(FD, False, 30_000)  # disabling: the delay is not applied
@@ -281,14 +285,35 @@ def test_ws2_32_without_windll_says_so() -> None:
 # -- socket_options(): no ioctl can hide in a list of setsockopt tuples -------
 
 
-@pytest.mark.parametrize("build", [22631, 15063, 10240])
-def test_socket_options_refuse_idle_and_interval_on_every_build(
+@pytest.mark.parametrize("build", [16298, 15063, 10240])
+def test_socket_options_refuse_idle_and_interval_before_16299(
+    simulate: Callable[..., Any], build: int
+) -> None:
+    sim = simulate("win32", build=build)
+    for knob in ("idle", "interval"):
+        with pytest.raises(UnsupportedOptionError, match="SIO_KEEPALIVE_VALS") as info:
+            netkeepalive.socket_options(**{knob: 10_000})
+        assert f"build {build}" in str(info.value)
+    assert sim.kernel.calls == []
+
+
+@pytest.mark.parametrize("build", [16299, 19045, 22631])
+def test_socket_options_carry_idle_and_interval_from_16299(
     simulate: Callable[..., Any], build: int
 ) -> None:
     simulate("win32", build=build)
-    for knob in ("idle", "interval"):
-        with pytest.raises(UnsupportedOptionError, match="SIO_KEEPALIVE_VALS"):
-            netkeepalive.socket_options(**{knob: 10_000})
+    options = netkeepalive.socket_options(idle=30_500, interval=5_000, probes=4)
+    # SO_KEEPALIVE, TCP_KEEPIDLE (3) and TCP_KEEPINTVL (17) in seconds, TCP_KEEPCNT (16).
+    assert options == [(0xFFFF, 8, 1), (TCP, 3, 30), (TCP, 17, 5), (TCP, 16, 4)]
+
+
+def test_socket_options_on_build_15063(simulate: Callable[..., Any]) -> None:
+    simulate("win32", build=15063)
+    assert netkeepalive.socket_options(probes=4, user_timeout=1_500) == [
+        (0xFFFF, 8, 1),
+        (TCP, 16, 4),
+        (TCP, 14, 1_500),
+    ]
 
 
 def test_socket_options_follow_the_build(simulate: Callable[..., Any]) -> None:
@@ -296,3 +321,96 @@ def test_socket_options_follow_the_build(simulate: Callable[..., Any]) -> None:
     assert netkeepalive.socket_options(user_timeout=20_500) == [(0xFFFF, 8, 1), (TCP, 5, 20)]
     with pytest.raises(UnsupportedOptionError, match=r"win32 \(build 10240\)"):
         netkeepalive.socket_options(probes=5)
+
+
+# -- the kernel's build, not the one a manifest-less host is told ------------
+
+
+def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: Any) -> None:
+    """sys.getwindowsversion() may say 9200 to a program without a Windows 10 manifest."""
+    from netkeepalive import constants
+
+    def rtl_get_version(info_ref: Any) -> int:
+        info = info_ref._obj
+        assert info.dwOSVersionInfoSize == ctypes.sizeof(info)  # the caller set the size
+        info.dwMajorVersion, info.dwBuildNumber = 10, 19045
+        return 0  # STATUS_SUCCESS
+
+    ntdll = mocker.Mock(RtlGetVersion=rtl_get_version)
+    mocker.patch.object(ctypes, "WinDLL", create=True, side_effect=lambda name: ntdll)
+    mocker.patch.object(sys, "platform", "win32")
+    told = mocker.Mock(build=9200)
+    mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
+    table = constants.table_for()
+    assert table.name == "win32"
+    assert table.idle is not None
+    assert table.idle.name == "TCP_KEEPIDLE"
+
+
+@pytest.mark.parametrize("failure", ["raises", "status"])
+def test_getwindowsversion_only_where_rtl_get_version_fails(mocker: Any, failure: str) -> None:
+    from netkeepalive import constants
+
+    if failure == "raises":
+        mocker.patch.object(ctypes, "WinDLL", create=True, side_effect=OSError("no ntdll"))
+    else:
+        ntdll = mocker.Mock(RtlGetVersion=lambda ref: 0xC0000001)  # STATUS_UNSUCCESSFUL
+        mocker.patch.object(ctypes, "WinDLL", create=True, side_effect=lambda name: ntdll)
+    mocker.patch.object(sys, "platform", "win32")
+    told = mocker.Mock(build=15063)
+    mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
+    assert constants.table_for().name == "win32 (build 15063)"
+
+
+# -- user_timeout=0 has no documented meaning on Windows ----------------------
+
+
+@pytest.mark.parametrize(("build", "name"), [(19045, "TCP_MAXRTMS"), (10240, "TCP_MAXRT")])
+def test_user_timeout_zero_is_refused_on_windows(
+    simulate: Callable[..., Any], build: int, name: str
+) -> None:
+    sim = simulate("win32", build=build)
+    with pytest.raises(ValueError, match=f"{name} takes 1 to"):
+        netkeepalive.set_user_timeout(FD, 0)
+    with pytest.raises(ValueError, match=name):
+        netkeepalive.configure(FD, idle=10_000, user_timeout=0)
+    assert sim.kernel.calls == []
+
+
+# -- the SIO_KEEPALIVE_VALS memory: bounded, and never trusts a reused handle --
+
+
+def test_reused_handle_starts_from_the_defaults(simulate: Callable[..., Any]) -> None:
+    sim = simulate("win32", build=15063)
+    netkeepalive.set_keepalive_idle(FD, 10_000)
+    # The socket is closed and a new one gets the same handle: keepalive off.
+    sim.kernel.values[FD, 0xFFFF, 8] = 0
+    netkeepalive.set_keepalive_interval(FD, 3_000)
+    assert sim.kernel.calls[-1].value == keepalive_vals(1, 7_200_000, 3_000)
+
+
+def test_turning_keepalive_off_forgets_the_handle(simulate: Callable[..., Any]) -> None:
+    sim = simulate("win32", build=15063)
+    netkeepalive.set_keepalive_idle(FD, 10_000)
+    netkeepalive.set_keepalive(FD, False)
+    sim.kernel.calls.clear()
+    netkeepalive.set_keepalive_interval(FD, 3_000)
+    # Nothing remembered: no SO_KEEPALIVE check, Windows' default idle time.
+    assert sim.kernel.calls == [
+        Call("WSAIoctl", FD, 0, SIO_KEEPALIVE_VALS, keepalive_vals(1, 7_200_000, 3_000), 12)
+    ]
+
+
+def test_memory_is_bounded(simulate: Callable[..., Any], mocker: Any) -> None:
+    from netkeepalive._sys import windows
+
+    mocker.patch.object(windows, "MAX_REMEMBERED", 3)
+    sim = simulate("win32", build=15063)
+    for handle in range(10, 15):
+        netkeepalive.set_keepalive_idle(handle, 10_000 + handle)
+    backend = sim.backend
+    assert isinstance(backend, WindowsBackend)
+    assert list(backend._sent) == [12, 13, 14]  # the least recently set went first
+    sim.kernel.calls.clear()
+    netkeepalive.set_keepalive_interval(10, 3_000)  # forgotten: default idle time
+    assert sim.kernel.calls[-1].value == keepalive_vals(1, 7_200_000, 3_000)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Tuple
 from .._convert import range_text
 from .._libc import libc
 from ..constants import Option, PlatformTable, Unit
-from ..errors import SocketOptionError
+from ..errors import SocketOptionError, UnsupportedOptionError
 from .base import Backend
 
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
@@ -49,7 +49,12 @@ class _Buffers(threading.local):
 
 
 def _error(call: str, opt: Option) -> SocketOptionError:
-    return SocketOptionError.from_errno(ctypes.get_errno(), call, opt.name)
+    err = ctypes.get_errno()
+    exc = SocketOptionError.from_errno(err, call, opt.name)
+    if err == errno.EINVAL and opt.einval_hint and call == "setsockopt":
+        # A bound only the running kernel knows (a tunable): say which.
+        exc.strerror = f"{exc.strerror}; {opt.einval_hint}"
+    return exc
 
 
 class UnixBackend(Backend):
@@ -106,7 +111,13 @@ class UnixBackend(Backend):
             raise _error("setsockopt", opt)
 
     def get(self, fd: int, opt: Option) -> int:
-        """``getsockopt(fd, level, option, &value, &len)``, length checked."""
+        """``getsockopt(fd, level, option, &value, &len)``, length checked.
+
+        An option the kernel cannot report (:attr:`Option.readable`, NetBSD)
+        raises :class:`UnsupportedOptionError` without a call.
+        """
+        if not opt.readable:
+            raise _unreadable(opt, self.table.name)
         buf = self._tls
         buf.length.value = _INT_SIZE
         if self._getsockopt(fd, opt.level, opt.number, buf.value_ref, buf.length_ref):
@@ -114,6 +125,14 @@ class UnixBackend(Backend):
         if buf.length.value != _INT_SIZE:
             return _short_value(buf, opt)
         return buf.value.value
+
+
+def _unreadable(opt: Option, platform: str) -> UnsupportedOptionError:
+    exc = UnsupportedOptionError.for_knob(
+        opt.knob, platform, f"the kernel does not answer getsockopt({opt.name})"
+    )
+    exc.call = "getsockopt"
+    return exc
 
 
 def _short_value(buf: _Buffers, opt: Option) -> int:

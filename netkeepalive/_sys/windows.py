@@ -13,7 +13,12 @@ Before Windows 10 1709 (build 16299) there is no ``TCP_KEEPIDLE`` or
 That ioctl sets both times and turns keepalive on at once, and cannot be
 read back, so this backend remembers, per socket handle, the last idle time
 and interval it sent and fills in the other one from that (or Windows'
-defaults, 2 h and 1 s).
+defaults, 2 h and 1 s).  The memory is bounded (:data:`MAX_REMEMBERED`
+handles, least recently set dropped first) and only trusted while
+keepalive stays on: every socket the ioctl was sent to has it on, so a
+handle that reads ``SO_KEEPALIVE`` off was closed and reused by a new
+socket (or had keepalive turned off since) and starts from the defaults
+again.  Turning keepalive off through this backend forgets the handle.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import ctypes
 import errno
 import os
 import threading
-from typing import Any, Dict, Optional, Tuple
+from collections import OrderedDict
+from typing import Any, Optional, Tuple
 
 from .._libc import ws2_32
 from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
@@ -45,6 +51,8 @@ _INT_SIZE = ctypes.sizeof(ctypes.c_int)
 #: time not yet set on a socket through SIO_KEEPALIVE_VALS.
 DEFAULT_IDLE_MS = 2 * 60 * 60 * 1000
 DEFAULT_INTERVAL_MS = 1000
+#: How many handles' SIO_KEEPALIVE_VALS times are remembered at most.
+MAX_REMEMBERED = 4096
 
 
 class tcp_keepalive(ctypes.Structure):
@@ -118,8 +126,9 @@ class WindowsBackend(Backend):
         self._functions: Optional[Tuple[Any, Any, Any, Any]] = None
         self._tls = _Buffers()
         self._lock = threading.Lock()
-        #: handle -> (idle ms, interval ms) last sent with SIO_KEEPALIVE_VALS.
-        self._sent: Dict[int, Tuple[int, int]] = {}
+        #: handle -> (idle ms, interval ms) last sent with SIO_KEEPALIVE_VALS,
+        #: least recently set first.
+        self._sent: OrderedDict[int, Tuple[int, int]] = OrderedDict()
 
     def _bind(self) -> Tuple[Any, Any, Any, Any]:
         functions = self._functions
@@ -177,8 +186,12 @@ class WindowsBackend(Backend):
         setsockopt = self._bind()[0]
         buf = self._tls
         buf.value.value = value
-        if setsockopt(_handle(fd), opt.level, opt.number, buf.value_ptr, _INT_SIZE) != 0:
+        handle = _handle(fd)
+        if setsockopt(handle, opt.level, opt.number, buf.value_ptr, _INT_SIZE) != 0:
             raise self._error("setsockopt", opt.name)
+        if opt.knob == "enable" and not value and self._sent:
+            with self._lock:
+                self._sent.pop(handle, None)
 
     def get(self, fd: int, opt: Option) -> int:
         """``getsockopt(s, level, option, (char *)&value, &len)``.
@@ -216,7 +229,10 @@ class WindowsBackend(Backend):
         ioctl = self._bind()[2]
         buf = self._tls
         with self._lock:
-            idle, interval = self._sent.get(handle, (DEFAULT_IDLE_MS, DEFAULT_INTERVAL_MS))
+            remembered = self._sent.pop(handle, None)
+            if remembered is not None and not self._keepalive_on(handle):
+                remembered = None  # a reused handle, or keepalive turned off since
+            idle, interval = remembered or (DEFAULT_IDLE_MS, DEFAULT_INTERVAL_MS)
             if opt.knob == "idle":
                 idle = value
             else:
@@ -239,6 +255,18 @@ class WindowsBackend(Backend):
             ):
                 raise self._error("WSAIoctl", opt.name)
             self._sent[handle] = (idle, interval)
+            while len(self._sent) > MAX_REMEMBERED:
+                self._sent.popitem(last=False)
+
+    def _keepalive_on(self, handle: int) -> bool:
+        """``getsockopt(SO_KEEPALIVE)`` of *handle*; ``False`` if it cannot be read."""
+        enable = self.table.enable
+        if enable is None:
+            return False
+        try:
+            return self.get(handle, enable) != 0
+        except SocketOptionError:
+            return False
 
 
 def _handle(fd: int) -> int:
