@@ -146,7 +146,11 @@ def system_defaults() -> Settings:
             None,
         )
     values: List[Optional[int]] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as fresh:
+    try:
+        fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:  # a system without IPv4
+        fresh = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with fresh:
         fd = fresh.fileno()
         for opt in (table.idle, table.interval, table.probes, table.user_timeout):
             if opt is None or not opt.readable:
