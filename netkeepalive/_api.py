@@ -112,10 +112,10 @@ class Settings(_SettingsFields):
         system's own limit: on Linux the time ``net.ipv4.tcp_retries2``
         retransmissions take (about 924.6 s with the default 15), computed
         as the kernel does from the caller's network namespace when read
-        (see :func:`~netkeepalive.system_defaults`).  Linux counts either
-        from the retransmission timer's first retransmission, one RTO
-        (at least 200 ms) after the data was sent.  ``None`` where that
-        limit is not a fixed time (other systems).
+        (see :func:`~netkeepalive.system_defaults`).  Linux counts this
+        limit and a user timeout alike from the retransmission timer's
+        first retransmission, one RTO (at least 200 ms) after the data was
+        sent.  ``None`` where the limit is not a fixed time (other systems).
         """
         if self.user_timeout:
             return self.user_timeout
