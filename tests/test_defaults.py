@@ -136,23 +136,24 @@ with socket.socket() as fresh:
                     (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)]
 retransmissions = []
 error = failed_at = None
-with silent_pair() as (client, server):
-    start = time.monotonic()
-    client.sendall(b"never acknowledged" * 50)
-    seen = 0
-    while time.monotonic() < start + 2 * defaults.data_timeout / 1000 + 5:
-        now = time.monotonic() - start
-        info = nk.get_tcp_info(client)
-        # tcpi_retransmits counts the retransmission timer's retransmissions
-        # (a tail-loss probe before them is not one).
-        if info.retransmits > seen:
-            seen = info.retransmits
-            retransmissions.append(now)
-        error = client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            failed_at = now
-            break
-        time.sleep(0.002)
+if sys.argv[2] == "data":
+    with silent_pair() as (client, server):
+        start = time.monotonic()
+        client.sendall(b"never acknowledged" * 50)
+        seen = 0
+        while time.monotonic() < start + 2 * defaults.data_timeout / 1000 + 5:
+            now = time.monotonic() - start
+            info = nk.get_tcp_info(client)
+            # tcpi_retransmits counts the retransmission timer's
+            # retransmissions (a tail-loss probe before them is not one).
+            if info.retransmits > seen:
+                seen = info.retransmits
+                retransmissions.append(now)
+            error = client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                failed_at = now
+                break
+            time.sleep(0.002)
 print(json.dumps({
     "proc": proc,
     "defaults": list(defaults),
@@ -175,40 +176,63 @@ def _netns_needs() -> Optional[str]:
     return None
 
 
-@pytest.mark.root
-@pytest.mark.slow
-@pytest.mark.skipif(_netns_needs() is not None, reason=str(_netns_needs()))
-def test_fresh_namespace_defaults_and_the_kernels_data_timeout() -> None:
-    """A child in its own network namespace, with other sysctls, reports them.
+def run_in_fresh_namespace(experiment: str) -> Dict[str, Any]:
+    """Run NETNS_CHILD under ``unshare --net``; check this namespace is untouched.
 
-    The namespace lives as long as the child (``unshare --net``): nothing to
-    clean up afterwards, and this namespace's sysctls are untouched.  The
-    child also sends data its silenced peer never acknowledges, and the
-    kernel gives up when ``data_timeout`` says: at the first retransmission
-    due at or after ``data_timeout``, counted from the retransmission
-    timer's first retransmission.
+    The namespace lives as long as the child: nothing to clean up afterwards.
     """
     before = {name: (PROC / name).read_text() for name in NETNS_SYSCTLS if (PROC / name).exists()}
     result = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", NETNS_CHILD, json.dumps(NETNS_SYSCTLS)],
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            "-c",
+            NETNS_CHILD,
+            json.dumps(NETNS_SYSCTLS),
+            experiment,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    child = json.loads(result.stdout)
+    assert {name: (PROC / name).read_text() for name in before} == before
+    child: Dict[str, Any] = json.loads(result.stdout)
+    return child
+
+
+needs_netns = pytest.mark.skipif(_netns_needs() is not None, reason=str(_netns_needs()))
+
+
+@pytest.mark.root
+@needs_netns
+def test_fresh_namespace_has_its_own_defaults() -> None:
+    child = run_in_fresh_namespace("")
     proc = child["proc"]
-    # The child's namespace has its own values, and this one kept its own.
     assert proc["tcp_keepalive_time"] == 600
     assert proc["tcp_retries2"] == 5
-    assert {name: (PROC / name).read_text() for name in before} == before
     assert child["defaults"] == [False, 600_000, 20_000, 4, 0]
     assert child["fresh"] == [600, 20, 4]
     rto_max = proc.get("tcp_rto_max_ms", 120_000)
-    expected = summed_timeout(5, rto_max)  # 4400 ms with a 1 s cap, else 12600 ms
+    # 4400 ms with a 1 s cap (Linux 6.15+), else 12600 ms.
+    assert child["data_timeout"] == summed_timeout(5, rto_max)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@needs_netns
+def test_fresh_namespace_data_timeout_in_the_kernel() -> None:
+    """Unacknowledged data fails when the child's ``data_timeout`` says.
+
+    At the first retransmission due at or after ``data_timeout``, counted
+    from the retransmission timer's first retransmission.
+    """
+    child = run_in_fresh_namespace("data")
+    rto_max = child["proc"].get("tcp_rto_max_ms", 120_000)
+    expected = summed_timeout(5, rto_max)
     assert child["data_timeout"] == expected
-    # The kernel agrees.
     assert child["error"] == errno.ETIMEDOUT, child
     first, last = child["retransmissions"][0], child["retransmissions"][-1]
     failed = child["failed_at"] - first  # s, counted from the first retransmission
