@@ -32,6 +32,7 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
+    from ._defaults import system_defaults
     from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -42,6 +43,7 @@ _LAZY = {
     "socket_options": "._sockopts",
     "detect_within": "._budget",
     "KeepaliveParams": "._budget",
+    "system_defaults": "._defaults",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
     "keepalive_options": "._sockopts",
@@ -103,4 +105,5 @@ __all__ = [
     "set_keepalive_probes",
     "set_user_timeout",
     "socket_options",
+    "system_defaults",
 ]

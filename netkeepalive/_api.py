@@ -16,7 +16,7 @@ from collections import namedtuple
 from . import _sys
 from ._convert import from_native, plan, to_native
 from ._fd import fileno
-from .errors import LibraryNotFoundError
+from .errors import LibraryNotFoundError, UnsupportedOptionError
 
 # ``typing`` (with ``re``), ``datetime`` and the option tables are not
 # imported at run time: ``import netkeepalive`` stays cheap, and the tables
@@ -108,6 +108,25 @@ class Settings(_SettingsFields):
             rounds = max(1, -(-wait // interval))  # ceiling division
             return idle + rounds * interval
         return idle + interval * probes
+
+    @property
+    def data_timeout(self) -> Optional[int]:
+        """How long sent data may stay unacknowledged before the connection fails, in ms.
+
+        ``user_timeout`` when it is set; with ``0`` (or no such option), the
+        system's own limit: on Linux the time ``net.ipv4.tcp_retries2``
+        retransmissions take (about 924.6 s with the default 15), computed
+        as the kernel does from the caller's network namespace when read
+        (see :func:`~netkeepalive.system_defaults`).  Linux counts this
+        limit and a user timeout alike from the retransmission timer's
+        first retransmission, one RTO (at least 200 ms) after the data was
+        sent.  ``None`` where the limit is not a fixed time (other systems).
+        """
+        if self.user_timeout:
+            return self.user_timeout
+        from ._defaults import default_data_timeout
+
+        return default_data_timeout()
 
 
 def _is_zero(value: object) -> bool:
@@ -363,6 +382,56 @@ def _get_settings(sock: Any) -> Settings:
     return Settings(backend.get(fd, enable) != 0, *values)
 
 
+def _lower_bound(opt: Option, native: int, system: Optional[int]) -> float:
+    """What *native* means for *opt*, in ms or a count, to compare it.
+
+    A user timeout of 0 is the system's data timeout (*system*; unknown:
+    longer than any value).
+    """
+    if opt.knob == "user_timeout" and native == 0:
+        return float("inf") if system is None else system
+    return from_native(opt, native)
+
+
+def _configure_lower(
+    sock: Any,
+    enable: object,
+    idle: object,
+    interval: object,
+    probes: object,
+    user_timeout: object,
+    only_lower: object,
+) -> Settings:
+    """:func:`configure` with ``only_lower=True``: lower values, never raise them."""
+    backend = _backend()
+    _check_enable(enable)
+    _check_enable(only_lower, "only_lower")
+    fd = fileno(sock)
+    planned = plan(backend.option, zip(_APPLY_ORDER, (user_timeout, probes, interval, idle)))
+    for knob, opt, _value, _native in planned:
+        if not opt.readable:
+            raise UnsupportedOptionError.for_knob(
+                knob,
+                backend.table.name,
+                f"only_lower compares with the current value, and {opt.name} cannot be read back",
+            )
+    # Everything is read before anything is written.
+    current = [backend.get(fd, opt) for _knob, opt, _value, _native in planned]
+    system = None
+    if any(knob == "user_timeout" for knob, *_ in planned):
+        from ._defaults import default_data_timeout
+
+        system = default_data_timeout()
+    if enable:
+        # Keepalive on first: the values written next take effect on every
+        # platform (xnu re-arms its timer with the idle time only then).
+        backend.set(fd, backend.option("enable"), 1)
+    for (_knob, opt, _value, native), now in zip(planned, current):
+        if _lower_bound(opt, now, system) > _lower_bound(opt, native, system):
+            backend.set(fd, opt, native)
+    return _get_settings(fd)
+
+
 def _configure(
     sock: Any,
     enable: object,
@@ -540,6 +609,7 @@ def configure(
     interval: Optional[Milliseconds] = None,
     probes: Optional[int] = None,
     user_timeout: Optional[Milliseconds] = None,
+    only_lower: bool = False,
 ) -> Settings:
     """Set every option given, then return the settings read back.
 
@@ -550,7 +620,19 @@ def configure(
     changes nothing.  When enabling, the idle time is written again after
     ``SO_KEEPALIVE=1``, so that the kernel's running timer uses it
     (see :doc:`knobs`).
+
+    With *only_lower*, each value is set only where the socket's current
+    one (``getsockopt``, compared in the kernel's unit) is higher, so a
+    time an administrator lowered is never raised; a ``user_timeout`` of
+    0 counts as the system's data timeout (Linux: from
+    ``net.ipv4.tcp_retries2``, see :attr:`Settings.data_timeout`;
+    elsewhere: longer than any value).  ``enable=True`` turns keepalive on;
+    ``enable=False`` leaves ``SO_KEEPALIVE`` as it is.  An option that
+    cannot be read back raises :class:`UnsupportedOptionError` before
+    anything changes.
     """
+    if only_lower is not False:
+        return _configure_lower(sock, enable, idle, interval, probes, user_timeout, only_lower)
     if (
         _all_for is _sys._current
         and type(enable) is bool

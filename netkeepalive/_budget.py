@@ -4,13 +4,28 @@
 :func:`netkeepalive.configure` takes, for the running platform's units and
 ranges (see :mod:`netkeepalive.constants`):
 
-- ``idle + interval * probes <= ms`` for an idle connection (keepalive);
-- ``user_timeout = idle + interval * probes`` where the platform has a user
-  timeout, so a peer that stops acknowledging sent data is dropped within
-  the same budget, and the user timeout neither cuts the keepalive probing
-  short nor stretches it (Linux drops a probing connection at the first
-  probe at which nothing was received for ``user_timeout``; see
-  :attr:`netkeepalive.Settings.detection_time`, tcp(7) and RFC 5482).
+- ``idle + interval * probes`` (the detection time) plus the kernel's timer
+  slack fits in *ms* for an idle connection (keepalive): Linux's timer
+  wheel (kernel/time/timer.c) runs a timer of length *t* up to ``8/63 * t``
+  late (it files the timer in the first level whose granularity is at
+  most that, and rounds the expiry up to it), so the plan keeps
+  ``detection + detection * 8 / 63 <= ms``, on every platform;
+- where the platform has a user timeout, it is chosen so that a peer that
+  stops acknowledging sent data is dropped within the same detection time:
+
+  - Linux ``TCP_USER_TIMEOUT`` and Windows ``TCP_MAXRT(MS)``: the detection
+    time itself.  Linux drops a probing connection at the first probe at
+    which nothing was received for ``user_timeout``, so the user timeout
+    neither cuts the keepalive probing short nor stretches it (see
+    :attr:`netkeepalive.Settings.detection_time`, tcp(7) and RFC 5482);
+  - macOS ``TCP_RXT_CONNDROPTIME`` (and FreeBSD's ``TCP_MAXUNACKTIME``) is
+    only checked when a retransmission is due, counting from the first
+    retransmission (xnu bsd/netinet/tcp_timer.c, ``TCPT_REXMT``), and the
+    retransmissions back off exponentially (at most 64 s apart), so data
+    fails up to ``2 * value + 3 RTO`` (or ``value + RTO + 64 s``) after it
+    was sent: the plan takes the larger of half the detection time and the
+    detection time less 65 s, so data fails within the detection time plus
+    a few RTOs, not twice as late.
 """
 
 from __future__ import annotations
@@ -18,8 +33,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional, Tuple, TypedDict
 
-from ._convert import range_text
-from .constants import Option, PlatformTable, Unit
+from ._convert import ms_per_unit, range_text
+from .constants import Option, PlatformTable
 from .errors import UnsupportedOptionError
 
 if TYPE_CHECKING:
@@ -43,6 +58,28 @@ DEFAULT_PROBES = 3
 #: cannot be changed".
 _WINDOWS_FIXED_PROBES = 10
 
+#: Timer slack kept in the budget: Linux's timer wheel runs a timer of length
+#: *t* up to ``t * 8 / 63`` late (a level's granularity is 8 ** n jiffies and
+#: it holds timers from 63 * 8 ** (n - 1) jiffies on: kernel/time/timer.c).
+_SLACK_NUM, _SLACK_DEN = 8, 63
+
+#: Platforms whose user timeout is only checked when a retransmission is due,
+#: counted from the first retransmission (xnu ``TCPT_REXMT``; FreeBSD
+#: ``tcp_maxunacktime_check``), with the retransmissions at most
+#: :data:`_MAX_RTO_MS` apart.
+_CHECKED_AT_RETRANSMISSION = ("darwin", "freebsd")
+_MAX_RTO_MS = 64_000
+
+
+def _detection_limit(budget: int) -> int:
+    """The longest detection time in ms whose timer slack still fits in *budget*."""
+    return budget * _SLACK_DEN // (_SLACK_DEN + _SLACK_NUM)
+
+
+def _budget_for(detection: int) -> int:
+    """The shortest budget in ms that leaves *detection* ms its timer slack."""
+    return -(-detection * (_SLACK_DEN + _SLACK_NUM) // _SLACK_DEN)
+
 
 class KeepaliveParams(TypedDict):
     """Keyword arguments for :func:`netkeepalive.configure` and friends.
@@ -59,7 +96,7 @@ class KeepaliveParams(TypedDict):
 
 def _grain(opt: Option) -> int:
     """Milliseconds per unit of *opt*'s kernel value."""
-    return 1000 if opt.unit is Unit.SECONDS else 1
+    return ms_per_unit(opt)
 
 
 def _budget_ms(ms: object) -> int:
@@ -146,19 +183,29 @@ def _split(budget: int, probes: int, idle: Option, interval: Option) -> Optional
 
 
 def minimum_budget(table: PlatformTable, probes: int) -> int:
-    """The shortest budget in ms that *table*'s units and minimums can express."""
+    """The shortest budget in ms that *table*'s units and minimums can express.
+
+    The shortest detection time (``idle + interval * probes`` at their
+    minimums) plus its timer slack.
+    """
     idle, interval = _options(table)
-    return max(idle.minimum, 1) * _grain(idle) + probes * max(interval.minimum, 1) * _grain(
+    shortest = max(idle.minimum, 1) * _grain(idle) + probes * max(interval.minimum, 1) * _grain(
         interval
     )
+    return _budget_for(shortest)
 
 
 def _user_timeout(table: PlatformTable, detection: int) -> Optional[int]:
-    """The user timeout covering *detection* ms, in ms; ``None`` if none fits."""
+    """The user timeout that fails unacknowledged data within *detection* ms, in ms.
+
+    ``None`` if the platform has none or no value fits its range.
+    """
     opt = table.user_timeout
     if opt is None:
         return None
     grain = _grain(opt)
+    if table.name.startswith(_CHECKED_AT_RETRANSMISSION):
+        detection = max(detection // 2, detection - _MAX_RTO_MS - 1000)
     units = detection // grain  # never past the budget
     if units < max(opt.minimum, 1) or units > opt.maximum:
         return None
@@ -170,8 +217,9 @@ def plan_for(table: PlatformTable, ms: object, probes: Optional[int] = None) -> 
     budget = _budget_ms(ms)
     idle, interval = _options(table)
     counts = _probe_range(table, probes)
+    limit = _detection_limit(budget)
     for count in counts:
-        split = _split(budget, count, idle, interval)
+        split = _split(limit, count, idle, interval)
         if split is not None:
             idle_ms, interval_ms = split
             detection = idle_ms + count * interval_ms
@@ -196,12 +244,13 @@ def detect_within(ms: Milliseconds, *, probes: Optional[int] = None) -> Keepaliv
     platform, ready for ``configure(sock, **detect_within(30_000))``,
     :func:`~netkeepalive.socket_options`, the integrations and the CLI's
     ``--detect-within``.  An idle connection whose peer goes silent is
-    dropped after ``idle + interval * probes <= ms``; where the platform has
+    dropped after ``idle + interval * probes``, which with the kernel
+    timers' slack (up to 8/63 of it) fits in *ms*; where the platform has
     a user timeout (``TCP_USER_TIMEOUT``, ``TCP_RXT_CONNDROPTIME``,
-    ``TCP_MAXRT``...), it is set to the same time, so unacknowledged data
-    fails within the budget too.  Times are whole seconds where the kernel
-    takes seconds.  *probes* fixes the probe count (default: 3, fewer when
-    the budget is too short for 3).
+    ``TCP_MAXRT``...), it is set so that unacknowledged data fails within
+    that time too (on Linux: the same time; see :doc:`/detection`).  Times
+    are whole seconds where the kernel takes seconds.  *probes* fixes the
+    probe count (default: 3, fewer when the budget is too short for 3).
 
     :raises ValueError: the budget is below what the platform can express
         (the message names the minimum), or *probes* is out of range.

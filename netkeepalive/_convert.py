@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     #: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
     Milliseconds = Union[int, float, timedelta]
 
-__all__ = ["Milliseconds", "from_native", "plan", "range_text", "to_native"]
+__all__ = ["Milliseconds", "from_native", "ms_per_unit", "plan", "range_text", "to_native"]
 
 
 def __getattr__(name: str) -> object:
@@ -137,6 +137,11 @@ def plan(
             opt = option(knob)
             planned.append((knob, opt, value, to_native(opt, value, knob)))
     return planned
+
+
+def ms_per_unit(opt: Option) -> int:
+    """Milliseconds in one unit of *opt*'s kernel value (1 for ms and counts)."""
+    return _MS_PER.get(opt.unit.value, 1)
 
 
 def from_native(opt: Option, native: int) -> int:

@@ -9,6 +9,12 @@ connection fails with ``ETIMEDOUT``, and the measured detection time
 next to the predicted one.  Exit status: 0 when they agree within the
 tolerance, 1 when they do not (or nothing was detected), 2 for bad
 arguments.
+
+With ``--detect-within MS`` the settings are :func:`netkeepalive.detect_within`'s
+for that budget, and a second silenced connection, configured the same
+way, sends data that is never acknowledged: the command shows both the
+idle connection (keepalive) and the one with data in flight (user
+timeout) failing within the budget, and exits 0 only if both did.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import errno
 import ipaddress
 import os
 import sys
+import threading
 import time
-from typing import Optional, TextIO
+from typing import Callable, Dict, Optional, TextIO
 
 from ._api import Settings, configure
-from ._silence import silent_pair, watch
+from ._silence import Outcome, silent_pair, watch
 from .constants import detect_platform
 from .tcp_info import get_tcp_info
 
@@ -36,6 +43,8 @@ DEFAULT_EARLY = 200
 DEFAULT_LATE = 1000
 #: How long to keep watching past the latest acceptable moment, ms.
 _GRACE = 2000
+#: The keepalive knobs --detect-within chooses itself.
+_CHOSEN = ("idle", "interval", "user_timeout")
 
 
 def _non_negative(text: str) -> int:
@@ -63,21 +72,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle",
         type=_non_negative,
-        default=DEFAULT_IDLE,
+        default=None,
         metavar="MS",
         help=f"TCP_KEEPIDLE: silence before the first probe, ms (default {DEFAULT_IDLE})",
     )
     parser.add_argument(
         "--interval",
         type=_non_negative,
-        default=DEFAULT_INTERVAL,
+        default=None,
         metavar="MS",
         help=f"TCP_KEEPINTVL: time between probes, ms (default {DEFAULT_INTERVAL})",
     )
     parser.add_argument(
         "--probes",
         type=_non_negative,
-        default=DEFAULT_PROBES,
+        default=None,
         metavar="N",
         help=f"TCP_KEEPCNT: unanswered probes before the drop (default {DEFAULT_PROBES})",
     )
@@ -88,6 +97,16 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="TCP_USER_TIMEOUT, ms; when set, Linux drops an idle connection after it "
         "instead of after TCP_KEEPCNT probes (default: left at the system default)",
+    )
+    parser.add_argument(
+        "--detect-within",
+        type=_non_negative,
+        default=None,
+        metavar="MS",
+        dest="detect_within",
+        help="use the settings netkeepalive.detect_within(MS) chooses (--probes may fix "
+        "the probe count) and also send data that is never acknowledged: both "
+        "connections must fail within MS",
     )
     parser.add_argument(
         "--early",
@@ -136,6 +155,26 @@ def _formula(s: Settings, predicted: int) -> str:
     return f"idle + interval x probes = {s.idle} + {s.interval} x {s.probes} = {predicted} ms"
 
 
+def _unacknowledged_data(
+    host: str, settings: Settings, limit: float, found: Dict[str, object]
+) -> None:
+    """Send data to a silenced peer with *settings*; put what happened in *found*."""
+    try:
+        with silent_pair(host) as (client, _server):
+            configure(
+                client,
+                idle=settings.idle,
+                interval=settings.interval,
+                probes=settings.probes,
+                user_timeout=settings.user_timeout,
+            )
+            start = time.monotonic()
+            client.sendall(b"never acknowledged" * 50)
+            found["outcome"] = watch(client, start, limit)
+    except OSError as exc:  # reported by the caller
+        found["error"] = exc
+
+
 def demo(
     idle: int = DEFAULT_IDLE,
     interval: int = DEFAULT_INTERVAL,
@@ -145,12 +184,27 @@ def demo(
     late: int = DEFAULT_LATE,
     host: str = "127.0.0.1",
     out: TextIO = sys.stdout,
+    budget: Optional[int] = None,
 ) -> int:
-    """Run the experiment, printing to *out*; return the exit status (0 = agreed)."""
+    """Run the experiment, printing to *out*; return the exit status (0 = agreed).
+
+    With *budget* (ms), a second connection with the same settings sends
+    data that is never acknowledged, and both must fail within *budget*.
+    """
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
+    found: Dict[str, object] = {}
+    sender: Optional[threading.Thread] = None
+    if budget is not None:
+        chosen = Settings(True, idle, interval, probes, user_timeout)
+        sender = threading.Thread(
+            target=_unacknowledged_data,
+            args=(host, chosen, (budget + late + _GRACE) / 1000, found),
+            daemon=True,
+        )
+        sender.start()
     with silent_pair(host) as (client, server):
         server_segs = get_tcp_info(server).segs_in
         settings = configure(
@@ -171,6 +225,9 @@ def demo(
         say("server end silenced: a socket filter drops every segment sent to it")
         say("(its socket stays open; nothing is closed, reset or sent)")
         say()
+        if budget is not None:
+            say(f"detection budget {budget} ms: netkeepalive.detect_within({budget}) chose them")
+            say("(the kernel's timers may run up to 8/63 late: that slack stays in the budget)")
         say("client settings read back from the kernel (getsockopt):")
         say(_settings_text(settings))
         say()
@@ -207,7 +264,40 @@ def demo(
         )
         if not outcome.timed_out:
             say(f"FAIL: expected ETIMEDOUT, got {name}")
-        return 0 if agreed else 1
+        if budget is None or sender is None:
+            return 0 if agreed else 1
+        within = outcome.timed_out and measured <= budget
+        say(
+            f"idle connection: dropped after {measured} ms, budget {budget} ms: "
+            f"{'OK' if within else 'FAIL'}"
+        )
+        sender.join()
+        return 0 if agreed and within and _say_data(say, budget, settings, found) else 1
+
+
+def _say_data(
+    say: Callable[..., None], budget: int, settings: Settings, found: Dict[str, object]
+) -> bool:
+    """Report the data-in-flight connection; whether it failed within *budget*."""
+    say()
+    say("second connection, same settings, sends data the silent server never acknowledges")
+    say(f"(TCP_USER_TIMEOUT {settings.user_timeout} ms):")
+    error = found.get("error")
+    if isinstance(error, OSError):
+        say(f"FAIL: {error}")
+        return False
+    outcome = found.get("outcome")
+    if not isinstance(outcome, Outcome) or outcome.failed_at is None or outcome.error is None:
+        say(f"FAIL: still connected after {budget} ms")
+        return False
+    measured = round(outcome.failed_at * 1000)
+    name = errno.errorcode.get(outcome.error, str(outcome.error))
+    within = outcome.timed_out and measured <= budget
+    say(
+        f"data in flight: dropped after {measured} ms ({name}), budget {budget} ms: "
+        f"{'OK' if within else 'FAIL'}"
+    )
+    return within
 
 
 def run(name: str, args: argparse.Namespace) -> int:
@@ -221,14 +311,45 @@ def run(name: str, args: argparse.Namespace) -> int:
         )
         return 1
     try:
+        budget = args.detect_within
+        if budget is None:
+            idle, interval = args.idle, args.interval
+            probes, user_timeout = args.probes, args.user_timeout
+            idle = DEFAULT_IDLE if idle is None else idle
+            interval = DEFAULT_INTERVAL if interval is None else interval
+            probes = DEFAULT_PROBES if probes is None else probes
+        else:
+            clash = [k for k in _CHOSEN if getattr(args, k) is not None]
+            if clash:
+                names = ", ".join("--" + k.replace("_", "-") for k in clash)
+                print(
+                    f"netkeepalive {name}: error: --detect-within chooses {names} itself: "
+                    "give one or the other",
+                    file=sys.stderr,
+                )
+                return 2
+            from ._budget import detect_within
+
+            try:
+                plan = detect_within(budget, probes=args.probes)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("detect_within:", "--detect-within:")) from None
+            chosen_idle, chosen_interval = plan["idle"], plan["interval"]
+            chosen_probes, user_timeout = plan["probes"], plan["user_timeout"]
+            # Linux has all four options (run() refuses every other system).
+            assert chosen_idle is not None
+            assert chosen_interval is not None
+            assert chosen_probes is not None
+            idle, interval, probes = chosen_idle, chosen_interval, chosen_probes
         return demo(
-            idle=args.idle,
-            interval=args.interval,
-            probes=args.probes,
-            user_timeout=args.user_timeout,
+            idle=idle,
+            interval=interval,
+            probes=probes,
+            user_timeout=user_timeout,
             early=args.early,
             late=args.late,
             host=args.host,
+            budget=budget,
         )
     except ValueError as exc:
         print(f"netkeepalive {name}: error: {exc}", file=sys.stderr)

@@ -409,7 +409,7 @@ def _set_process(
                 result.before = _read(fd)
                 enable = args.enable if args.enable is not None else result.before["enabled"]
                 try:
-                    configure(fd, enable=enable, **given)
+                    configure(fd, enable=enable, only_lower=False, **given)
                 finally:
                     result.after = _read(fd)
         except _pidfd.PidfdUnsupportedError:

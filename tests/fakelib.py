@@ -64,6 +64,8 @@ class Kernel:
     #: (level, option) -> predicate; values it rejects get EINVAL.
     accepts: Dict[Tuple[int, int], Callable[[int], bool]] = field(default_factory=dict)
     values: Dict[Tuple[int, int, int], int] = field(default_factory=dict)
+    #: (level, option) -> what getsockopt reports for a socket that never set it.
+    defaults: Dict[Tuple[int, int], int] = field(default_factory=dict)
     calls: List[Call] = field(default_factory=list)
     #: Options the kernel takes but never reports (getsockopt: ENOPROTOOPT).
     write_only: Set[Tuple[int, int]] = field(default_factory=set)
@@ -127,7 +129,7 @@ class FakeLibc:
             k.calls.append(Call("getsockopt", fd, level, option, None, length.value))
             ctypes.set_errno(err)
             return -1
-        value = k.values.get((fd, level, option), 0)
+        value = k.values.get((fd, level, option), k.defaults.get((level, option), 0))
         ctypes.c_int.from_address(_address(optval)).value = value
         length.value = INT_SIZE
         k.calls.append(Call("getsockopt", fd, level, option, value, INT_SIZE))

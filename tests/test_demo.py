@@ -28,6 +28,7 @@ COMMANDS: Dict[str, List[str]] = {
         sys.executable,
         *("-m", "netkeepalive", "demo", "--probes", "9", "--user-timeout", "2500"),
     ],
+    "detect within": [sys.executable, "-m", "netkeepalive", "demo", "--detect-within", "4000"],
 }
 if CONSOLE_SCRIPT.exists():
     COMMANDS["console script"] = [str(CONSOLE_SCRIPT), "demo", "--host", "::1"]
@@ -111,6 +112,61 @@ def test_demo_with_user_timeout(finished: Dict[str, Finished]) -> None:
     assert predicted == 3000
     assert predicted - 200 <= measured <= predicted + 1000
     assert [int(n) for _, n in PROBE.findall(out)] == [1, 2]
+
+
+IDLE_WITHIN = re.compile(r"^idle connection: dropped after (\d+) ms, budget 4000 ms: OK$", re.M)
+DATA_WITHIN = re.compile(
+    r"^data in flight: dropped after (\d+) ms \(ETIMEDOUT\), budget 4000 ms: OK$", re.M
+)
+
+
+@linux_demo
+@pytest.mark.slow
+def test_demo_detect_within_shows_both_connections_fail_in_the_budget(
+    finished: Dict[str, Finished],
+) -> None:
+    status, out, err = finished["detect within"]
+    assert status == 0, out + err
+    assert "netkeepalive.detect_within(4000) chose them" in out
+    # The settings shown are the ones detect_within chose, read back.
+    plan = netkeepalive.detect_within(4000)
+    assert f"TCP_KEEPIDLE      {plan['idle']} ms" in out
+    assert f"TCP_KEEPINTVL     {plan['interval']} ms" in out
+    assert f"TCP_KEEPCNT       {plan['probes']}" in out
+    assert f"TCP_USER_TIMEOUT  {plan['user_timeout']} ms" in out
+    measured, predicted, _ = _numbers(out)
+    idle = IDLE_WITHIN.search(out)
+    assert idle, out
+    assert int(idle.group(1)) == measured
+    assert predicted - 200 <= measured <= 4000
+    data = DATA_WITHIN.search(out)
+    assert data, out
+    assert plan["user_timeout"] is not None
+    assert plan["user_timeout"] - 200 <= int(data.group(1)) <= 4000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--detect-within", "4000", "--idle", "1000"], "--detect-within chooses --idle itself"),
+        (
+            ["--detect-within", "4000", "--interval", "1000", "--user-timeout", "0"],
+            "--detect-within chooses --interval, --user-timeout itself",
+        ),
+        (["--detect-within", "2253"], "--detect-within: 2253 ms is below what linux can express"),
+        (["--detect-within", "4000", "--probes", "3"], "at least 4508 ms"),
+    ],
+)
+def test_detect_within_refusals(
+    argv: List[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the demo runs on Linux only")
+    assert cli.main(["demo", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("netkeepalive demo: error: ")
+    assert message in captured.err
 
 
 @linux_demo

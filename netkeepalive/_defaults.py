@@ -1,0 +1,163 @@
+"""What the system does by default: :func:`system_defaults` and the data timeout.
+
+Two numbers decide how long a dead peer goes unnoticed when nothing is
+configured: the keepalive settings a new TCP socket gets (idle connections)
+and how long sent data may stay unacknowledged (connections with data in
+flight).  On Linux both follow the ``net.ipv4`` sysctls of the network
+namespace: ``tcp_keepalive_time/intvl/probes`` (7200 s, 75 s, 9: 7875 s)
+and ``tcp_retries2`` (15: about 924.6 s).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import List, Optional
+
+from ._api import Settings
+
+__all__ = [
+    "LINUX_RTO_MAX",
+    "LINUX_RTO_MIN",
+    "WINDOWS_KEEPALIVE_INTERVAL",
+    "WINDOWS_KEEPALIVE_PROBES",
+    "WINDOWS_KEEPALIVE_TIME",
+    "default_data_timeout",
+    "linux_data_timeout",
+    "system_defaults",
+]
+
+#: ``TCP_RTO_MIN`` (include/net/tcp.h): the first retransmission timeout the
+#: kernel's model of ``tcp_retries2`` starts from, ms.
+LINUX_RTO_MIN = 200
+#: ``TCP_RTO_MAX``: where the backoff stops doubling, ms.  Linux 6.15 and later
+#: take it from ``net.ipv4.tcp_rto_max_ms`` (default the same 120 s).
+LINUX_RTO_MAX = 120_000
+
+#: Where Windows keeps its TCP settings (under ``HKEY_LOCAL_MACHINE``).
+WINDOWS_TCPIP_PARAMETERS = r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
+#: ``KeepAliveTime``'s documented default: two hours, in ms.
+WINDOWS_KEEPALIVE_TIME = 7_200_000
+#: ``KeepAliveInterval``'s documented default: one second, in ms.
+WINDOWS_KEEPALIVE_INTERVAL = 1_000
+#: Windows Vista and later send 10 probes ("SIO_KEEPALIVE_VALS control
+#: code": "set to 10 and cannot be changed"; ``TCP_KEEPCNT`` from build
+#: 15063 on changes it per socket only).
+WINDOWS_KEEPALIVE_PROBES = 10
+
+_PROC_SYS_IPV4 = "/proc/sys/net/ipv4/"
+
+
+def linux_data_timeout(
+    retries2: int, rto_max: int = LINUX_RTO_MAX, rto_min: int = LINUX_RTO_MIN
+) -> int:
+    """How long Linux retransmits unacknowledged data with user timeout 0, in ms.
+
+    The kernel's own arithmetic (``tcp_model_timeout()`` in
+    net/ipv4/tcp_timer.c): *retries2* + 1 retransmission timeouts starting
+    at *rto_min* and doubling up to *rto_max*, i.e. the time the
+    ``tcp_retries2``-th retransmission would take with the shortest RTO.
+    It is counted from the retransmission timer's first retransmission
+    (one RTO, and a tail-loss probe, after the data was sent), and the
+    connection fails at the first retransmission due at or after it, so up
+    to one backoff (at most *rto_max*) later.
+    ``linux_data_timeout(15) == 924_600``.
+    """
+    threshold = (rto_max // rto_min).bit_length() - 1  # ilog2
+    if retries2 <= threshold:
+        return ((2 << retries2) - 1) * rto_min
+    return ((2 << threshold) - 1) * rto_min + (retries2 - threshold) * rto_max
+
+
+def _sysctl(name: str) -> Optional[int]:
+    """``/proc/sys/net/ipv4/<name>`` of the caller's network namespace, or ``None``."""
+    try:
+        with open(_PROC_SYS_IPV4 + name, encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_linux() -> bool:
+    return sys.platform.startswith("linux") or sys.platform == "android"
+
+
+def default_data_timeout() -> Optional[int]:
+    """How long unacknowledged data takes to fail with user timeout 0, in ms.
+
+    Linux: :func:`linux_data_timeout` of ``net.ipv4.tcp_retries2`` (and
+    ``net.ipv4.tcp_rto_max_ms`` where the kernel has it) of the caller's
+    network namespace, read now.  ``None`` on other systems, whose limit
+    depends on the connection's round-trip time, and where the sysctl
+    cannot be read.
+    """
+    if not _is_linux():
+        return None
+    retries2 = _sysctl("tcp_retries2")
+    if retries2 is None or retries2 < 0:
+        return None
+    rto_max = _sysctl("tcp_rto_max_ms")
+    return linux_data_timeout(retries2, rto_max if rto_max and rto_max > 0 else LINUX_RTO_MAX)
+
+
+def _windows_value(name: str, default: int) -> int:
+    """A ``REG_DWORD`` in ms under :data:`WINDOWS_TCPIP_PARAMETERS`, or *default*."""
+    if sys.platform != "win32":
+        return default
+    import winreg
+
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, WINDOWS_TCPIP_PARAMETERS) as key:
+            value, kind = winreg.QueryValueEx(key, name)
+    except OSError:  # FileNotFoundError: not set, so the default applies
+        return default
+    if kind != winreg.REG_DWORD or not isinstance(value, int) or value < 1:
+        return default
+    return value
+
+
+def system_defaults() -> Settings:
+    """The keepalive settings a new TCP socket gets on this system.
+
+    ``enabled`` is ``False`` (keepalive is off until a program turns it
+    on); times in ms.  Linux, macOS and the BSDs: what ``getsockopt``
+    reports for a fresh ``AF_INET`` socket, which on Linux follows
+    ``net.ipv4.tcp_keepalive_time/intvl/probes`` of the caller's network
+    namespace and on macOS/FreeBSD the ``net.inet.tcp.keepidle/keepintvl/
+    keepcnt`` sysctls.  Windows: the registry values ``KeepAliveTime`` and
+    ``KeepAliveInterval`` (``HKLM\\...\\Tcpip\\Parameters``, ms), else their
+    documented defaults (2 h, 1 s), and 10 probes; ``user_timeout`` is
+    ``None`` there (no documented default value).  An option the platform
+    lacks, or cannot report, is ``None``.  See
+    :attr:`~netkeepalive.Settings.data_timeout` for how long unacknowledged
+    data takes to fail.
+    """
+    from . import _sys
+    from ._convert import from_native
+
+    backend = _sys.backend()
+    table = backend.table
+    if table.name.startswith("win32"):
+        return Settings(
+            False,
+            _windows_value("KeepAliveTime", WINDOWS_KEEPALIVE_TIME),
+            _windows_value("KeepAliveInterval", WINDOWS_KEEPALIVE_INTERVAL),
+            WINDOWS_KEEPALIVE_PROBES,
+            None,
+        )
+    values: List[Optional[int]] = []
+    try:
+        fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:  # a system without IPv4
+        fresh = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with fresh:
+        fd = fresh.fileno()
+        for opt in (table.idle, table.interval, table.probes, table.user_timeout):
+            if opt is None or not opt.readable:
+                values.append(None)
+                continue
+            try:
+                values.append(from_native(opt, backend.get(fd, opt)))
+            except OSError:  # the kernel cannot report it for a fresh socket
+                values.append(None)
+    return Settings(False, *values)
