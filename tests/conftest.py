@@ -150,7 +150,7 @@ def refuse_option(fresh_backend: None) -> Callable[..., None]:
 # for a longer search.  No deadline: a busy machine is not a failure.
 settings.register_profile(
     "netkeepalive",
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
