@@ -132,6 +132,8 @@ class Settings(_SettingsFields):
 def _is_zero(value: object) -> bool:
     if type(value) is int or type(value) is float:
         return value == 0
+    if isinstance(value, (int, float)):  # an IntEnum 0 is 0 too; a bool is no time
+        return not isinstance(value, bool) and value == 0
     from datetime import timedelta  # loaded only for values that may be one
 
     return isinstance(value, timedelta) and not value
@@ -558,7 +560,8 @@ def set_user_timeout(sock: Any, timeout: Milliseconds) -> bool:
     """Set how long sent data may stay unacknowledged, in ms (``TCP_USER_TIMEOUT``).
 
     After that the kernel drops the connection with ``ETIMEDOUT``.
-    ``0`` restores the system default.
+    ``0`` restores the system default; a non-zero time under one
+    millisecond (``0.5``, ``timedelta(microseconds=500)``) is a ``ValueError``.
     """
     return _fast_set(_user_timeout, sock, timeout) or _set("user_timeout", sock, timeout)
 

@@ -37,35 +37,47 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _ms(opt: Option, value: object, label: str) -> Union[int, float]:
-    """*value* as a number of milliseconds (``TypeError`` for non-durations)."""
-    if type(value) is int:
-        return value
-    if isinstance(value, bool):
-        raise TypeError(f"{label}: expected milliseconds (int, float or timedelta), got bool")
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
+def _time(opt: Option, value: object, label: str, per_unit: int) -> Tuple[int, bool]:
+    """*value* (ms) as ``(whole units, more than zero)``; *per_unit* is ms per unit.
+
+    The whole units are truncated towards zero, exactly: a ``timedelta``
+    counts its microseconds, so 500 µs is more than zero although it is 0
+    whole milliseconds.  ``TypeError`` for what is not a duration,
+    ``ValueError`` for a negative or non-finite one.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        ms = int.__index__(value)  # an int subclass (IntEnum...) is the int it equals
+        if ms >= 0:
+            return ms // per_unit, ms > 0
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{label}: {value!r} is not a finite number; {range_text(opt)}")
-        return value
-    from datetime import timedelta  # a timedelta needs it loaded anyway
+        if value >= 0:
+            return int(value // per_unit), value > 0
+    else:
+        from datetime import timedelta  # a timedelta needs it loaded anyway
 
-    if isinstance(value, timedelta):
+        if not isinstance(value, timedelta):
+            kind = type(value).__name__
+            raise TypeError(f"{label}: expected milliseconds (int, float or timedelta), got {kind}")
         # Exact integer arithmetic; a float of total_seconds() could round.
-        return value // timedelta(milliseconds=1)
-    raise TypeError(
-        f"{label}: expected milliseconds (int, float or timedelta), got {type(value).__name__}"
-    )
+        us = value // timedelta(microseconds=1)
+        if us >= 0:
+            return us // (per_unit * 1000), us > 0
+    raise ValueError(f"{label}: {_shown(value)} is negative; {range_text(opt)}")
 
 
 #: Milliseconds per native unit, by ``Unit`` value, for the time units
 #: that are not milliseconds (seconds, NetBSD's 500 ms ticks).
 _MS_PER = {"s": 1000, "500 ms ticks": 500}
+#: One native unit, in words, by ``Unit`` value (error messages).
+_ONE = {"s": "one second", "500 ms ticks": "one 500 ms tick", "ms": "one millisecond"}
 
 
 def _shown(value: object) -> str:
-    return f"{value!r} ms" if isinstance(value, (int, float)) else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{int.__index__(value)!r} ms"
+    return f"{value!r} ms" if isinstance(value, float) else repr(value)
 
 
 def range_text(opt: Option) -> str:
@@ -92,10 +104,15 @@ def range_text(opt: Option) -> str:
 def to_native(opt: Option, value: object, label: str) -> int:
     """*value* (ms or a count) as the ``int`` the kernel takes for *opt*.
 
-    Seconds options get the milliseconds truncated to whole seconds, as
-    Node's net-keepalive does (1500 ms -> 1 s).  A non-zero time that
-    truncates to 0, or any value outside the option's range, is a
-    ``ValueError``; nothing is ever wrapped to fit a C ``int``.
+    Times are truncated to whole units of the option: seconds options get
+    the milliseconds truncated to whole seconds, as Node's net-keepalive
+    does (1500 ms -> 1 s), milliseconds options lose fractions of a
+    millisecond (``timedelta(microseconds=1500)`` -> 1 ms).  A non-zero time
+    that truncates to 0 (``timedelta(microseconds=500)`` for milliseconds),
+    or any value outside the option's range, is a ``ValueError``: only a
+    true zero is 0.  An ``int`` subclass (``IntEnum``) counts as the ``int``
+    it equals; ``bool`` is not a number here.  Nothing is ever wrapped to
+    fit a C ``int``.
     """
     from .constants import Unit  # loaded with the backend, before any call
 
@@ -104,19 +121,19 @@ def to_native(opt: Option, value: object, label: str) -> int:
         if type(value) is not int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{label}: expected an int, got {type(value).__name__}")
-            value = int(value)
+            value = int.__index__(value)  # an int subclass (IntEnum...) is the int it equals
         native = value
+        shown = repr(value)
     else:
-        ms = _ms(opt, value, label)
-        if ms < 0:
-            raise ValueError(f"{label}: {_shown(value)} is negative; {range_text(opt)}")
-        native = int(ms // _MS_PER.get(unit.value, 1))
-        if native == 0 and ms > 0:
-            tick = "one second" if unit is Unit.SECONDS else "one 500 ms tick"
-            raise ValueError(f"{label}: {_shown(value)} is less than {tick}; {range_text(opt)}")
+        native, positive = _time(opt, value, label, _MS_PER.get(unit.value, 1))
+        if native == 0 and positive:
+            raise ValueError(
+                f"{label}: {_shown(value)} is less than {_ONE.get(unit.value, 'one millisecond')}, "
+                f"the unit of {opt.name}; {range_text(opt)}"
+            )
+        shown = _shown(value)
     if opt.minimum <= native <= opt.maximum:
         return native
-    shown = f"{value!r}" if unit is Unit.COUNT else _shown(value)
     raise ValueError(f"{label}: {shown} is out of range; {range_text(opt)}")
 
 

@@ -9,9 +9,9 @@ so it must never run at import time.
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Any, Callable, List, Optional
 
+from ._forksafe import lock as _lock
 from .errors import LibraryNotFoundError
 
 __all__ = ["libc", "reset", "ws2_32"]
@@ -20,7 +20,6 @@ __all__ = ["libc", "reset", "ws2_32"]
 #: own symbols: glibc, musl/BSD generic, macOS, FreeBSD, AIX.
 WELL_KNOWN_NAMES = ("libc.so.6", "libc.so", "libc.dylib", "libc.so.7", "libc.a(shr_64.o)")
 
-_lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 _failure: Optional[LibraryNotFoundError] = None
 

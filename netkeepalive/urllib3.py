@@ -14,7 +14,6 @@ Needs urllib3: ``pip install 'netkeepalive[urllib3]'``.
 from __future__ import annotations
 
 import socket
-import threading
 from typing import Any, Callable, Dict, Mapping, MutableMapping, Optional, Tuple, Type
 
 try:
@@ -27,6 +26,7 @@ except ImportError as exc:
         "pip install 'netkeepalive[urllib3]'"
     ) from exc
 
+from . import _forksafe
 from ._api import configure
 from ._convert import Milliseconds
 from ._sockopts import checked_options
@@ -37,7 +37,9 @@ _Options = Tuple[Tuple[str, Any], ...]
 
 
 # One subclass per (base class, settings): pools create many connections.
-_lock = threading.RLock()  # making a pool class makes its connection class
+# Made under the library's set-up lock (re-entrant: making a pool class
+# makes its connection class), which os.fork() waits for.
+_lock = _forksafe.lock
 _classes: Dict[Tuple[type, _Options], type] = {}
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import fakelib
 import pytest
+from hypothesis import HealthCheck, settings
 
 import netkeepalive._libc
 import netkeepalive._sys
@@ -144,3 +145,18 @@ def refuse_option(fresh_backend: None) -> Callable[..., None]:
         netkeepalive._sys.use(None, lib)
 
     return install
+
+
+# -- Hypothesis (tests/test_properties.py) -----------------------------------
+# Bounded runs by default; ``pytest --hypothesis-profile=netkeepalive-long``
+# for a longer search.  No deadline: a busy machine is not a failure.
+settings.register_profile(
+    "netkeepalive",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "netkeepalive-long", settings.get_profile("netkeepalive"), max_examples=5000
+)
+settings.load_profile("netkeepalive")

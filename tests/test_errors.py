@@ -6,9 +6,11 @@ import errno
 import math
 import os
 import pickle
+import re
 import socket
 import sys
 from datetime import timedelta
+from enum import IntEnum
 
 import pytest
 
@@ -259,6 +261,102 @@ def test_configure_kernel_refusal_changes_nothing() -> None:
             nk.configure(udp, idle=1000, interval=1000, probes=2, user_timeout=3000)
         assert info.value.errno in (errno.ENOPROTOOPT, errno.EOPNOTSUPP)
         assert udp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+
+
+# -- a time under one unit of its option: ValueError, never a silent 0 ------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [timedelta(microseconds=1), timedelta(microseconds=500), timedelta(microseconds=999), 0.5],
+    ids=repr,
+)
+def test_user_timeout_under_one_millisecond(client: socket.socket, value: object) -> None:
+    """Not 0 (the system default) in the kernel: a ValueError that says milliseconds."""
+    client.setsockopt(TCP, socket.TCP_USER_TIMEOUT, 4321)
+    before = snapshot(client)
+    calls = {
+        "set_user_timeout": lambda: nk.set_user_timeout(client, value),  # type: ignore[arg-type]
+        "setUserTimeout": lambda: nk.setUserTimeout(client, value),  # type: ignore[arg-type]
+        "configure": lambda: nk.configure(client, user_timeout=value),  # type: ignore[arg-type]
+        "socket_options": lambda: nk.socket_options(user_timeout=value),  # type: ignore[arg-type]
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith("user_timeout: "), name
+        assert "is less than one millisecond, the unit of TCP_USER_TIMEOUT; " in message, name
+        assert message.endswith("TCP_USER_TIMEOUT takes 0 to 2147483647 ms"), name
+        assert not re.search(r"\bseconds?\b", message), message
+    assert snapshot(client) == before
+
+
+@pytest.mark.parametrize(
+    "value", [timedelta(microseconds=1), timedelta(microseconds=999_999), 999, 0.001], ids=repr
+)
+@pytest.mark.parametrize(
+    ("setter", "option"),
+    [(nk.set_keepalive_idle, "TCP_KEEPIDLE"), (nk.set_keepalive_interval, "TCP_KEEPINTVL")],
+)
+def test_time_under_one_second_where_the_kernel_takes_seconds(  # type: ignore[no-untyped-def]
+    client: socket.socket, setter, option: str, value: object
+) -> None:
+    before = snapshot(client)
+    with pytest.raises(ValueError) as info:
+        setter(client, value)
+    assert f"is less than one second, the unit of {option}; {option} takes 1 to 32767 whole" in (
+        str(info.value)
+    )
+    assert snapshot(client) == before
+
+
+# -- int subclasses count as the int they equal -------------------------------
+
+
+class Millis(IntEnum):
+    MINUS_ONE = -1
+    ZERO = 0
+    TWO_SECONDS = 2000
+
+
+class Probes(IntEnum):
+    NONE = 0
+    THREE = 3
+
+
+def test_int_subclass_zero_is_zero(client: socket.socket) -> None:
+    client.setsockopt(TCP, socket.TCP_KEEPIDLE, 9)
+    assert nk.set_keepalive(client, True, Millis.ZERO) is True  # like 0: idle left alone
+    assert snapshot(client)[:2] == (1, 9)
+    assert nk.set_keepalive(client, False, Millis.ZERO) is True
+    assert snapshot(client)[:2] == (0, 9)
+    nk.set_user_timeout(client, 4321)
+    assert nk.set_user_timeout(client, Millis.ZERO) is True  # back to the system default
+    assert client.getsockopt(TCP, socket.TCP_USER_TIMEOUT) == 0
+    nk.configure(client, idle=Millis.TWO_SECONDS, probes=Probes.THREE, user_timeout=Millis.ZERO)
+    assert snapshot(client)[1:] == (2, client.getsockopt(TCP, socket.TCP_KEEPINTVL), 3, 0)
+    options = nk.socket_options(idle=Millis.TWO_SECONDS, user_timeout=Millis.ZERO)
+    assert options == [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), (TCP, 4, 2), (TCP, 18, 0)]
+    assert [type(value) for _level, _name, value in options] == [int, int, int]
+
+
+@pytest.mark.parametrize(
+    ("setter", "value"),
+    [
+        (nk.set_keepalive_probes, Probes.NONE),
+        (nk.set_keepalive_idle, Millis.ZERO),
+        (nk.set_user_timeout, Millis.MINUS_ONE),
+    ],
+)
+def test_int_subclass_errors_read_as_the_plain_int(  # type: ignore[no-untyped-def]
+    client: socket.socket, setter, value: int
+) -> None:
+    with pytest.raises(ValueError) as subclass:
+        setter(client, value)
+    with pytest.raises(ValueError) as plain:
+        setter(client, int(value))
+    assert str(subclass.value) == str(plain.value)
 
 
 # -- the exception type itself ------------------------------------------------

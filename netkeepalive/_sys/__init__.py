@@ -8,8 +8,7 @@ a backend passes it: :mod:`._sys.unix` through the C library's
 
 from __future__ import annotations
 
-import threading
-
+from .._forksafe import lock as _lock
 from .base import Backend
 
 TYPE_CHECKING = False  # no ``typing`` at run time: it is part of the import cost
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "backend", "reset"]
 
-_lock = threading.Lock()
 _current: Optional[Backend] = None
 
 
