@@ -32,6 +32,7 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
+    from ._install import KeepaliveWarning, Policy, install, installed, uninstall
     from ._sockopts import socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -44,6 +45,11 @@ _LAZY = {
     "KeepaliveParams": "._budget",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
+    "install": "._install",
+    "uninstall": "._install",
+    "installed": "._install",
+    "Policy": "._install",
+    "KeepaliveWarning": "._install",
 }
 
 
@@ -101,4 +107,10 @@ __all__ = [
     "set_keepalive_probes",
     "set_user_timeout",
     "socket_options",
+    # install(): a process-wide policy
+    "KeepaliveWarning",
+    "Policy",
+    "install",
+    "installed",
+    "uninstall",
 ]
