@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("netkeepalive.demo", "watch the kernel detect a silent peer on loopback"),
     "show": ("netkeepalive.retrofit", "list processes' TCP sockets and their keepalive settings"),
     "set": ("netkeepalive.retrofit", "change keepalive settings of a running process's sockets"),
+    "run": ("netkeepalive._run", "run a Python program with keepalive on all its TCP connections"),
 }
 
 
