@@ -105,17 +105,17 @@ class _Plan:
         where = self.where
         if where is not None and not where(sock, address):
             return False
-        return self.configure(sock, stacklevel + 1)
+        self.configure(sock, stacklevel + 1)
+        return True
 
-    def configure(self, sock: socket.socket, stacklevel: int) -> bool:
+    def configure(self, sock: socket.socket, stacklevel: int) -> None:
         """Configure *sock*; a refusal is warned about once, never raised."""
-        if _raw_fileno(sock) < 0:
-            return False  # closed: the original method raises its own error
         try:
             _api.configure(sock, **self.kwargs)
         except OSError as exc:
+            if _raw_fileno(sock) < 0:
+                return  # closed: the original method raises its own error
             self._one_by_one(sock, exc, stacklevel + 1)
-        return True
 
     def _one_by_one(self, sock: socket.socket, first: OSError, stacklevel: int) -> None:
         """After a refusal: each option on its own, so the others still apply."""
@@ -165,7 +165,9 @@ def _connect(self: socket.socket, address: Any) -> None:
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
     ):
-        plan.apply(self, address, 2)
+        where = plan.where
+        if where is None or where(self, address):
+            plan.configure(self, 2)
     _real_connect(self, address)
 
 
@@ -178,7 +180,9 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
     ):
-        plan.apply(self, address, 2)
+        where = plan.where
+        if where is None or where(self, address):
+            plan.configure(self, 2)
     result: int = _real_connect_ex(self, address)
     return result
 
