@@ -80,7 +80,9 @@ getUserTimeout = get_user_timeout
 
 __all__ = [
     "KeepaliveParams",
+    "KeepaliveWarning",
     "LibraryNotFoundError",
+    "Policy",
     "Settings",
     "SocketOptionError",
     "TcpInfo",
@@ -98,6 +100,8 @@ __all__ = [
     "get_settings",
     "get_tcp_info",
     "get_user_timeout",
+    "install",
+    "installed",
     "setKeepAliveInterval",
     "setKeepAliveProbes",
     "setUserTimeout",
@@ -107,10 +111,5 @@ __all__ = [
     "set_keepalive_probes",
     "set_user_timeout",
     "socket_options",
-    # install(): a process-wide policy
-    "KeepaliveWarning",
-    "Policy",
-    "install",
-    "installed",
     "uninstall",
 ]

@@ -22,7 +22,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _sys
+from . import _api
 from ._convert import Milliseconds, from_native, to_native
 from .errors import UnsupportedOptionError
 
@@ -134,8 +134,7 @@ def _refused(exc: OSError, stacklevel: int) -> None:
     key = ("refused", option or str(exc), str(exc.errno))
     _warn_once(
         key,
-        f"netkeepalive.install: {exc}; connections go ahead without it "
-        "(reported once per process)",
+        f"netkeepalive.install: {exc}; connections go ahead without it (reported once per process)",
         stacklevel + 1,
     )
 
@@ -353,16 +352,16 @@ def install(
         values["user_timeout"],
         where,
         only_lower,
-        tuple(knob for knob, _exc in skipped),
+        tuple(knob for knob, _missing in skipped),
     )
     kwargs: Dict[str, Any] = {"enable": enable}
     kwargs.update((k, v) for k, v in values.items() if v is not None)
     if only_lower:
         kwargs["only_lower"] = True
-    for knob, exc in skipped:
+    for knob, missing in skipped:
         _warn_once(
             ("unsupported", knob),
-            f"netkeepalive.install: {exc}; new connections get the other options without it",
+            f"netkeepalive.install: {missing}; new connections get the other options without it",
             2,
         )
     from .servers import inherited_options

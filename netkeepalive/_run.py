@@ -95,14 +95,14 @@ def _run_module(parser: argparse.ArgumentParser, module: List[str]) -> int:
     _set_path0(os.getcwd())  # python -m puts the working directory first
     try:
         spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations is not None:
-            if importlib.util.find_spec(name + ".__main__") is None:
-                print(
-                    f"netkeepalive run: No module named {name}.__main__; "
-                    f"{name!r} is a package and cannot be directly executed",
-                    file=sys.stderr,
-                )
-                return 1
+        package = spec is not None and spec.submodule_search_locations is not None
+        if package and importlib.util.find_spec(name + ".__main__") is None:
+            print(
+                f"netkeepalive run: No module named {name}.__main__; "
+                f"{name!r} is a package and cannot be directly executed",
+                file=sys.stderr,
+            )
+            return 1
     except (ImportError, ValueError):
         spec = None
     if spec is None:
@@ -148,7 +148,12 @@ def run(name: str, args: argparse.Namespace) -> int:
         parser.error("give the program to run: -- script.py [args] or -m module [args]")
     from ._install import install
 
-    install(**settings)
+    install(
+        idle=settings.get("idle"),
+        interval=settings.get("interval"),
+        probes=settings.get("probes"),
+        user_timeout=settings.get("user_timeout"),
+    )
     if args.module is not None:
         # Arguments after "-m module" are the module's, "--" included.
         return _run_module(parser, [*args.module, *args.program])

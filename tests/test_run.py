@@ -84,7 +84,9 @@ def program(tmp_path: Path) -> Path:
 def test_script_runs_as_if_direct(program: Path) -> None:
     cwd = program.parent.parent
     direct = python([str(program), "exit=7", "--idle", "x"], cwd)
-    wrapped = python(["-m", "netkeepalive", "run", *SETTINGS, "--", str(program), "exit=7", "--idle", "x"], cwd)
+    wrapped = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--", str(program), "exit=7", "--idle", "x"], cwd
+    )
     assert (direct.returncode, wrapped.returncode) == (7, 7), wrapped.stderr
     plain, ours = seen(direct), seen(wrapped)
     assert plain["options"][0] == 0  # the program alone does not turn keepalive on
@@ -125,7 +127,9 @@ def test_module_runs_as_if_direct(program: Path) -> None:
     (package / "probe.py").write_text(PROGRAM)
     cwd = program.parent.parent
     direct = python(["-m", "pkg.probe", "exit=3", "-m", "x"], cwd)
-    wrapped = python(["-m", "netkeepalive", "run", *SETTINGS, "-m", "pkg.probe", "exit=3", "-m", "x"], cwd)
+    wrapped = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "-m", "pkg.probe", "exit=3", "-m", "x"], cwd
+    )
     assert (direct.returncode, wrapped.returncode) == (3, 3), wrapped.stderr
     plain, ours = seen(direct), seen(wrapped)
     assert ours.pop("options") == EXPECTED
@@ -154,9 +158,10 @@ def test_exception_reported_as_if_direct(program: Path) -> None:
     assert (direct.returncode, wrapped.returncode) == (1, 1)
     assert wrapped.stderr == direct.stderr
     assert wrapped.stderr.startswith("Traceback (most recent call last):\n")
-    assert 'in inner\n' in wrapped.stderr
+    assert "in inner\n" in wrapped.stderr
     assert wrapped.stderr.rstrip().endswith("LookupError: from the program")
-    assert "runpy" not in wrapped.stderr and "netkeepalive" not in wrapped.stderr
+    assert "runpy" not in wrapped.stderr
+    assert "netkeepalive" not in wrapped.stderr
 
 
 def test_sys_exit_with_a_message(program: Path) -> None:
@@ -170,21 +175,27 @@ def test_argument_errors(program: Path) -> None:
     cwd = program.parent
     bad = python(["-m", "netkeepalive", "run", "--idle", "500", "--", str(program)], cwd)
     assert bad.returncode == 2
-    assert "TCP_KEEPIDLE" in bad.stderr and bad.stdout == ""
+    assert "TCP_KEEPIDLE" in bad.stderr
+    assert bad.stdout == ""
     clash = python(
-        ["-m", "netkeepalive", "run", "--idle", "5000", "--detect-within", "9000", str(program)], cwd
+        ["-m", "netkeepalive", "run", "--idle", "5000", "--detect-within", "9000", str(program)],
+        cwd,
     )
-    assert clash.returncode == 2 and "--detect-within" in clash.stderr
+    assert clash.returncode == 2
+    assert "--detect-within" in clash.stderr
     nothing = python(["-m", "netkeepalive", "run", "--idle", "5000"], cwd)
-    assert nothing.returncode == 2 and "give the program to run" in nothing.stderr
+    assert nothing.returncode == 2
+    assert "give the program to run" in nothing.stderr
     no_module = python(["-m", "netkeepalive", "run", "-m"], cwd)
-    assert no_module.returncode == 2 and "expected a module name" in no_module.stderr
+    assert no_module.returncode == 2
+    assert "expected a module name" in no_module.stderr
 
 
 def test_missing_program(tmp_path: Path) -> None:
     script = python(["-m", "netkeepalive", "run", "--", "missing.py"], tmp_path)
     assert script.returncode == 2
-    assert "can't open file" in script.stderr and "missing.py" in script.stderr
+    assert "can't open file" in script.stderr
+    assert "missing.py" in script.stderr
     module = python(["-m", "netkeepalive", "run", "-m", "no_such_module_here"], tmp_path)
     assert module.returncode == 1
     assert "No module named no_such_module_here" in module.stderr
@@ -202,4 +213,5 @@ def test_help_lists_run(tmp_path: Path) -> None:
     assert "run" in result.stdout
     usage = python(["-m", "netkeepalive", "run", "--help"], tmp_path)
     assert usage.returncode == 0
-    assert "--detect-within" in usage.stdout and "-m" in usage.stdout
+    assert "--detect-within" in usage.stdout
+    assert "-m" in usage.stdout

@@ -10,6 +10,7 @@ library's ``getsockopt``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import socket
@@ -58,10 +59,8 @@ def open_tcp_sockets() -> list[Tuple[Any, Any, Kernel]]:
             continue  # closed meanwhile, or the listing's own descriptor
         with dup:
             if dup.type == socket.SOCK_STREAM and dup.family == socket.AF_INET:
-                try:
+                with contextlib.suppress(OSError):  # a listener has no peer
                     out.append((dup.getsockname(), dup.getpeername(), kernel(dup)))
-                except OSError:
-                    pass  # a listener has no peer
     return out
 
 
@@ -111,9 +110,7 @@ def test_the_server_side_is_untouched_here(http_server: Any) -> None:
         conn.request("GET", "/")
         conn.getresponse().read()
         local = conn.sock.getsockname()  # type: ignore[union-attr]
-        server_end = [
-            s for s in open_tcp_sockets() if s[0] == (host, port) and s[1] == local
-        ]
+        server_end = [s for s in open_tcp_sockets() if s[0] == (host, port) and s[1] == local]
         assert len(server_end) == 1
         assert server_end[0][2][0] == 0  # SO_KEEPALIVE off
     finally:
