@@ -16,6 +16,7 @@ nothing else.  :func:`uninstall` puts the original methods back exactly.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import warnings
@@ -77,6 +78,17 @@ _warned_lock = threading.Lock()
 _warned: set[Tuple[str, ...]] = set()
 
 
+def _new_locks() -> None:
+    """Fresh locks in a forked child: another thread may have held them at the fork."""
+    global _lock, _warned_lock
+    _lock = threading.Lock()
+    _warned_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_locks)
+
+
 def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
     """``warnings.warn(message)`` unless *key* was warned about in this process."""
     with _warned_lock:
@@ -89,16 +101,13 @@ def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
 class _Plan:
     """The installed policy, ready for the wrappers: one per :func:`install`."""
 
-    __slots__ = ("kwargs", "listeners", "policy", "where")
+    __slots__ = ("kwargs", "policy", "where")
 
     def __init__(self, policy: Policy, kwargs: Dict[str, Any]) -> None:
         self.policy = policy
         self.where = policy.where
         #: Keyword arguments for configure(): only the options to set.
         self.kwargs = kwargs
-        #: Listening sockets this plan configured, for ``accept`` where
-        #: accepted sockets do not inherit.
-        self.listeners: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
         """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
@@ -143,6 +152,10 @@ def _refused(exc: OSError, stacklevel: int) -> None:
 #: read it once per call, so install() and uninstall() in another thread
 #: never leave a call half-configured.
 _active: Optional[_Plan] = None
+
+#: Listening sockets a policy configured, for ``accept`` where accepted
+#: sockets do not inherit; emptied by uninstall().
+_listeners: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
 #: name -> (whether socket.socket itself defined it, the attribute before
 #: install()); filled while a wrapper is in place.
@@ -197,7 +210,7 @@ def _listen(self: socket.socket, *backlog: int) -> None:
     ):
         address = self.getsockname() if plan.where is not None else None
         if plan.apply(self, address, 2):
-            plan.listeners.add(self)
+            _listeners.add(self)
     _real_listen(self, *backlog)
 
 
@@ -210,7 +223,7 @@ def _accept(self: socket.socket) -> Tuple[socket.socket, Any]:
     """
     conn, address = _real_accept(self)
     plan = _active
-    if plan is not None and self in plan.listeners:
+    if plan is not None and self in _listeners:
         try:
             # The listener passed ``where`` when it was configured.
             plan.configure(conn, 2)
@@ -276,9 +289,9 @@ def _check_bool(value: object, label: str) -> bool:
 
 def _only_lower_supported() -> bool:
     """Whether :func:`netkeepalive.configure` takes ``only_lower``."""
-    code = _api.configure.__code__
-    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-    return "only_lower" in names
+    import inspect
+
+    return "only_lower" in inspect.signature(_api.configure).parameters
 
 
 def install(
@@ -388,6 +401,7 @@ def uninstall() -> Optional[Policy]:
         _active = None
         for name in list(_saved):
             _restore(name)
+        _listeners.clear()
     return None if plan is None else plan.policy
 
 
