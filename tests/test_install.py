@@ -91,13 +91,23 @@ def test_create_connection_gets_the_policy(listener: socket.socket) -> None:
             assert kernel(server) == default
 
 
-def test_policy_is_set_before_the_connection_is_made(listener: socket.socket) -> None:
-    """A non-blocking connect still works, and the SYN already carries the socket's options."""
-    nk.install(**POLICY)
+def test_policy_is_applied_before_the_connection_is_made(listener: socket.socket) -> None:
+    """The socket is not connected yet when the policy runs; a non-blocking connect still works."""
+    peers: List[int] = []
+
+    def where(sock: socket.socket, address: Any) -> bool:
+        try:
+            sock.getpeername()
+        except OSError as exc:
+            peers.append(exc.errno)  # ENOTCONN: connect() has not been called yet
+        return True
+
+    nk.install(**POLICY, where=where)
     client = socket.socket()
     client.setblocking(False)
     with client:
         assert client.connect_ex(listener.getsockname()) in (0, errno.EINPROGRESS)
+        assert peers == [errno.ENOTCONN]
         assert kernel(client) == EXPECTED
         server, _ = listener.accept()
         server.close()
@@ -141,6 +151,25 @@ def test_listener_configured_and_accepted_connection_inherits() -> None:
             with server:
                 assert kernel(server) == EXPECTED
                 assert kernel(client) == fresh_tcp()
+
+
+def test_socketserver_listener_and_its_connections() -> None:
+    import socketserver
+
+    seen: List[Kernel] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            seen.append(kernel(self.request))
+
+    nk.install(**POLICY)
+    with socketserver.TCPServer(("127.0.0.1", 0), Handler) as server:
+        assert kernel(server.socket) == EXPECTED
+        nk.uninstall()  # the connection's server end gets the policy by inheritance
+        with socket.create_connection(server.server_address) as client:
+            server.handle_request()
+            assert kernel(client) == fresh_tcp()
+    assert seen == [EXPECTED]
 
 
 def test_enable_false_turns_keepalive_off(listener: socket.socket) -> None:
