@@ -121,12 +121,12 @@ class _Plan:
         """Configure *sock*; a refusal is warned about once, never raised."""
         try:
             _api.configure(sock, **self.kwargs)
-        except OSError as exc:
+        except OSError:
             if _raw_fileno(sock) < 0:
                 return  # closed: the original method raises its own error
-            self._one_by_one(sock, exc, stacklevel + 1)
+            self._one_by_one(sock, stacklevel + 1)
 
-    def _one_by_one(self, sock: socket.socket, first: OSError, stacklevel: int) -> None:
+    def _one_by_one(self, sock: socket.socket, stacklevel: int) -> None:
         """After a refusal: each option on its own, so the others still apply."""
         kwargs = self.kwargs
         common = {k: kwargs[k] for k in ("enable", "only_lower") if k in kwargs}
@@ -239,6 +239,9 @@ _WRAPPERS: Dict[str, Callable[..., Any]] = {
     "listen": _listen,
     "accept": _accept,
 }
+for _name, _wrapper in _WRAPPERS.items():  # named as the methods they stand for
+    _wrapper.__name__ = _name
+    _wrapper.__qualname__ = f"socket.{_name}"
 
 
 def _patch(names: List[str]) -> None:

@@ -615,13 +615,43 @@ def test_import_does_not_load_install() -> None:
     assert out.stdout.strip() == "False"
 
 
+def _exit_status(pid: int) -> int:
+    """The child's exit status; killed and a failure after 30 s."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status)
+            return os.WEXITSTATUS(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_keeps_the_policy(listener: socket.socket) -> None:
+    address = listener.getsockname()
+    nk.install(**POLICY)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        status = 1
+        try:
+            with socket.create_connection(address) as client:
+                status = 0 if kernel(client) == EXPECTED else 3
+        finally:
+            os._exit(status)
+    assert _exit_status(pid) == 0
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_can_install_while_the_parent_holds_the_lock(
     listener: socket.socket,
 ) -> None:
     """A fork while another thread is inside install() must not leave the child stuck."""
-    import time
-
     address = listener.getsockname()
     with _install._lock:  # as if another thread were inside install() at the fork
         pid = os.fork()
@@ -633,15 +663,4 @@ def test_forked_child_can_install_while_the_parent_holds_the_lock(
                     status = 0 if kernel(client) == EXPECTED else 3
             finally:
                 os._exit(status)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the child hung in install()")
-        time.sleep(0.05)
-    assert os.WIFEXITED(status)
-    assert os.WEXITSTATUS(status) == 0
+    assert _exit_status(pid) == 0
