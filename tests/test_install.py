@@ -441,6 +441,13 @@ def test_kernel_refusal_warns_once_and_connects(
             assert client.getpeername() == listener.getsockname()
             # The other options still reached the kernel.
             assert kernel(client) == (*EXPECTED[:4], default[4])
+    # Warnings turned into errors (python -W error) are raised, as asked.
+    _install._warned.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sock = socket.socket()
+        with sock, pytest.raises(nk.KeepaliveWarning):
+            sock.connect(listener.getsockname())
 
 
 def test_unsupported_option_warns_once_and_connects(simulate: Callable[..., Any]) -> None:
