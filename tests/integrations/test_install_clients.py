@@ -15,8 +15,9 @@ import http.client
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterator
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -153,6 +154,82 @@ def test_httpx_async(http_server: Any) -> None:
 
     nk.install(**POLICY)
     assert asyncio.run(main()) == EXPECTED
+
+
+def test_aiohttp(http_server: Any) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+
+    async def main() -> Kernel:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(http_server.url) as response:
+                assert await response.text() == "ok\n"
+            # The connection waits in the session's pool for the next request.
+            return kernel_of_local_address(only_client(http_server))
+
+    nk.install(**POLICY)
+    assert asyncio.run(main()) == EXPECTED
+
+
+class _RespServer(threading.Thread):
+    """Just enough of a Redis server on 127.0.0.1: ``+PONG`` to PING, ``+OK`` to the rest.
+
+    Records the address each connection came from.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.clients: List[Tuple[str, int]] = []
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, address = self.listener.accept()
+            self.clients.append(address)
+            with conn:
+                conn.settimeout(10)
+                buffer = b""
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    buffer += data
+                    commands, buffer = _parse_commands(buffer)
+                    conn.sendall(
+                        b"".join(b"+PONG\r\n" if c == b"PING" else b"+OK\r\n" for c in commands)
+                    )
+
+
+def _parse_commands(buffer: bytes) -> Tuple[List[bytes], bytes]:
+    """The names of the complete RESP commands (``*N $len arg ...``) at the start of *buffer*."""
+    names = []
+    while buffer.startswith(b"*"):
+        lines = buffer.split(b"\r\n")
+        count = int(lines[0][1:])
+        if len(lines) < 1 + 2 * count + 1:
+            break
+        names.append(lines[2].upper())
+        buffer = b"\r\n".join(lines[1 + 2 * count :])
+    return names, buffer
+
+
+def test_redis() -> None:
+    redis = pytest.importorskip("redis")
+    server = _RespServer()
+    server.start()
+    try:
+        nk.install(**POLICY)
+        host, port = server.listener.getsockname()
+        client = redis.Redis(host=host, port=port, socket_timeout=10, protocol=2)
+        try:
+            assert client.ping() is True
+            assert len(server.clients) == 1
+            assert kernel_of_local_address(server.clients[0]) == EXPECTED
+        finally:
+            client.close()
+    finally:
+        server.join(10)
+        server.listener.close()
 
 
 def test_after_uninstall_clients_are_untouched(http_server: Any) -> None:
