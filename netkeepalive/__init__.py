@@ -32,7 +32,7 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
-    from ._install import KeepaliveWarning, Policy, install, installed, uninstall
+    from ._install import InstallPolicy, KeepaliveWarning, install, installed, uninstall
     from ._sockopts import socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -48,7 +48,7 @@ _LAZY = {
     "install": "._install",
     "uninstall": "._install",
     "installed": "._install",
-    "Policy": "._install",
+    "InstallPolicy": "._install",
     "KeepaliveWarning": "._install",
 }
 
@@ -79,10 +79,10 @@ setUserTimeout = set_user_timeout
 getUserTimeout = get_user_timeout
 
 __all__ = [
+    "InstallPolicy",
     "KeepaliveParams",
     "KeepaliveWarning",
     "LibraryNotFoundError",
-    "Policy",
     "Settings",
     "SocketOptionError",
     "TcpInfo",

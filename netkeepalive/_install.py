@@ -27,7 +27,7 @@ from . import _api
 from ._convert import Milliseconds, from_native, to_native
 from .errors import UnsupportedOptionError
 
-__all__ = ["KeepaliveWarning", "Policy", "install", "installed", "uninstall"]
+__all__ = ["InstallPolicy", "KeepaliveWarning", "install", "installed", "uninstall"]
 
 #: ``where(sock, address) -> bool``: whether a socket gets the policy.
 Where = Callable[[socket.socket, Any], bool]
@@ -42,7 +42,7 @@ class KeepaliveWarning(RuntimeWarning):
     """
 
 
-class Policy(NamedTuple):
+class InstallPolicy(NamedTuple):
     """The policy :func:`install` put in place (see :func:`installed`).
 
     Times are whole milliseconds as the kernel gets them (truncated to whole
@@ -103,7 +103,7 @@ class _Plan:
 
     __slots__ = ("kwargs", "policy", "where")
 
-    def __init__(self, policy: Policy, kwargs: Dict[str, Any]) -> None:
+    def __init__(self, policy: InstallPolicy, kwargs: Dict[str, Any]) -> None:
         self.policy = policy
         self.where = policy.where
         #: Keyword arguments for configure(): only the options to set.
@@ -306,7 +306,7 @@ def install(
     user_timeout: Optional[Milliseconds] = None,
     where: Optional[Where] = None,
     only_lower: bool = False,
-) -> Policy:
+) -> InstallPolicy:
     """Give every TCP socket of this process keepalive settings before it connects.
 
     Every ``SOCK_STREAM`` socket of family ``AF_INET``/``AF_INET6`` that
@@ -360,7 +360,7 @@ def install(
         # that gives the kernel the same value, which configure() takes on
         # its fast path.
         values[knob] = from_native(opt, to_native(opt, value, knob))
-    policy = Policy(
+    policy = InstallPolicy(
         enable,
         values["idle"],
         values["interval"],
@@ -392,7 +392,7 @@ def install(
     return policy
 
 
-def uninstall() -> Optional[Policy]:
+def uninstall() -> Optional[InstallPolicy]:
     """Remove the policy and put ``socket.socket``'s original methods back.
 
     New connections are left alone again; sockets already configured keep
@@ -408,7 +408,7 @@ def uninstall() -> Optional[Policy]:
     return None if plan is None else plan.policy
 
 
-def installed() -> Optional[Policy]:
+def installed() -> Optional[InstallPolicy]:
     """The policy :func:`install` put in place, or ``None``."""
     plan = _active
     return None if plan is None else plan.policy
