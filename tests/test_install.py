@@ -550,14 +550,14 @@ def test_concurrent_connects_see_one_whole_policy(listener: socket.socket) -> No
             nk.install(**OTHER)
             nk.uninstall()
 
-    helpers = [threading.Thread(target=acceptor), threading.Thread(target=switcher)]
+    background = [threading.Thread(target=acceptor), threading.Thread(target=switcher)]
     connectors = [threading.Thread(target=connector) for _ in range(6)]
-    for thread in helpers + connectors:
+    for thread in background + connectors:
         thread.start()
     for thread in connectors:
         thread.join(60)
     stop.set()
-    for thread in helpers:
+    for thread in background:
         thread.join(60)
     assert not errors
     assert len(results) == 150
