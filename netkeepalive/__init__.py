@@ -33,6 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
     from ._defaults import system_defaults
+    from ._install import InstallPolicy, KeepaliveWarning, install, installed, uninstall
     from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -47,6 +48,11 @@ _LAZY = {
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
     "keepalive_options": "._sockopts",
+    "install": "._install",
+    "uninstall": "._install",
+    "installed": "._install",
+    "InstallPolicy": "._install",
+    "KeepaliveWarning": "._install",
 }
 
 
@@ -76,7 +82,9 @@ setUserTimeout = set_user_timeout
 getUserTimeout = get_user_timeout
 
 __all__ = [
+    "InstallPolicy",
     "KeepaliveParams",
+    "KeepaliveWarning",
     "LibraryNotFoundError",
     "Settings",
     "SocketOptionError",
@@ -95,6 +103,8 @@ __all__ = [
     "get_settings",
     "get_tcp_info",
     "get_user_timeout",
+    "install",
+    "installed",
     "keepalive_options",
     "setKeepAliveInterval",
     "setKeepAliveProbes",
@@ -106,4 +116,5 @@ __all__ = [
     "set_user_timeout",
     "socket_options",
     "system_defaults",
+    "uninstall",
 ]

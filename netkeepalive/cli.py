@@ -19,6 +19,7 @@ COMMANDS = {
     "show": ("netkeepalive.retrofit", "list processes' TCP sockets and their keepalive settings"),
     "set": ("netkeepalive.retrofit", "change keepalive settings of a running process's sockets"),
     "cgroup": ("netkeepalive._cgroup_cli", "keepalive policy for every connection of a cgroup"),
+    "run": ("netkeepalive._run", "run a Python program with keepalive on all its TCP connections"),
 }
 
 

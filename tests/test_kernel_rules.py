@@ -212,7 +212,10 @@ def test_netbsd_applies_ticks_and_never_fails_on_the_read_back(
 
 def test_netbsd_refuses_less_than_one_tick(simulate: Callable[..., Any]) -> None:
     sim = simulate("netbsd10", release="10.0", version="NetBSD 10.0 (GENERIC)")
-    with pytest.raises(ValueError, match="less than one 500 ms tick, the unit of TCP_KEEPIDLE; TCP_KEEPIDLE takes 1 to"):
+    with pytest.raises(
+        ValueError,
+        match="less than one 500 ms tick, the unit of TCP_KEEPIDLE; TCP_KEEPIDLE takes 1 to",
+    ):
         netkeepalive.set_keepalive_idle(FD, 499)
     assert sim.kernel.calls == []
 

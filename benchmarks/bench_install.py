@@ -1,0 +1,207 @@
+"""What :func:`netkeepalive.install` adds to a connect.
+
+Run from the repository root::
+
+    python benchmarks/bench_install.py
+    python benchmarks/bench_install.py --repeat 31 --number 20000 --connections 0
+
+Per-call part: one process, one established loopback TCP connection ``s``
+and one connected UDP socket ``u``.  Connecting an already connected socket
+again makes the kernel answer at once (``EISCONN`` for TCP; UDP just sets
+the same peer), so ``connect_ex`` can be timed many times without opening
+connections.  Each round times, back to back:
+
+* ``connect_ex`` of the original method (the kernel call alone);
+* ``netkeepalive.configure(s, ...)`` with the installed values (the cost
+  every way of configuring a socket pays);
+* ``s.connect_ex(...)`` with the policy installed: wrapper, checks,
+  ``configure`` and the kernel call;
+
+and reports the median over rounds of *installed - original - configure*:
+the cost ``install()`` adds on top of ``configure()``.  ``configure()``
+itself makes ten system calls, whose time varies far more from round to
+round than the wrapper's work, so the same is measured once more with
+``configure`` replaced by a function that does nothing (*isolated*): that
+figure is the one checked against the target.  The same is done for the
+UDP socket (left untouched: what every other socket pays) and for a TCP
+socket that a ``where`` filter turns down.
+
+End-to-end part (``--connections N``, default 300; 0 skips it): N fresh
+loopback connections (``socket.create_connection``, closed at once) with
+and without the policy, interleaved in rounds of 50, median µs per
+connection.  It opens 2 x N short connections; the figure includes
+``configure``'s work and varies with the machine's load.
+
+Exits 1 when the added cost is 3 µs or more (``--report-only``: never).
+No third-party packages are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import timeit
+from typing import Any, Callable, Dict, List, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import netkeepalive  # noqa: E402
+
+#: The most install() may add to a connect, on top of configure(), in ns.
+ADDED_LIMIT_NS = 3000.0
+
+POLICY: Dict[str, Any] = {"idle": 60_000, "interval": 10_000, "probes": 4, "user_timeout": 90_000}
+
+
+def _time(stmt: Callable[[], object], number: int) -> float:
+    """ns per call of *stmt*."""
+    return timeit.Timer(stmt).timeit(number) / number * 1e9
+
+
+def time_per_call(repeat: int, number: int) -> Dict[str, float]:
+    """Medians in ns: the parts of a connect with and without the policy."""
+    real_connect_ex = socket.socket.connect_ex
+    configure = netkeepalive.configure
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = listener.getsockname()
+        s = socket.create_connection(address)
+        peer, _ = listener.accept()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        u_address = u.getsockname()
+        u.connect(u_address)
+        try:
+            rows: Dict[str, List[float]] = {
+                "original connect_ex": [],
+                "configure()": [],
+                "installed connect_ex": [],
+                "added": [],
+                "UDP original": [],
+                "UDP installed": [],
+                "UDP added": [],
+                "where() says no: added": [],
+                "isolated: added": [],
+            }
+
+            def nothing(sock: Any, **kwargs: Any) -> None:
+                return None
+
+            api = sys.modules["netkeepalive._api"]
+
+            def rejected(sock: socket.socket, address: Any) -> bool:
+                return False
+
+            for round_ in range(-1, repeat):  # round -1 warms up, is not kept
+                base = _time(lambda: real_connect_ex(s, address), number)
+                conf = _time(lambda: configure(s, **POLICY), number)
+                u_base = _time(lambda: real_connect_ex(u, u_address), number)
+                netkeepalive.install(**POLICY)
+                try:
+                    inst = _time(lambda: s.connect_ex(address), number)
+                    u_inst = _time(lambda: u.connect_ex(u_address), number)
+                    netkeepalive.install(**POLICY, where=rejected)
+                    skipped = _time(lambda: s.connect_ex(address), number)
+                    netkeepalive.install(**POLICY)
+                    api.configure = nothing
+                    stubbed = _time(lambda: s.connect_ex(address), number)
+                finally:
+                    api.configure = configure
+                    netkeepalive.uninstall()
+                call = _time(lambda: nothing(s, **POLICY), number)
+                if round_ < 0:
+                    continue
+                rows["original connect_ex"].append(base)
+                rows["configure()"].append(conf)
+                rows["installed connect_ex"].append(inst)
+                rows["added"].append(inst - base - conf)
+                rows["UDP original"].append(u_base)
+                rows["UDP installed"].append(u_inst)
+                rows["UDP added"].append(u_inst - u_base)
+                rows["where() says no: added"].append(skipped - base)
+                rows["isolated: added"].append(stubbed - base - call)
+            return {name: statistics.median(values) for name, values in rows.items()}
+        finally:
+            s.close()
+            peer.close()
+            u.close()
+
+
+def time_connections(count: int) -> Dict[str, float]:
+    """Median µs per fresh loopback connection, without and with the policy."""
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
+        address = listener.getsockname()
+
+        def batch(n: int) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                socket.create_connection(address).close()
+                listener.accept()[0].close()
+            return (time.perf_counter() - start) / n * 1e6
+
+        plain: List[float] = []
+        installed: List[float] = []
+        batch(10)  # warm up
+        done = 0
+        while done < count:
+            n = min(50, count - done)
+            plain.append(batch(n))
+            netkeepalive.install(**POLICY)
+            try:
+                installed.append(batch(n))
+            finally:
+                netkeepalive.uninstall()
+            done += n
+        return {"without": statistics.median(plain), "with install()": statistics.median(installed)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=15, help="rounds (default 15)")
+    parser.add_argument("--number", type=int, default=5000, help="calls per round (default 5000)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=300,
+        help="fresh connections each way for the end-to-end figure (default 300; 0 skips)",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="exit 0 even when the target is missed"
+    )
+    args = parser.parse_args(argv)
+    if min(args.repeat, args.number) < 1 or args.connections < 0:
+        parser.error("--repeat and --number must be at least 1, --connections at least 0")
+    print(
+        f"netkeepalive {netkeepalive.__version__}, Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.release()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(f"policy: install({', '.join(f'{k}={v!r}' for k, v in POLICY.items())})")
+    print(
+        f"\nper connect_ex, median of {args.repeat} rounds x {args.number} calls "
+        "on an established loopback connection"
+    )
+    figures = time_per_call(args.repeat, args.number)
+    for name, ns in figures.items():
+        print(f"  {name:28} {ns:8.0f} ns")
+    added = figures["isolated: added"]
+    ok = added < ADDED_LIMIT_NS
+    print(
+        f"install() adds {added:.0f} ns (isolated) to a connect on top of configure() "
+        f"(target < {ADDED_LIMIT_NS:.0f} ns): {'PASS' if ok else 'FAIL'}"
+    )
+    if args.connections:
+        print(f"\nfresh loopback connections, median us per connection ({args.connections} each)")
+        for name, us in time_connections(args.connections).items():
+            print(f"  {name:28} {us:8.1f} us")
+    return 0 if ok or args.report_only else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

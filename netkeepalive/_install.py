@@ -1,0 +1,402 @@
+"""A process-wide keepalive policy: :func:`install`, :func:`uninstall`, :func:`installed`.
+
+:func:`install` replaces ``connect``, ``connect_ex`` and ``listen`` of
+:class:`socket.socket` (the class itself, so every library that makes its
+sockets with the :mod:`socket` module is covered) with functions that call
+:func:`netkeepalive.configure` on a TCP socket first and then the original
+method.  Accepted connections inherit the listener's settings on Linux;
+where that has not been verified (see :data:`netkeepalive.servers.INHERITED`)
+``accept`` is replaced too and configures each accepted connection.
+
+Everything that can be worked out once is worked out in :func:`install`
+(validation, unit conversion, which methods to replace), so a connect pays
+for three attribute reads, one call of :func:`netkeepalive.configure` and
+nothing else.  :func:`uninstall` puts the original methods back exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from . import _api
+from ._convert import Milliseconds, from_native, to_native
+from .errors import UnsupportedOptionError
+
+__all__ = ["InstallPolicy", "KeepaliveWarning", "install", "installed", "uninstall"]
+
+#: ``where(sock, address) -> bool``: whether a socket gets the policy.
+Where = Callable[[socket.socket, Any], bool]
+
+
+class KeepaliveWarning(RuntimeWarning):
+    """An option of the installed policy could not be applied.
+
+    The platform lacks it, or the kernel refused it on a socket; the
+    connection went ahead without it.  Each option is reported once per
+    process.
+    """
+
+
+class InstallPolicy(NamedTuple):
+    """The policy :func:`install` put in place (see :func:`installed`).
+
+    Times are whole milliseconds as the kernel gets them (truncated to whole
+    seconds where the kernel takes seconds); ``None`` = left as it is.
+    Options the platform lacks are listed in ``skipped`` and set to ``None``.
+    """
+
+    enable: bool
+    idle: Optional[int]
+    interval: Optional[int]
+    probes: Optional[int]
+    user_timeout: Optional[int]
+    where: Optional[Where]
+    only_lower: bool
+    skipped: Tuple[str, ...]
+
+
+_KNOBS = ("idle", "interval", "probes", "user_timeout")
+
+_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
+_INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
+_STREAM = socket.SOCK_STREAM
+
+# Raw readers of the C socket object's fields: no enum conversion (the
+# properties of socket.socket build an IntEnum on every read).
+_raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defined]
+_raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
+_raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
+_raw_fileno = socket.socket.fileno
+
+_lock = threading.Lock()
+_warned_lock = threading.Lock()
+_warned: set[Tuple[str, ...]] = set()
+
+
+def _new_locks() -> None:
+    """Fresh locks in a forked child: another thread may have held them at the fork."""
+    global _lock, _warned_lock
+    _lock = threading.Lock()
+    _warned_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_locks)
+
+
+def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
+    """``warnings.warn(message)`` unless *key* was warned about in this process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, KeepaliveWarning, stacklevel=stacklevel + 1)
+
+
+class _Plan:
+    """The installed policy, ready for the wrappers: one per :func:`install`."""
+
+    __slots__ = ("kwargs", "policy", "where")
+
+    def __init__(self, policy: InstallPolicy, kwargs: Dict[str, Any]) -> None:
+        self.policy = policy
+        self.where = policy.where
+        #: Keyword arguments for configure(): only the options to set.
+        self.kwargs = kwargs
+
+    def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
+        """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
+        where = self.where
+        if where is not None and not where(sock, address):
+            return False
+        self.configure(sock, stacklevel + 1)
+        return True
+
+    def configure(self, sock: socket.socket, stacklevel: int) -> None:
+        """Configure *sock*; a refusal is warned about once, never raised."""
+        try:
+            _api.configure(sock, **self.kwargs)
+        except OSError:
+            if _raw_fileno(sock) < 0:
+                return  # closed: the original method raises its own error
+            self._one_by_one(sock, stacklevel + 1)
+
+    def _one_by_one(self, sock: socket.socket, stacklevel: int) -> None:
+        """After a refusal: each option on its own, so the others still apply."""
+        kwargs = self.kwargs
+        common = {k: kwargs[k] for k in ("enable", "only_lower") if k in kwargs}
+        single = [{k: kwargs[k]} for k in _KNOBS if k in kwargs] or [{}]
+        for extra in single:
+            try:
+                _api.configure(sock, **common, **extra)
+            except OSError as exc:
+                _refused(exc, stacklevel + 1)
+
+
+def _refused(exc: OSError, stacklevel: int) -> None:
+    option = getattr(exc, "option", "") or ""
+    key = ("refused", option or str(exc), str(exc.errno))
+    _warn_once(
+        key,
+        f"netkeepalive.install: {exc}; connections go ahead without it (reported once per process)",
+        stacklevel + 1,
+    )
+
+
+#: The installed plan; ``None`` when nothing is installed.  The wrappers
+#: read it once per call, so install() and uninstall() in another thread
+#: never leave a call half-configured.
+_active: Optional[_Plan] = None
+
+#: Listening sockets a policy configured, for ``accept`` where accepted
+#: sockets do not inherit; emptied by uninstall().
+_listeners: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+#: name -> (whether socket.socket itself defined it, the attribute before
+#: install()); filled while a wrapper is in place.
+_saved: Dict[str, Tuple[bool, Any]] = {}
+
+# The methods the wrappers call: socket.socket's own when install() ran.
+_real_connect: Callable[..., Any] = socket.socket.connect
+_real_connect_ex: Callable[..., Any] = socket.socket.connect_ex
+_real_listen: Callable[..., Any] = socket.socket.listen
+_real_accept: Callable[..., Any] = socket.socket.accept
+
+
+def _connect(self: socket.socket, address: Any) -> None:
+    """``socket.connect``, after the installed keepalive policy (netkeepalive)."""
+    plan = _active
+    if (
+        plan is not None
+        and _raw_type(self) == _STREAM
+        and _raw_family(self) in _INET
+        and _raw_proto(self) in _TCP_PROTOCOLS
+    ):
+        where = plan.where
+        if where is None or where(self, address):
+            plan.configure(self, 2)
+    _real_connect(self, address)
+
+
+def _connect_ex(self: socket.socket, address: Any) -> int:
+    """``socket.connect_ex``, after the installed keepalive policy (netkeepalive)."""
+    plan = _active
+    if (
+        plan is not None
+        and _raw_type(self) == _STREAM
+        and _raw_family(self) in _INET
+        and _raw_proto(self) in _TCP_PROTOCOLS
+    ):
+        where = plan.where
+        if where is None or where(self, address):
+            plan.configure(self, 2)
+    result: int = _real_connect_ex(self, address)
+    return result
+
+
+def _listen(self: socket.socket, *backlog: int) -> None:
+    """``socket.listen``, after the installed keepalive policy (netkeepalive)."""
+    plan = _active
+    if (
+        plan is not None
+        and _raw_type(self) == _STREAM
+        and _raw_family(self) in _INET
+        and _raw_proto(self) in _TCP_PROTOCOLS
+    ):
+        address = self.getsockname() if plan.where is not None else None
+        if plan.apply(self, address, 2):
+            _listeners.add(self)
+    _real_listen(self, *backlog)
+
+
+def _accept(self: socket.socket) -> Tuple[socket.socket, Any]:
+    """``socket.accept``, then the policy of the listener (netkeepalive).
+
+    Replaces ``accept`` only where accepted sockets do not inherit the
+    listener's options: a connection accepted from a listener the policy
+    configured gets the same settings.
+    """
+    conn, address = _real_accept(self)
+    plan = _active
+    if plan is not None and self in _listeners:
+        try:
+            # The listener passed ``where`` when it was configured.
+            plan.configure(conn, 2)
+        except BaseException:
+            conn.close()
+            raise
+    return conn, address
+
+
+_WRAPPERS: Dict[str, Callable[..., Any]] = {
+    "connect": _connect,
+    "connect_ex": _connect_ex,
+    "listen": _listen,
+    "accept": _accept,
+}
+for _name, _wrapper in _WRAPPERS.items():  # named as the methods they stand for
+    _wrapper.__name__ = _name
+    _wrapper.__qualname__ = f"socket.{_name}"
+
+
+def _patch(names: List[str]) -> None:
+    """Put the wrappers for *names* in place and remove the others (under ``_lock``)."""
+    global _real_connect, _real_connect_ex, _real_listen, _real_accept
+    cls = socket.socket
+    for name in list(_saved):
+        if name not in names:
+            _restore(name)
+    for name in names:
+        if name in _saved:
+            continue
+        own = name in cls.__dict__
+        original = cls.__dict__[name] if own else getattr(cls, name)
+        _saved[name] = (own, original)
+        if name == "connect":
+            _real_connect = original
+        elif name == "connect_ex":
+            _real_connect_ex = original
+        elif name == "listen":
+            _real_listen = original
+        else:
+            _real_accept = original
+        setattr(cls, name, _WRAPPERS[name])
+
+
+def _restore(name: str) -> None:
+    """Put back what ``socket.socket.<name>`` was before (under ``_lock``).
+
+    If something else has replaced our wrapper since, it is left in place
+    (our wrapper, still below it, does nothing without a policy).
+    """
+    cls = socket.socket
+    own, original = _saved.pop(name)
+    if cls.__dict__.get(name) is not _WRAPPERS[name]:
+        return
+    if own:
+        setattr(cls, name, original)
+    else:
+        delattr(cls, name)
+
+
+def _check_bool(value: object, label: str) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"install: {label}: expected a bool, got {type(value).__name__}")
+    return value
+
+
+def install(
+    *,
+    enable: bool = True,
+    idle: Optional[Milliseconds] = None,
+    interval: Optional[Milliseconds] = None,
+    probes: Optional[int] = None,
+    user_timeout: Optional[Milliseconds] = None,
+    where: Optional[Where] = None,
+    only_lower: bool = False,
+) -> InstallPolicy:
+    """Give every TCP socket of this process keepalive settings before it connects.
+
+    Every ``SOCK_STREAM`` socket of family ``AF_INET``/``AF_INET6`` that
+    connects through the :mod:`socket` module (``connect``, ``connect_ex``:
+    :func:`socket.create_connection`, :mod:`http.client`, urllib3, requests,
+    httpx, asyncio's selector event loop...) gets
+    :func:`netkeepalive.configure` with these values just before the
+    connection is made, and so does every TCP socket that starts to
+    ``listen`` (accepted connections inherit them on Linux; elsewhere
+    ``accept`` configures each one).  UDP, UNIX and raw sockets are never
+    touched.
+
+    ``SO_KEEPALIVE`` follows *enable*; ``idle``, ``interval``,
+    ``user_timeout`` (ms) and ``probes`` are set when not ``None``, as for
+    :func:`~netkeepalive.configure`, and are checked here: a bad value
+    raises ``TypeError``/``ValueError`` now, with nothing installed.  An
+    option the platform lacks is skipped with one :class:`KeepaliveWarning`
+    per process; so is an option the kernel refuses on a socket, whose
+    connection goes ahead.  *where*, if given, is called as
+    ``where(sock, address)`` (the address given to ``connect``; for
+    ``listen``, the local address) and the socket is configured only if it
+    returns true.  With *only_lower*, each value is set only where the
+    socket's current one is higher (``configure(..., only_lower=True)``).
+
+    Calling it again replaces the policy; :func:`uninstall` removes it.
+    Safe to call from any thread.  Returns the policy, as :func:`installed`.
+    """
+    _check_bool(enable, "enable")
+    _check_bool(only_lower, "only_lower")
+    if where is not None and not callable(where):
+        raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
+    backend = _api._backend()
+    backend.option("enable")  # no SO_KEEPALIVE at all: nothing to install
+    values: Dict[str, Optional[int]] = {}
+    skipped: List[Tuple[str, UnsupportedOptionError]] = []
+    for knob, value in zip(_KNOBS, (idle, interval, probes, user_timeout)):
+        values[knob] = None
+        if value is None:
+            continue
+        try:
+            opt = backend.option(knob)
+        except UnsupportedOptionError as exc:
+            skipped.append((knob, exc))
+            continue
+        # Checked now (TypeError/ValueError); stored as the plain int of ms
+        # that gives the kernel the same value, which configure() takes on
+        # its fast path.
+        values[knob] = from_native(opt, to_native(opt, value, knob))
+    policy = InstallPolicy(
+        enable,
+        values["idle"],
+        values["interval"],
+        values["probes"],
+        values["user_timeout"],
+        where,
+        only_lower,
+        tuple(knob for knob, _missing in skipped),
+    )
+    kwargs: Dict[str, Any] = {"enable": enable}
+    kwargs.update((k, v) for k, v in values.items() if v is not None)
+    if only_lower:
+        kwargs["only_lower"] = True
+    for knob, missing in skipped:
+        _warn_once(
+            ("unsupported", knob),
+            f"netkeepalive.install: {missing}; new connections get the other options without it",
+            2,
+        )
+    from .servers import inherited_options
+
+    inherited = inherited_options()
+    needs_accept = not {"enable", *(k for k in _KNOBS if k in kwargs)} <= inherited
+    names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
+    global _active
+    with _lock:
+        _patch(names)
+        _active = _Plan(policy, kwargs)
+    return policy
+
+
+def uninstall() -> Optional[InstallPolicy]:
+    """Remove the policy and put ``socket.socket``'s original methods back.
+
+    New connections are left alone again; sockets already configured keep
+    their settings.  Returns the policy that was installed, or ``None``.
+    """
+    global _active
+    with _lock:
+        plan = _active
+        _active = None
+        for name in list(_saved):
+            _restore(name)
+        _listeners.clear()
+    return None if plan is None else plan.policy
+
+
+def installed() -> Optional[InstallPolicy]:
+    """The policy :func:`install` put in place, or ``None``."""
+    plan = _active
+    return None if plan is None else plan.policy

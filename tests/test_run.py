@@ -1,0 +1,217 @@
+"""``python -m netkeepalive run``: a program runs as if started directly, with the policy.
+
+Each test starts a real interpreter on a small program in a temporary
+directory; the program connects on loopback and prints what it sees
+(``sys.argv``, ``__name__``, ``sys.path[0]``...) and the options of its own
+socket, read with the standard library's ``getsockopt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROGRAM = textwrap.dedent(
+    """
+    import json, socket, sys
+    import __main__
+
+    TCP = socket.IPPROTO_TCP
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with socket.create_connection(listener.getsockname()) as client:
+            options = [
+                client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                client.getsockopt(TCP, socket.TCP_KEEPIDLE),
+                client.getsockopt(TCP, socket.TCP_KEEPINTVL),
+                client.getsockopt(TCP, socket.TCP_KEEPCNT),
+                client.getsockopt(TCP, socket.TCP_USER_TIMEOUT),
+            ]
+    seen = {
+        "argv": sys.argv,
+        "name": __name__,
+        "path0": sys.path[0],
+        "main_is_me": sys.modules["__main__"].__dict__ is globals(),
+        "file": __main__.__file__,
+        "spec": getattr(__spec__, "name", None),
+        "options": options,
+    }
+    print(json.dumps(seen))
+    if len(sys.argv) > 1 and sys.argv[1] == "raise":
+        def inner():
+            raise LookupError("from the program")
+        inner()
+    if len(sys.argv) > 1 and sys.argv[1].startswith("exit="):
+        sys.exit(sys.argv[1][5:] if not sys.argv[1][5:].isdigit() else int(sys.argv[1][5:]))
+    """
+)
+
+SETTINGS = ["--idle", "11000", "--interval", "3000", "--probes", "4", "--user-timeout", "23456"]
+EXPECTED = [1, 11, 3, 4, 23456]
+
+
+def python(args: List[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def seen(result: subprocess.CompletedProcess[str]) -> Dict[str, Any]:
+    data: Dict[str, Any] = json.loads(result.stdout.splitlines()[0])
+    return data
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    (tmp_path / "scripts").mkdir()
+    path = tmp_path / "scripts" / "probe.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def test_script_runs_as_if_direct(program: Path) -> None:
+    cwd = program.parent.parent
+    direct = python([str(program), "exit=7", "--idle", "x"], cwd)
+    wrapped = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--", str(program), "exit=7", "--idle", "x"], cwd
+    )
+    assert (direct.returncode, wrapped.returncode) == (7, 7), wrapped.stderr
+    plain, ours = seen(direct), seen(wrapped)
+    assert plain["options"][0] == 0  # the program alone does not turn keepalive on
+    assert ours.pop("options") == EXPECTED
+    plain.pop("options")
+    assert ours == plain
+    assert ours["argv"] == [str(program), "exit=7", "--idle", "x"]
+    assert ours["name"] == "__main__"
+    assert ours["path0"] == str(program.parent)
+    assert ours["main_is_me"] is True
+
+
+def test_script_without_separator_and_detect_within(program: Path) -> None:
+    result = python(
+        ["-m", "netkeepalive", "run", "--detect-within", "30000", str(program)], program.parent
+    )
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(ROOT))
+    try:
+        import netkeepalive as nk
+
+        params = nk.detect_within(30_000)
+    finally:
+        sys.path.remove(str(ROOT))
+    assert seen(result)["options"] == [
+        1,
+        params["idle"] // 1000,  # type: ignore[operator]
+        params["interval"] // 1000,  # type: ignore[operator]
+        params["probes"],
+        params["user_timeout"],
+    ]
+
+
+def test_module_runs_as_if_direct(program: Path) -> None:
+    package = program.parent.parent / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "probe.py").write_text(PROGRAM)
+    cwd = program.parent.parent
+    direct = python(["-m", "pkg.probe", "exit=3", "-m", "x"], cwd)
+    wrapped = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "-m", "pkg.probe", "exit=3", "-m", "x"], cwd
+    )
+    assert (direct.returncode, wrapped.returncode) == (3, 3), wrapped.stderr
+    plain, ours = seen(direct), seen(wrapped)
+    assert ours.pop("options") == EXPECTED
+    plain.pop("options")
+    assert ours == plain
+    assert ours["argv"] == [str(package / "probe.py"), "exit=3", "-m", "x"]
+    assert ours["spec"] == "pkg.probe"
+    assert ours["path0"] == str(cwd)
+
+
+def test_package_with_main(tmp_path: Path) -> None:
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(PROGRAM)
+    result = python(["-m", "netkeepalive", "run", *SETTINGS, "-m", "app", "--", "y"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert seen(result)["argv"] == [str(package / "__main__.py"), "--", "y"]
+    assert seen(result)["options"] == EXPECTED
+
+
+def test_exception_reported_as_if_direct(program: Path) -> None:
+    cwd = program.parent
+    direct = python([str(program), "raise"], cwd)
+    wrapped = python(["-m", "netkeepalive", "run", *SETTINGS, "--", str(program), "raise"], cwd)
+    assert (direct.returncode, wrapped.returncode) == (1, 1)
+    assert wrapped.stderr == direct.stderr
+    assert wrapped.stderr.startswith("Traceback (most recent call last):\n")
+    assert "in inner\n" in wrapped.stderr
+    assert wrapped.stderr.rstrip().endswith("LookupError: from the program")
+    assert "runpy" not in wrapped.stderr
+    assert "netkeepalive" not in wrapped.stderr
+
+
+def test_sys_exit_with_a_message(program: Path) -> None:
+    direct = python([str(program), "exit=bye"], program.parent)
+    wrapped = python(["-m", "netkeepalive", "run", "--", str(program), "exit=bye"], program.parent)
+    assert (direct.returncode, wrapped.returncode) == (1, 1)
+    assert wrapped.stderr == direct.stderr == "bye\n"
+
+
+def test_argument_errors(program: Path) -> None:
+    cwd = program.parent
+    bad = python(["-m", "netkeepalive", "run", "--idle", "500", "--", str(program)], cwd)
+    assert bad.returncode == 2
+    assert "TCP_KEEPIDLE" in bad.stderr
+    assert bad.stdout == ""
+    clash = python(
+        ["-m", "netkeepalive", "run", "--idle", "5000", "--detect-within", "9000", str(program)],
+        cwd,
+    )
+    assert clash.returncode == 2
+    assert "--detect-within" in clash.stderr
+    nothing = python(["-m", "netkeepalive", "run", "--idle", "5000"], cwd)
+    assert nothing.returncode == 2
+    assert "give the program to run" in nothing.stderr
+    no_module = python(["-m", "netkeepalive", "run", "-m"], cwd)
+    assert no_module.returncode == 2
+    assert "expected a module name" in no_module.stderr
+
+
+def test_missing_program(tmp_path: Path) -> None:
+    script = python(["-m", "netkeepalive", "run", "--", "missing.py"], tmp_path)
+    assert script.returncode == 2
+    assert "can't open file" in script.stderr
+    assert "missing.py" in script.stderr
+    module = python(["-m", "netkeepalive", "run", "-m", "no_such_module_here"], tmp_path)
+    assert module.returncode == 1
+    assert "No module named no_such_module_here" in module.stderr
+    package = tmp_path / "bare"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    bare = python(["-m", "netkeepalive", "run", "-m", "bare"], tmp_path)
+    assert bare.returncode == 1
+    assert "cannot be directly executed" in bare.stderr
+
+
+def test_help_lists_run(tmp_path: Path) -> None:
+    result = python(["-m", "netkeepalive", "--help"], tmp_path)
+    assert result.returncode == 0
+    assert "run" in result.stdout
+    usage = python(["-m", "netkeepalive", "run", "--help"], tmp_path)
+    assert usage.returncode == 0
+    assert "--detect-within" in usage.stdout
+    assert "-m" in usage.stdout
