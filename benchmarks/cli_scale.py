@@ -1,0 +1,278 @@
+"""``netkeepalive show``/``set`` against processes with many connections (Linux).
+
+Run from the repository root (as root for a private network namespace and
+for more descriptors than the default limit)::
+
+    python benchmarks/cli_scale.py                      # N = 100, 1000, 10000
+    python benchmarks/cli_scale.py --sizes 100,1000 --repeat 5
+    python benchmarks/cli_scale.py --tree OTHER_CHECKOUT  # time another version
+
+For each N, a target process opens N loopback connections to a listener
+held by a second helper process, which keeps the server ends: the target
+holds exactly N TCP sockets.  The script then times, as whole commands
+(wall clock, median of ``--repeat`` runs, output to ``/dev/null``):
+
+* ``netkeepalive show PID``, ``show PID --json``,
+  ``set PID --idle 60000 --interval 10000 --probes 6`` on the target;
+* ``netkeepalive show`` with no PID (every process of the machine);
+* the baseline, ``ss -tino dport = :PORT``: the same N sockets, and
+  ``ss -tino``: every TCP socket of the namespace (2N + 1 here);
+* ``python -m netkeepalive --version``: the interpreter's start alone.
+
+At the largest N it also starts ``--idle-processes`` more processes with
+one listening socket each, in the same network namespace, and times
+``show`` with no PID again: the time should hardly change.
+
+As root, the run moves into a network namespace of its own (``unshare
+--net``) so that ``ss`` lists only the helpers' sockets; ``--no-netns``
+stays in the current one.  An N whose N + 64 descriptors per process the
+hard limit does not allow is skipped with a note.  It is not part of the test suite: the
+tests check behaviour, never time.  Exits 1 when a command fails, unless
+``--report-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SET_ARGS = ["--idle", "60000", "--interval", "10000", "--probes", "6"]
+
+
+# -- the helpers: N connections ---------------------------------------------
+
+
+def _allow_descriptors(count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, max(hard, count)))
+
+
+def acceptor(count: int) -> int:
+    """Listen on 127.0.0.1, accept *count* connections and hold them until stdin closes."""
+    _allow_descriptors(count + 64)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    print(listener.getsockname()[1], flush=True)
+    held = [listener.accept()[0] for _ in range(count)]
+    print("ready", flush=True)
+    sys.stdin.read()
+    for s in [listener, *held]:
+        s.close()
+    return 0
+
+
+def connector(count: int, port: int) -> int:
+    """Open *count* connections to 127.0.0.1:*port* and hold them until stdin closes."""
+    _allow_descriptors(count + 64)
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    print("ready", flush=True)
+    sys.stdin.read()
+    for s in held:
+        s.close()
+    return 0
+
+
+def fd_limit_allows(count: int) -> bool:
+    """Whether a process may open *count* + 64 descriptors here."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return count + 64 <= hard
+
+
+class Helper:
+    """The target (N client ends, nothing else) and the process holding the server ends."""
+
+    def __init__(self, count: int) -> None:
+        script = os.path.abspath(__file__)
+        self.server = self._start([script, "--acceptor", str(count)])
+        self.port = int(self._line(self.server))
+        self.target = self._start([script, "--connector", str(count), str(self.port)])
+        self._line(self.target)
+        self._line(self.server)
+        self.pid = self.target.pid
+        self.sockets = count
+
+    @staticmethod
+    def _start(args: List[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    @staticmethod
+    def _line(proc: subprocess.Popen[str]) -> str:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper exited with status {proc.wait()}")
+        return line.strip()
+
+    def close(self) -> None:
+        for proc in (self.target, self.server):
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=120)
+
+
+# -- timing -----------------------------------------------------------------
+
+
+def timed(command: Sequence[str], env: Dict[str, str], repeat: int) -> Tuple[float, int, str]:
+    """Median wall seconds of *command*, its last exit status and stderr's last line."""
+    times: List[float] = []
+    status = 0
+    last = ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        done = subprocess.run(
+            list(command),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd="/",
+            check=False,
+        )
+        times.append(time.perf_counter() - start)
+        status = done.returncode
+        lines = done.stderr.strip().splitlines()
+        last = lines[-1] if lines else ""
+    return statistics.median(times), status, last
+
+
+def idle_processes(count: int) -> List[subprocess.Popen[bytes]]:
+    """*count* ``sleep`` processes, each holding one listening TCP socket."""
+    started: List[subprocess.Popen[bytes]] = []
+    for _ in range(count):
+        with socket.create_server(("127.0.0.1", 0)) as s:
+            started.append(subprocess.Popen(["sleep", "3600"], pass_fds=[s.fileno()]))
+    return started
+
+
+# -- main -------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    tree = os.path.abspath(args.tree)
+    env = dict(os.environ, PYTHONPATH=tree)
+    cli = [sys.executable, "-m", "netkeepalive"]
+    ss = shutil.which("ss")
+    sizes = [int(n) for n in args.sizes.split(",")]
+    allowed = [n for n in sizes if fd_limit_allows(n)]
+    for n in sizes:
+        if n not in allowed:
+            print(f"N={n}: skipped, the descriptor limit does not allow {n + 64}")
+    processes = len([name for name in os.listdir("/proc") if name.isdigit()])
+    print(
+        f"netkeepalive from {tree}; Python {platform.python_version()}; "
+        f"Linux {platform.release()} {platform.machine()}; {os.cpu_count()} CPUs; "
+        f"{processes} processes; repeat {args.repeat}; "
+        f"network namespace: {'private' if args.in_netns else 'shared'}"
+    )
+    failures: List[str] = []
+    rows: List[Dict[str, object]] = []
+
+    def measure(name: str, command: Sequence[str], n: int, sockets: int, ok: Tuple[int, ...]):
+        seconds, status, last = timed(command, env, args.repeat)
+        if status not in ok:
+            failures.append(f"N={n} {name}: exit {status}: {last}")
+        row = {"n": n, "sockets": sockets, "command": name, "seconds": seconds, "status": status}
+        rows.append(row)
+        per = f"{seconds / sockets * 1e6:8.1f} us/socket" if sockets else ""
+        print(f"N={n:<6} {name:<42} {seconds:8.3f} s  {per}  (exit {status})", flush=True)
+        return seconds
+
+    start_s = measure("python -m netkeepalive --version", [*cli, "--version"], 0, 0, (0,))
+    for n in allowed:
+        h = Helper(n)
+        try:
+            pid = str(h.pid)
+            m = h.sockets
+            show = measure("show PID", [*cli, "show", pid], n, m, (0,))
+            measure("show PID --json", [*cli, "show", pid, "--json"], n, m, (0,))
+            measure("set PID " + " ".join(SET_ARGS), [*cli, "set", pid, *SET_ARGS], n, m, (0,))
+            # Other processes may refuse inspection or exit meanwhile: 0 or 1.
+            everyone = measure("show (no PID)", [*cli, "show"], n, m, (0, 1))
+            if ss is not None:
+                mine = [ss, "-tino", "dport", "=", f":{h.port}"]
+                base = measure(f"ss -tino dport = :{h.port}", mine, n, m, (0,))
+                measure("ss -tino (2N + 1 sockets)", [ss, "-tino"], n, 2 * n + 1, (0,))
+                print(
+                    f"N={n:<6} show PID / ss: {show / base:.1f}x; "
+                    f"without the interpreter's start: {(show - start_s) / base:.1f}x"
+                )
+            else:
+                print(f"N={n:<6} ss: not installed (package iproute2), no baseline")
+            if n == allowed[-1] and args.idle_processes:
+                sleepers = idle_processes(args.idle_processes)
+                try:
+                    label = f"show (no PID), {args.idle_processes} more processes"
+                    more = measure(label, [*cli, "show"], n, m, (0, 1))
+                finally:
+                    for p in sleepers:
+                        p.kill()
+                        p.wait()
+                print(f"N={n:<6} {args.idle_processes} idle processes: x{more / everyone:.2f}")
+        finally:
+            h.close()
+    if args.json:
+        print(json.dumps(rows))
+    for failure in failures:
+        print("FAILED:", failure)
+    return 1 if failures and not args.report_only else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="connection counts N")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per command (median)")
+    parser.add_argument(
+        "--idle-processes",
+        type=int,
+        default=60,
+        help="processes with one socket each added at the largest N (default 60; 0: none)",
+    )
+    parser.add_argument("--tree", default=ROOT, help="source tree of the netkeepalive to time")
+    parser.add_argument("--no-netns", action="store_true", help="stay in this network namespace")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--report-only", action="store_true", help="exit 0 even when a command fails"
+    )
+    parser.add_argument("--acceptor", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--connector", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.acceptor is not None:
+        return acceptor(args.acceptor)
+    if args.connector is not None:
+        return connector(*args.connector)
+    if not sys.platform.startswith("linux"):
+        print("netkeepalive show/set run on Linux only")
+        return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if (
+        not args.in_netns
+        and not args.no_netns
+        and os.geteuid() == 0
+        and shutil.which("unshare")
+        and shutil.which("ip")
+    ):
+        script = os.path.abspath(__file__)
+        inner = [sys.executable, script, *(argv if argv is not None else sys.argv[1:])]
+        setup = 'ip link set lo up && exec "$@"'
+        return subprocess.call(["unshare", "--net", "sh", "-c", setup, "sh", *inner, "--in-netns"])
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
