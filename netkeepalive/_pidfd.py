@@ -210,6 +210,17 @@ def _c_int(value: int, what: str, call: str) -> ctypes.c_int:
     return ctypes.c_int(value)
 
 
+_numbers: Optional[Tuple[int, int]] = None
+
+
+def _own_numbers() -> Tuple[int, int]:
+    """:func:`syscall_numbers` of the running interpreter, worked out once."""
+    global _numbers
+    if _numbers is None:
+        _numbers = syscall_numbers()
+    return _numbers
+
+
 def pidfd_open(pid: int) -> int:
     """``pidfd_open(pid, 0)``: a new descriptor referring to process *pid*.
 
@@ -218,7 +229,7 @@ def pidfd_open(pid: int) -> int:
     :class:`PidfdUnsupportedError`; ``ValueError`` for a *pid* that does
     not fit a C ``int``.
     """
-    nr_open, _ = syscall_numbers()
+    nr_open, _ = _own_numbers()
     call = f"pidfd_open({pid})"
     return _check(_call(nr_open, _c_int(pid, "pid", call), ctypes.c_uint(0)), call)
 
@@ -231,7 +242,7 @@ def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
     ptrace access, ``EBADF`` when *targetfd* is not open, ``ESRCH`` when
     the process has exited) or :class:`PidfdUnsupportedError`.
     """
-    _, nr_getfd = syscall_numbers()
+    _, nr_getfd = _own_numbers()
     who = f"pid {pid}" if pid is not None else f"pidfd {pidfd}"
     call = f"pidfd_getfd({who}, fd {targetfd})"
     args = (_c_int(pidfd, "pidfd", call), _c_int(targetfd, "fd", call), ctypes.c_uint(0))

@@ -75,18 +75,32 @@ def _address(text: str) -> str:
 
     The all-zero address with port 0 (no peer, not bound) is ``-``.
     """
-    host, port_hex = text.split(":")
+    host_hex, port_hex = text.split(":")
     port = int(port_hex, 16)
+    host = _hosts.get(host_hex)
+    if host is None:
+        host = _host(host_hex)
+        if len(_hosts) < 4096:  # a table names few hosts; keep the cache small
+            _hosts[host_hex] = host
+    if port == 0 and host in ("0.0.0.0", "[::]"):
+        return "-"  # no address: a listener's peer, an unbound socket
+    return f"{host}:{port}"
+
+
+#: Hosts already decoded by :func:`_host`, by their hexadecimal form.
+_hosts: Dict[str, str] = {}
+
+
+def _host(text: str) -> str:
+    """``0100007F`` as ``127.0.0.1``, a 32-digit IPv6 address as ``[::1]``."""
     # The kernel prints each 32-bit word of the address with %08X, i.e. in
     # the host's byte order.
     raw = b"".join(
-        int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
+        int(text[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(text), 8)
     )
-    if port == 0 and not any(raw):
-        return "-"  # no address: a listener's peer, an unbound socket
     if len(raw) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}"
-    return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}"
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]"
 
 
 def parse_tcp_table(text: str, family: str) -> Dict[int, Endpoint]:

@@ -23,6 +23,7 @@ Linux, a kernel before 5.6, a seccomp filter answering ``ENOSYS``); 141
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import errno
 import io
@@ -37,9 +38,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Text
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
 from ._convert import to_native
-from .constants import INT_MAX, Option, Unit
-from .errors import UnsupportedOptionError
-from .tcp_info import get_tcp_info
+from ._libc import libc
+from .constants import INT_MAX, TCP_STATES, Option, Unit
+from .errors import SocketOptionError, UnsupportedOptionError
 
 __all__ = ["add_arguments", "run"]
 
@@ -261,6 +262,23 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
         os.close(fd)
 
 
+#: ``TCP_INFO``'s option number on Linux.
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+
+
+def _tcp_info_head(fd: int) -> Tuple[int, int]:
+    """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
+
+    The same values as :func:`netkeepalive.tcp_info.get_tcp_info`'s
+    ``state`` and ``probes``, without building the whole structure.
+    """
+    head = (ctypes.c_uint8 * 8)()
+    length = ctypes.c_uint32(ctypes.sizeof(head))
+    if libc().getsockopt(fd, socket.IPPROTO_TCP, _TCP_INFO, head, ctypes.byref(length)):
+        raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
+    return head[0], head[3]
+
+
 def _read(fd: int) -> Dict[str, Any]:
     s = get_settings(fd)
     return {
@@ -269,7 +287,7 @@ def _read(fd: int) -> Dict[str, Any]:
         "interval_ms": s.interval,
         "probes": s.probes,
         "user_timeout_ms": s.user_timeout,
-        "unanswered_probes": get_tcp_info(fd).probes,
+        "unanswered_probes": _tcp_info_head(fd)[1],
     }
 
 
@@ -298,7 +316,8 @@ def _located(fd: int, sock: _procfs.TcpSocket) -> _procfs.TcpSocket:
         local, remote = _address(view, False), _address(view, True)
     finally:
         view.detach()
-    state = get_tcp_info(fd).state_name
+    number = _tcp_info_head(fd)[0]
+    state = TCP_STATES.get(number, f"UNKNOWN({number})")
     return dataclasses.replace(sock, local=local, remote=remote, state=state)
 
 
@@ -663,17 +682,16 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
                 row.append("?" if values is None else _cell(values[key]))
             rows.append(row)
     if not rows:
-        if not outcome.errors:
+        if not outcome.errors and not outcome.blocked:
             print("no TCP sockets found", file=out)
         return
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [header, *rows]
+    widths = [max(map(len, column)) for column in zip(*lines)]
     numeric = {0, 1} | set(range(len(header) - len(_COLUMNS), len(header)))
-    for row in [header, *rows]:
-        cells = [
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        print("  ".join(cells).rstrip(), file=out)
+    line = "  ".join(
+        f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
+    )
+    out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
 
 
 def _print_json(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None) -> None:
