@@ -5,7 +5,7 @@ for more descriptors than the default limit)::
 
     python benchmarks/cli_scale.py                      # N = 100, 1000, 10000
     python benchmarks/cli_scale.py --sizes 100,1000 --repeat 5
-    python benchmarks/cli_scale.py --tree OTHER_CHECKOUT  # time another version
+    python benchmarks/cli_scale.py --tree before=OLD_CHECKOUT --tree after=.
 
 For each N, a target process opens N loopback connections to a listener
 held by a second helper process, which keeps the server ends: the target
@@ -18,6 +18,10 @@ holds exactly N TCP sockets.  The script then times, as whole commands
 * the baseline, ``ss -tino dport = :PORT``: the same N sockets, and
   ``ss -tino``: every TCP socket of the namespace (2N + 1 here);
 * ``python -m netkeepalive --version``: the interpreter's start alone.
+
+With several ``--tree`` options, each command runs from each source tree
+in turn, round after round (the order rotating), on the same helpers, so
+that the versions are compared under the same load.
 
 At the largest N it also starts ``--idle-processes`` more processes with
 one listening socket each, in the same network namespace, and times
@@ -126,27 +130,34 @@ class Helper:
 # -- timing -----------------------------------------------------------------
 
 
-def timed(command: Sequence[str], env: Dict[str, str], repeat: int) -> Tuple[float, int, str]:
-    """Median wall seconds of *command*, its last exit status and stderr's last line."""
-    times: List[float] = []
-    status = 0
-    last = ""
-    for _ in range(repeat):
-        start = time.perf_counter()
-        done = subprocess.run(
-            list(command),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd="/",
-            check=False,
-        )
-        times.append(time.perf_counter() - start)
-        status = done.returncode
-        lines = done.stderr.strip().splitlines()
-        last = lines[-1] if lines else ""
-    return statistics.median(times), status, last
+def timed(
+    commands: Dict[str, List[str]], envs: Dict[str, Dict[str, str]], repeat: int
+) -> Dict[str, Tuple[float, int, str]]:
+    """Median wall seconds of each command, its last exit status and stderr's last line.
+
+    The commands (one per source tree) take turns, in an order that rotates
+    every round, so that a busy moment of the machine is shared out.
+    """
+    labels = list(commands)
+    times: Dict[str, List[float]] = {label: [] for label in labels}
+    last: Dict[str, Tuple[int, str]] = {}
+    for round_ in range(repeat):
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            start = time.perf_counter()
+            done = subprocess.run(
+                commands[label],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=envs[label],
+                cwd="/",
+                check=False,
+            )
+            times[label].append(time.perf_counter() - start)
+            lines = done.stderr.strip().splitlines()
+            last[label] = (done.returncode, lines[-1] if lines else "")
+    return {label: (statistics.median(times[label]), *last[label]) for label in labels}
 
 
 def idle_processes(count: int) -> List[subprocess.Popen[bytes]]:
@@ -161,9 +172,19 @@ def idle_processes(count: int) -> List[subprocess.Popen[bytes]]:
 # -- main -------------------------------------------------------------------
 
 
+def trees(specs: Sequence[str]) -> Dict[str, str]:
+    """``LABEL=PATH`` or ``PATH`` (labelled by its last component) -> {label: path}."""
+    found: Dict[str, str] = {}
+    for spec in specs or [ROOT]:
+        label, _, path = spec.rpartition("=")
+        path = os.path.abspath(path)
+        found[label or os.path.basename(path.rstrip("/")) or path] = path
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
-    tree = os.path.abspath(args.tree)
-    env = dict(os.environ, PYTHONPATH=tree)
+    sources = trees(args.tree)
+    envs = {label: dict(os.environ, PYTHONPATH=path) for label, path in sources.items()}
     cli = [sys.executable, "-m", "netkeepalive"]
     ss = shutil.which("ss")
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -173,55 +194,71 @@ def run(args: argparse.Namespace) -> int:
             print(f"N={n}: skipped, the descriptor limit does not allow {n + 64}")
     processes = len([name for name in os.listdir("/proc") if name.isdigit()])
     print(
-        f"netkeepalive from {tree}; Python {platform.python_version()}; "
-        f"Linux {platform.release()} {platform.machine()}; {os.cpu_count()} CPUs; "
-        f"{processes} processes; repeat {args.repeat}; "
-        f"network namespace: {'private' if args.in_netns else 'shared'}"
+        f"Python {platform.python_version()}; Linux {platform.release()} "
+        f"{platform.machine()}; {os.cpu_count()} CPUs; {processes} processes; "
+        f"repeat {args.repeat}; network namespace: "
+        f"{'private' if args.in_netns else 'shared'}"
     )
+    for label, path in sources.items():
+        print(f"tree {label}: {path}")
     failures: List[str] = []
     rows: List[Dict[str, object]] = []
 
-    def measure(name: str, command: Sequence[str], n: int, sockets: int, ok: Tuple[int, ...]):
-        seconds, status, last = timed(command, env, args.repeat)
-        if status not in ok:
-            failures.append(f"N={n} {name}: exit {status}: {last}")
-        row = {"n": n, "sockets": sockets, "command": name, "seconds": seconds, "status": status}
-        rows.append(row)
-        per = f"{seconds / sockets * 1e6:8.1f} us/socket" if sockets else ""
-        print(f"N={n:<6} {name:<42} {seconds:8.3f} s  {per}  (exit {status})", flush=True)
+    def measure(
+        name: str, argv: List[str], n: int, sockets: int, ok: Tuple[int, ...], ours: bool = True
+    ) -> Dict[str, float]:
+        """Time *argv* (after ``python -m netkeepalive`` in each tree when *ours*)."""
+        commands = {label: [*cli, *argv] for label in sources} if ours else {"-": argv}
+        env = envs if ours else {"-": dict(os.environ)}
+        seconds: Dict[str, float] = {}
+        for label, (median, status, last) in timed(commands, env, args.repeat).items():
+            if status not in ok:
+                failures.append(f"N={n} {label} {name}: exit {status}: {last}")
+            rows.append(
+                {"n": n, "sockets": sockets, "tree": label, "command": name, "seconds": median}
+            )
+            per = f"{median / sockets * 1e6:8.1f} us/socket" if sockets else " " * 17
+            print(f"N={n:<6} {label:<8} {name:<36} {median:8.3f} s {per} (exit {status})")
+            seconds[label] = median
+        sys.stdout.flush()
         return seconds
 
-    start_s = measure("python -m netkeepalive --version", [*cli, "--version"], 0, 0, (0,))
+    start_s = measure("--version (start only)", ["--version"], 0, 0, (0,))
     for n in allowed:
         h = Helper(n)
         try:
             pid = str(h.pid)
-            m = h.sockets
-            show = measure("show PID", [*cli, "show", pid], n, m, (0,))
-            measure("show PID --json", [*cli, "show", pid, "--json"], n, m, (0,))
-            measure("set PID " + " ".join(SET_ARGS), [*cli, "set", pid, *SET_ARGS], n, m, (0,))
+            show = measure("show PID", ["show", pid], n, n, (0,))
+            measure("show PID --json", ["show", pid, "--json"], n, n, (0,))
+            measure("set PID " + " ".join(SET_ARGS), ["set", pid, *SET_ARGS], n, n, (0,))
             # Other processes may refuse inspection or exit meanwhile: 0 or 1.
-            everyone = measure("show (no PID)", [*cli, "show"], n, m, (0, 1))
+            everyone = measure("show (no PID)", ["show"], n, n, (0, 1))
             if ss is not None:
                 mine = [ss, "-tino", "dport", "=", f":{h.port}"]
-                base = measure(f"ss -tino dport = :{h.port}", mine, n, m, (0,))
-                measure("ss -tino (2N + 1 sockets)", [ss, "-tino"], n, 2 * n + 1, (0,))
-                print(
-                    f"N={n:<6} show PID / ss: {show / base:.1f}x; "
-                    f"without the interpreter's start: {(show - start_s) / base:.1f}x"
-                )
+                base = measure("ss -tino dport = :PORT", mine, n, n, (0,), ours=False)["-"]
+                measure("ss -tino (2N + 1 sockets)", [ss, "-tino"], n, 2 * n + 1, (0,), False)
+                for label in sources:
+                    print(
+                        f"N={n:<6} {label:<8} show PID / ss: {show[label] / base:.1f}x; "
+                        f"less the interpreter's start: "
+                        f"{(show[label] - start_s[label]) / base:.1f}x"
+                    )
             else:
                 print(f"N={n:<6} ss: not installed (package iproute2), no baseline")
             if n == allowed[-1] and args.idle_processes:
                 sleepers = idle_processes(args.idle_processes)
                 try:
                     label = f"show (no PID), {args.idle_processes} more processes"
-                    more = measure(label, [*cli, "show"], n, m, (0, 1))
+                    more = measure(label, ["show"], n, n, (0, 1))
                 finally:
                     for p in sleepers:
                         p.kill()
                         p.wait()
-                print(f"N={n:<6} {args.idle_processes} idle processes: x{more / everyone:.2f}")
+                for label in sources:
+                    print(
+                        f"N={n:<6} {label:<8} {args.idle_processes} idle processes: "
+                        f"x{more[label] / everyone[label]:.2f}"
+                    )
         finally:
             h.close()
     if args.json:
@@ -241,7 +278,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=60,
         help="processes with one socket each added at the largest N (default 60; 0: none)",
     )
-    parser.add_argument("--tree", default=ROOT, help="source tree of the netkeepalive to time")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="source tree of a netkeepalive to time (repeatable: timed side by side; "
+        "default: this checkout)",
+    )
     parser.add_argument("--no-netns", action="store_true", help="stay in this network namespace")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument(

@@ -4,7 +4,7 @@ Each TCP socket of a process is found in ``/proc`` (see
 :mod:`netkeepalive._procfs`), borrowed with ``pidfd_getfd`` (see
 :mod:`netkeepalive._pidfd`), checked to still be that TCP socket, read or
 changed with the public API (:func:`netkeepalive.get_settings`,
-:func:`netkeepalive.configure`, :func:`netkeepalive.tcp_info.get_tcp_info`)
+:func:`netkeepalive.configure`; the unanswered probes from ``TCP_INFO``)
 and closed again straight away.  The copy shares the process's open socket,
 so a change applies to the process's connection.
 
