@@ -14,7 +14,8 @@ holds exactly N TCP sockets.  The script then times, as whole commands
 
 * ``netkeepalive show PID``, ``show PID --json``,
   ``set PID --idle 60000 --interval 10000 --probes 6`` on the target;
-* ``netkeepalive show`` with no PID (every process of the machine);
+* ``netkeepalive show`` with no PID (every process of the machine: the
+  2N + 1 sockets of the two helpers, and any others);
 * the baseline, ``ss -tino dport = :PORT``: the same N sockets, and
   ``ss -tino``: every TCP socket of the namespace (2N + 1 here);
 * ``python -m netkeepalive --version``: the interpreter's start alone.
@@ -23,9 +24,9 @@ With several ``--tree`` options, each command runs from each source tree
 in turn, round after round (the order rotating), on the same helpers, so
 that the versions are compared under the same load.
 
-At the largest N it also starts ``--idle-processes`` more processes with
-one listening socket each, in the same network namespace, and times
-``show`` with no PID again: the time should hardly change.
+At the largest N it also times ``show`` with no PID without and with
+``--idle-processes`` more processes holding one listening socket each, in
+the same network namespace, alternating: the time should hardly change.
 
 As root, the run moves into a network namespace of its own (``unshare
 --net``) so that ``ss`` lists only the helpers' sockets; ``--no-netns``
@@ -172,6 +173,46 @@ def idle_processes(count: int) -> List[subprocess.Popen[bytes]]:
 # -- main -------------------------------------------------------------------
 
 
+def flat(
+    args: argparse.Namespace,
+    n: int,
+    sources: Dict[str, str],
+    envs: Dict[str, Dict[str, str]],
+    cli: List[str],
+    rows: List[Dict[str, object]],
+) -> None:
+    """``show`` with no PID without and with ``--idle-processes`` more processes.
+
+    The two cases alternate, round after round (the idle processes are
+    started and stopped each round), so both see the same load.
+    """
+    extra = args.idle_processes
+    plain: Dict[str, List[float]] = {label: [] for label in sources}
+    more: Dict[str, List[float]] = {label: [] for label in sources}
+    commands = {label: [*cli, "show"] for label in sources}
+    for _ in range(args.repeat):
+        for label, (seconds, _, _) in timed(commands, envs, 1).items():
+            plain[label].append(seconds)
+        sleepers = idle_processes(extra)
+        time.sleep(0.2)  # let them finish starting
+        try:
+            for label, (seconds, _, _) in timed(commands, envs, 1).items():
+                more[label].append(seconds)
+        finally:
+            for p in sleepers:
+                p.kill()
+                p.wait()
+    for label in sources:
+        without, with_ = statistics.median(plain[label]), statistics.median(more[label])
+        ratios = statistics.median(m / p for m, p in zip(more[label], plain[label]))
+        name = f"show (no PID), {extra} more processes"
+        rows.append({"n": n, "tree": label, "command": name, "seconds": with_, "base": without})
+        print(
+            f"N={n:<6} {label:<8} show (no PID): {without:.3f} s; with {extra} more "
+            f"processes: {with_:.3f} s; x{ratios:.2f} (median of the rounds' ratios)"
+        )
+
+
 def trees(specs: Sequence[str]) -> Dict[str, str]:
     """``LABEL=PATH`` or ``PATH`` (labelled by its last component) -> {label: path}."""
     found: Dict[str, str] = {}
@@ -232,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
             measure("show PID --json", ["show", pid, "--json"], n, n, (0,))
             measure("set PID " + " ".join(SET_ARGS), ["set", pid, *SET_ARGS], n, n, (0,))
             # Other processes may refuse inspection or exit meanwhile: 0 or 1.
-            everyone = measure("show (no PID)", ["show"], n, n, (0, 1))
+            # Every process: the target's and the other helper's sockets (and
+            # whatever else the machine runs, from its own namespaces).
+            measure("show (no PID)", ["show"], n, 2 * n + 1, (0, 1))
             if ss is not None:
                 mine = [ss, "-tino", "dport", "=", f":{h.port}"]
                 base = measure("ss -tino dport = :PORT", mine, n, n, (0,), ours=False)["-"]
@@ -246,19 +289,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"N={n:<6} ss: not installed (package iproute2), no baseline")
             if n == allowed[-1] and args.idle_processes:
-                sleepers = idle_processes(args.idle_processes)
-                try:
-                    label = f"show (no PID), {args.idle_processes} more processes"
-                    more = measure(label, ["show"], n, n, (0, 1))
-                finally:
-                    for p in sleepers:
-                        p.kill()
-                        p.wait()
-                for label in sources:
-                    print(
-                        f"N={n:<6} {label:<8} {args.idle_processes} idle processes: "
-                        f"x{more[label] / everyone[label]:.2f}"
-                    )
+                flat(args, n, sources, envs, cli, rows)
         finally:
             h.close()
     if args.json:

@@ -292,7 +292,7 @@ def _read(fd: int) -> Dict[str, Any]:
 
 
 def _address(sock: socket.socket, peer: bool) -> str:
-    """Like :func:`netkeepalive._procfs` prints it: ``-`` for none."""
+    """An address as ``/proc/net/tcp`` rows are shown: ``host:port``, ``-`` for none."""
     try:
         host, port = (sock.getpeername() if peer else sock.getsockname())[:2]
     except OSError:  # ENOTCONN: no peer
@@ -783,7 +783,7 @@ def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
         shown = ", ".join(str(pid) for pid in denied)
         print(
             f"netkeepalive {name}: not inspected, permission denied: "
-            f"{len(denied)} process(es): {shown}; {_permission_hint()}",
+            f"{len(denied)} process(es): {shown}; {_permission_hint()}{_seccomp_note()}",
             file=sys.stderr,
         )
         if not outcome.inspected:
