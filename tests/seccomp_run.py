@@ -6,7 +6,7 @@ Installs a filter (``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``, after
 ``PR_SET_NO_NEW_PRIVS``) that makes each named system call fail with the
 given errno, as container runtimes' seccomp profiles do, then executes
 COMMAND, which inherits the filter.  Exits 3 without running COMMAND on an
-architecture it has no numbers for.
+architecture it has no numbers for, or where the kernel takes no filter.
 """
 
 from __future__ import annotations
@@ -62,10 +62,17 @@ def main(argv: List[str]) -> int:
     buf = ctypes.create_string_buffer(code, len(code))
     prog = SockFprog(len(code) // 8, ctypes.addressof(buf))
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog)) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    for what, args in (
+        ("PR_SET_NO_NEW_PRIVS", (PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0)),
+        (
+            "PR_SET_SECCOMP",
+            (PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog)),
+        ),
+    ):
+        if libc.prctl(*args) != 0:
+            err = ctypes.get_errno()
+            print(f"no seccomp filter: prctl({what}): {os.strerror(err)}", file=sys.stderr)
+            return 3
     os.execvp(command[0], command)
     return 127  # not reached
 
