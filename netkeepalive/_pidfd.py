@@ -19,9 +19,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
 from ._libc import libc
 
@@ -47,6 +48,9 @@ PIDFD_GETFD = 438
 _X32_SYSCALL_BIT = 0x40000000
 
 
+_E = TypeVar("_E", bound="SyscallError")
+
+
 class SyscallError(OSError):
     """A ``pidfd_open``/``pidfd_getfd`` call failed; ``errno`` is the kernel's.
 
@@ -57,7 +61,7 @@ class SyscallError(OSError):
     call: str = ""
 
     @classmethod
-    def from_errno(cls, err: int, call: str) -> SyscallError:
+    def from_errno(cls: Type[_E], err: int, call: str) -> _E:
         """The error for *call* (with its arguments) that failed with *err*."""
         exc = cls(err, os.strerror(err))
         exc.call = call
@@ -68,10 +72,16 @@ class SyscallError(OSError):
 
 
 class PidfdUnsupportedError(SyscallError):
-    """This system cannot borrow descriptors: not Linux, or a kernel before 5.6.
+    """This system cannot borrow descriptors: not Linux, a kernel before 5.6,
+    or a seccomp filter that refuses the call with ``ENOSYS``.
 
-    ``errno`` is ``ENOSYS``.
+    ``errno`` is ``ENOSYS``.  ``blocked`` is true when the kernel is new
+    enough to have the call, so a filter made it fail; ``explanation`` then
+    says so.
     """
+
+    blocked: bool = False
+    explanation: str = ""
 
 
 def syscall_numbers(
@@ -154,12 +164,39 @@ def _call(number: int, *args: Any) -> int:
     return result
 
 
+#: The Linux version that added each call.
+_SINCE = {"pidfd_open": (5, 3), "pidfd_getfd": (5, 6)}
+
+
+def _kernel_version() -> Optional[Tuple[int, int]]:
+    """``(major, minor)`` of the running kernel (``uname -r``), or ``None``."""
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _unsupported(call: str) -> PidfdUnsupportedError:
+    """The error for *call* (``name(arguments)``) that failed with ``ENOSYS``."""
+    name = call.split("(", 1)[0]
+    since = _SINCE[name]
+    kernel = _kernel_version()
+    if kernel is None or kernel < since:
+        return PidfdUnsupportedError.from_errno(errno.ENOSYS, f"{call} (needs Linux 5.6 or later)")
+    exc = PidfdUnsupportedError.from_errno(errno.ENOSYS, call)
+    exc.blocked = True
+    exc.explanation = (
+        f"{name} returned ENOSYS although this kernel (Linux {os.uname().release}) "
+        f"has had it since {since[0]}.{since[1]}: a seccomp filter is blocking it; in "
+        "a container, run with a seccomp profile that allows pidfd_open and pidfd_getfd"
+    )
+    return exc
+
+
 def _check(result: int, call: str) -> int:
     if result >= 0:
         return result
     err = -result
     if err == errno.ENOSYS:
-        raise PidfdUnsupportedError.from_errno(err, f"{call} (needs Linux 5.6 or later)")
+        raise _unsupported(call)
     raise SyscallError.from_errno(err, call)
 
 
@@ -173,6 +210,17 @@ def _c_int(value: int, what: str, call: str) -> ctypes.c_int:
     return ctypes.c_int(value)
 
 
+_numbers: Optional[Tuple[int, int]] = None
+
+
+def _own_numbers() -> Tuple[int, int]:
+    """:func:`syscall_numbers` of the running interpreter, worked out once."""
+    global _numbers
+    if _numbers is None:
+        _numbers = syscall_numbers()
+    return _numbers
+
+
 def pidfd_open(pid: int) -> int:
     """``pidfd_open(pid, 0)``: a new descriptor referring to process *pid*.
 
@@ -181,7 +229,7 @@ def pidfd_open(pid: int) -> int:
     :class:`PidfdUnsupportedError`; ``ValueError`` for a *pid* that does
     not fit a C ``int``.
     """
-    nr_open, _ = syscall_numbers()
+    nr_open, _ = _own_numbers()
     call = f"pidfd_open({pid})"
     return _check(_call(nr_open, _c_int(pid, "pid", call), ctypes.c_uint(0)), call)
 
@@ -194,7 +242,7 @@ def pidfd_getfd(pidfd: int, targetfd: int, pid: Optional[int] = None) -> int:
     ptrace access, ``EBADF`` when *targetfd* is not open, ``ESRCH`` when
     the process has exited) or :class:`PidfdUnsupportedError`.
     """
-    _, nr_getfd = syscall_numbers()
+    _, nr_getfd = _own_numbers()
     who = f"pid {pid}" if pid is not None else f"pidfd {pidfd}"
     call = f"pidfd_getfd({who}, fd {targetfd})"
     args = (_c_int(pidfd, "pidfd", call), _c_int(targetfd, "fd", call), ctypes.c_uint(0))
@@ -205,12 +253,13 @@ def check_supported() -> None:
     """Raise :class:`PidfdUnsupportedError` unless this system has ``pidfd_getfd``.
 
     Probes with ``pidfd_getfd(-1, 0, 0)``: a kernel that has the call
-    refuses the bad descriptor with ``EBADF``, an older one says ``ENOSYS``.
+    refuses the bad descriptor with ``EBADF``, an older one (or a seccomp
+    filter) says ``ENOSYS``.
     """
     _, nr_getfd = syscall_numbers()
     err = -_call(nr_getfd, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_uint(0))
     if err == errno.ENOSYS:
-        raise PidfdUnsupportedError.from_errno(err, "pidfd_getfd (needs Linux 5.6 or later)")
+        raise _unsupported("pidfd_getfd")
 
 
 @contextmanager

@@ -3,9 +3,14 @@
 ``/proc/PID/fd/N`` links to ``socket:[INODE]`` for sockets; the process's
 own network namespace lists its TCP sockets, by inode, in
 ``/proc/PID/net/tcp`` and ``/proc/PID/net/tcp6`` with addresses and state.
-A TCP socket that is neither bound nor connected is in neither table; the
-socket file system's ``system.sockprotoname`` attribute still names its
-protocol (``TCP``/``TCPv6``), so it is found too.
+A TCP socket that is neither bound nor connected is in neither table, nor
+is one the process opened before it moved to another network namespace;
+the socket file system's ``system.sockprotoname`` attribute still names
+its protocol (``TCP``/``TCPv6``), so it is found too, with its addresses
+and state unknown (``None``) until the caller reads them from the socket.
+
+Processes in one network namespace see the same tables: :class:`Tables`
+reads and parses them once per namespace.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from .constants import TCP_STATES
 __all__ = [
     "TCP_STATES",
     "Endpoint",
+    "Tables",
     "TcpSocket",
     "list_pids",
     "parse_tcp_table",
     "socket_fds",
     "tcp_sockets",
+    "thread_group",
 ]
 
 
@@ -43,15 +50,19 @@ class Endpoint(NamedTuple):
 
 @dataclass(frozen=True)
 class TcpSocket:
-    """A TCP socket held by process ``pid`` as descriptor ``fd``."""
+    """A TCP socket held by process ``pid`` as descriptor ``fd``.
+
+    ``local``, ``remote`` and ``state`` are ``None`` for a socket that is
+    not in the process's namespace's tables (not read yet, never guessed).
+    """
 
     pid: int
     fd: int
     inode: int
     family: str
-    local: str
-    remote: str
-    state: str
+    local: Optional[str]
+    remote: Optional[str]
+    state: Optional[str]
 
 
 def list_pids(proc: str = "/proc") -> List[int]:
@@ -64,18 +75,32 @@ def _address(text: str) -> str:
 
     The all-zero address with port 0 (no peer, not bound) is ``-``.
     """
-    host, port_hex = text.split(":")
+    host_hex, port_hex = text.split(":")
     port = int(port_hex, 16)
+    host = _hosts.get(host_hex)
+    if host is None:
+        host = _host(host_hex)
+        if len(_hosts) < 4096:  # a table names few hosts; keep the cache small
+            _hosts[host_hex] = host
+    if port == 0 and host in ("0.0.0.0", "[::]"):
+        return "-"  # no address: a listener's peer, an unbound socket
+    return f"{host}:{port}"
+
+
+#: Hosts already decoded by :func:`_host`, by their hexadecimal form.
+_hosts: Dict[str, str] = {}
+
+
+def _host(text: str) -> str:
+    """``0100007F`` as ``127.0.0.1``, a 32-digit IPv6 address as ``[::1]``."""
     # The kernel prints each 32-bit word of the address with %08X, i.e. in
     # the host's byte order.
     raw = b"".join(
-        int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
+        int(text[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(text), 8)
     )
-    if port == 0 and not any(raw):
-        return "-"  # no address: a listener's peer, an unbound socket
     if len(raw) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}"
-    return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}"
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]"
 
 
 def parse_tcp_table(text: str, family: str) -> Dict[int, Endpoint]:
@@ -94,6 +119,7 @@ def parse_tcp_table(text: str, family: str) -> Dict[int, Endpoint]:
 
 
 def _read_tables(pid: int, proc: str) -> Dict[int, Endpoint]:
+    """Parse ``tcp`` and ``tcp6`` of process *pid*'s network namespace."""
     rows: Dict[int, Endpoint] = {}
     for family in ("tcp", "tcp6"):
         try:
@@ -103,6 +129,46 @@ def _read_tables(pid: int, proc: str) -> Dict[int, Endpoint]:
             continue
         rows.update(parse_tcp_table(text, family))
     return rows
+
+
+class Tables:
+    """The TCP tables of each network namespace, read and parsed once.
+
+    Keyed by the namespace's identity (``/proc/PID/ns/net``'s device and
+    inode); a process whose namespace cannot be told (no ptrace read access
+    to it) gets its own reading.  ``reads`` counts the readings made.
+    """
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = proc
+        self.reads = 0
+        self._by_namespace: Dict[Tuple[int, int], Dict[int, Endpoint]] = {}
+
+    def for_pid(self, pid: int) -> Dict[int, Endpoint]:
+        """The rows of process *pid*'s network namespace, by socket inode."""
+        try:
+            st = os.stat(os.path.join(self.proc, str(pid), "ns", "net"))
+        except OSError:
+            self.reads += 1
+            return _read_tables(pid, self.proc)
+        key = (st.st_dev, st.st_ino)
+        rows = self._by_namespace.get(key)
+        if rows is None:
+            self.reads += 1
+            rows = self._by_namespace[key] = _read_tables(pid, self.proc)
+        return rows
+
+
+def thread_group(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The process (thread group) id of thread *pid*, or ``None`` if unknown."""
+    try:
+        with open(os.path.join(proc, str(pid), "status")) as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def socket_fds(pid: int, proc: str = "/proc") -> List[Tuple[int, int]]:
@@ -135,12 +201,16 @@ def _unlisted_family(path: str) -> Optional[str]:
 
 
 def tcp_sockets(
-    pid: int, proc: str = "/proc", only_fds: Optional[List[int]] = None
+    pid: int,
+    proc: str = "/proc",
+    only_fds: Optional[List[int]] = None,
+    tables: Optional[Tables] = None,
 ) -> List[TcpSocket]:
     """The TCP sockets of process *pid*, by ascending fd.
 
     With *only_fds*, just those descriptors (the ones that are TCP sockets).
-    Raises like :func:`socket_fds`.
+    With *tables*, the namespace's tables come from (and stay in) that
+    cache.  Raises like :func:`socket_fds`.
     """
     fds = socket_fds(pid, proc)
     if only_fds is not None:
@@ -148,14 +218,14 @@ def tcp_sockets(
         fds = [(fd, inode) for fd, inode in fds if fd in wanted]
     if not fds:
         return []
-    table = _read_tables(pid, proc)
+    table = _read_tables(pid, proc) if tables is None else tables.for_pid(pid)
     found: List[TcpSocket] = []
     for fd, inode in fds:
         row = table.get(inode)
         if row is None:
             family = _unlisted_family(os.path.join(proc, str(pid), "fd", str(fd)))
-            if family is None:
-                continue
-            row = Endpoint(family, "-", "-", "CLOSE")
+            if family is not None:
+                found.append(TcpSocket(pid, fd, inode, family, None, None, None))
+            continue
         found.append(TcpSocket(pid, fd, inode, row.family, row.local, row.remote, row.state))
     return found

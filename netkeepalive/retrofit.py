@@ -4,38 +4,46 @@ Each TCP socket of a process is found in ``/proc`` (see
 :mod:`netkeepalive._procfs`), borrowed with ``pidfd_getfd`` (see
 :mod:`netkeepalive._pidfd`), checked to still be that TCP socket, read or
 changed with the public API (:func:`netkeepalive.get_settings`,
-:func:`netkeepalive.configure`, :func:`netkeepalive.tcp_info.get_tcp_info`)
+:func:`netkeepalive.configure`; the unanswered probes from ``TCP_INFO``)
 and closed again straight away.  The copy shares the process's open socket,
 so a change applies to the process's connection.
 
-Exit status: 0 when every socket was read (and changed); 1 when any
-process or socket failed, each named on standard error with the reason;
-2 for argument errors and where borrowing descriptors is not supported
-(not Linux, or a kernel before 5.6).
+A socket the process closes while the command runs is reported as gone
+and is not a failure; a descriptor number the process reused meanwhile is
+never touched (checked by inode, type and protocol).
+
+Exit status: 0 when every socket that still exists was read (and
+changed); 1 when any process or socket failed, each named on standard
+error with the reason, or the output could not be written; 2 for
+argument errors and where borrowing descriptors is not supported (not
+Linux, a kernel before 5.6, a seccomp filter answering ``ENOSYS``); 141
+(128 + ``SIGPIPE``) when standard output is a pipe that was closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import dataclasses
 import errno
+import io
 import json
 import os
 import socket
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
-from ._convert import to_native
-from .constants import INT_MAX, Option, Unit
-from .errors import UnsupportedOptionError
-from .tcp_info import get_tcp_info
+from ._cliopts import add_settings_arguments, settings_from_args
+from ._libc import libc
+from .constants import INT_MAX, TCP_STATES, Option, Unit
+from .errors import SocketOptionError
 
 __all__ = ["add_arguments", "run"]
 
-#: Knobs ``set`` takes, in the order its options are listed.
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 _PERMISSION_HINT = (
     "inspecting or changing another process's sockets needs ptrace access to it: "
@@ -89,13 +97,6 @@ _pid = _number_from(1, "a process id")
 _fd_number = _number_from(0, "a descriptor number")
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """Add the arguments of subcommand *name* (``show`` or ``set``) to *parser*."""
     parser.set_defaults(retrofit_parser=parser)
@@ -137,32 +138,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             const=False,
             help="turn keepalive off (SO_KEEPALIVE=0); default: leave it as it is",
         )
-        parser.add_argument(
-            "--idle",
-            type=_integer,
-            metavar="MS",
-            help="TCP_KEEPIDLE: idle time before the first probe, ms (whole seconds on Linux)",
-        )
-        parser.add_argument(
-            "--interval",
-            type=_integer,
-            metavar="MS",
-            help="TCP_KEEPINTVL: time between probes, ms (whole seconds on Linux)",
-        )
-        parser.add_argument(
-            "--probes",
-            type=_integer,
-            metavar="N",
-            help="TCP_KEEPCNT: unanswered probes before the connection is dropped",
-        )
-        parser.add_argument(
-            "--user-timeout",
-            type=_integer,
-            metavar="MS",
-            dest="user_timeout",
-            help="TCP_USER_TIMEOUT: how long sent data may stay unacknowledged, ms "
-            "(0 = system default)",
-        )
+        add_settings_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -173,6 +149,10 @@ class _SocketGone(Exception):
     """The descriptor no longer refers to the socket found in /proc."""
 
 
+class _NotTcp(_SocketGone):
+    """The descriptor is the listed socket's inode but not a TCP socket."""
+
+
 @dataclass
 class _Result:
     sock: _procfs.TcpSocket
@@ -181,16 +161,7 @@ class _Result:
     error: Optional[str] = None
 
     def as_json(self, changed: bool) -> Dict[str, Any]:
-        s = self.sock
-        out: Dict[str, Any] = {
-            "pid": s.pid,
-            "fd": s.fd,
-            "inode": s.inode,
-            "family": s.family,
-            "local": s.local,
-            "remote": s.remote,
-            "state": s.state,
-        }
+        out = _socket_json(self.sock)
         if changed:
             out["before"] = self.before
             out["after"] = self.after
@@ -200,24 +171,78 @@ class _Result:
         return out
 
 
+def _socket_json(s: _procfs.TcpSocket) -> Dict[str, Any]:
+    return {
+        "pid": s.pid,
+        "fd": s.fd,
+        "inode": s.inode,
+        "family": s.family,
+        "local": s.local,
+        "remote": s.remote,
+        "state": s.state,
+    }
+
+
 @dataclass
 class _Outcome:
     results: List[_Result] = field(default_factory=list)
     #: (pid, message) for processes that could not be inspected at all.
     errors: List[Tuple[int, str]] = field(default_factory=list)
+    #: Sockets the process closed before they could be read (or changed),
+    #: with what was found.
+    gone: List[Tuple[_procfs.TcpSocket, str]] = field(default_factory=list)
+    #: A system call refused whatever the process: message -> pids, said once.
+    blocked: Dict[str, List[int]] = field(default_factory=dict)
+    #: Processes whose sockets could be looked at (or that had none).
+    inspected: int = 0
 
 
 def _verify(fd: int, sock: _procfs.TcpSocket) -> None:
     """Make sure borrowed *fd* is still the TCP socket *sock* (not a reused number)."""
     if os.fstat(fd).st_ino != sock.inode:
         raise _SocketGone(
-            f"fd {sock.fd} was closed by the process and now refers to something else"
+            "closed by the process; its number now refers to something else, left alone"
         )
     backend = _sys.backend()
     sock_type = backend.get(fd, _SO_TYPE)
     protocol = backend.get(fd, _SO_PROTOCOL)
     if sock_type != socket.SOCK_STREAM or protocol != socket.IPPROTO_TCP:
-        raise _SocketGone(f"fd {sock.fd} is not a TCP socket")
+        raise _NotTcp(f"fd {sock.fd} is not a TCP socket")
+
+
+@contextmanager
+def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
+    """A checked copy of *sock*'s descriptor; :class:`_SocketGone` if it was closed."""
+    try:
+        fd = _pidfd.pidfd_getfd(pidfd, sock.fd, sock.pid)
+    except _pidfd.PidfdUnsupportedError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise _SocketGone("closed by the process") from None
+        raise
+    try:
+        _verify(fd, sock)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+#: ``TCP_INFO``'s option number on Linux.
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+
+
+def _tcp_info_head(fd: int) -> Tuple[int, int]:
+    """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
+
+    The same values as :func:`netkeepalive.tcp_info.get_tcp_info`'s
+    ``state`` and ``probes``, without building the whole structure.
+    """
+    head = (ctypes.c_uint8 * 8)()
+    length = ctypes.c_uint32(ctypes.sizeof(head))
+    if libc().getsockopt(fd, socket.IPPROTO_TCP, _TCP_INFO, head, ctypes.byref(length)):
+        raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
+    return head[0], head[3]
 
 
 def _read(fd: int) -> Dict[str, Any]:
@@ -228,8 +253,38 @@ def _read(fd: int) -> Dict[str, Any]:
         "interval_ms": s.interval,
         "probes": s.probes,
         "user_timeout_ms": s.user_timeout,
-        "unanswered_probes": get_tcp_info(fd).probes,
+        "unanswered_probes": _tcp_info_head(fd)[1],
     }
+
+
+def _address(sock: socket.socket, peer: bool) -> str:
+    """An address as ``/proc/net/tcp`` rows are shown: ``host:port``, ``-`` for none."""
+    try:
+        host, port = (sock.getpeername() if peer else sock.getsockname())[:2]
+    except OSError:  # ENOTCONN: no peer
+        return "-"
+    if port == 0 and host in ("0.0.0.0", "::"):
+        return "-"
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+
+
+def _located(fd: int, sock: _procfs.TcpSocket) -> _procfs.TcpSocket:
+    """*sock* with addresses and state read from borrowed *fd* when /proc had none.
+
+    A socket missing from its process's namespace's tables was opened in
+    another network namespace (or is neither bound nor connected):
+    ``getsockname``, ``getpeername`` and ``TCP_INFO`` say where it is.
+    """
+    if sock.state is not None:
+        return sock
+    view = socket.socket(fileno=fd)
+    try:
+        local, remote = _address(view, False), _address(view, True)
+    finally:
+        view.detach()
+    number = _tcp_info_head(fd)[0]
+    state = TCP_STATES.get(number, f"UNKNOWN({number})")
+    return dataclasses.replace(sock, local=local, remote=remote, state=state)
 
 
 def _is_permission(exc: OSError) -> bool:
@@ -237,16 +292,19 @@ def _is_permission(exc: OSError) -> bool:
 
 
 def _describe(sock: _procfs.TcpSocket) -> str:
-    return f"pid {sock.pid} fd {sock.fd} ({sock.local} -> {sock.remote}, {sock.state})"
+    where = f"{_known(sock.local)} -> {_known(sock.remote)}, {_known(sock.state)}"
+    return f"pid {sock.pid} fd {sock.fd} ({where})"
 
 
-def _find(pid: int, only_fds: Optional[List[int]]) -> Tuple[List[_procfs.TcpSocket], Optional[str]]:
+def _find(
+    pid: int, only_fds: Optional[List[int]], tables: Optional[_procfs.Tables] = None
+) -> Tuple[List[_procfs.TcpSocket], Optional[str]]:
     """The process's TCP sockets, or a reason why they cannot be listed."""
     try:
-        return _procfs.tcp_sockets(pid, only_fds=only_fds), None
+        return _procfs.tcp_sockets(pid, only_fds=only_fds, tables=tables), None
     except PermissionError as exc:
         where = exc.filename or f"/proc/{pid}/fd"
-        return [], f"permission denied reading {where} ({exc.strerror}); {_PERMISSION_HINT}"
+        return [], f"permission denied reading {where} ({exc.strerror}); {_permission_hint()}"
     except FileNotFoundError:
         return [], "no such process"
     except OSError as exc:
@@ -254,10 +312,88 @@ def _find(pid: int, only_fds: Optional[List[int]]) -> Tuple[List[_procfs.TcpSock
 
 
 def _permission_text(exc: OSError) -> str:
-    return f"permission denied ({exc}); {_PERMISSION_HINT}"
+    return f"permission denied ({exc}); {_permission_hint()}{_seccomp_note()}"
 
 
-# -- show ------------------------------------------------------------------
+# -- refusals that are not about permission ---------------------------------
+
+#: ``CAP_SYS_PTRACE`` (linux/capability.h).
+_CAP_SYS_PTRACE = 19
+
+
+def _own_status(field_name: str) -> Optional[str]:
+    """A field of ``/proc/self/status``, e.g. ``CapEff`` or ``Seccomp``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name == field_name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _has_cap_sys_ptrace() -> bool:
+    caps = _own_status("CapEff")
+    try:
+        return caps is not None and bool(int(caps, 16) >> _CAP_SYS_PTRACE & 1)
+    except ValueError:
+        return False
+
+
+def _permission_hint() -> str:
+    """What ptrace access needs, or, with ``CAP_SYS_PTRACE``, what else refuses it."""
+    if _has_cap_sys_ptrace():
+        return (
+            "you have CAP_SYS_PTRACE, so something else refuses it: the process runs in "
+            "a user namespace where you hold no capabilities, kernel.yama.ptrace_scope "
+            "is 3, or a Linux security module denies ptrace access"
+        )
+    return _PERMISSION_HINT
+
+
+def _seccomp_note() -> str:
+    mode = _own_status("Seccomp")
+    if mode in ("1", "2"):
+        return "; this command runs under a seccomp filter, which may be what refuses it"
+    return ""
+
+
+def _blocked(exc: OSError) -> Optional[str]:
+    """Why a pidfd call was refused, when it is not for want of permission.
+
+    ``pidfd_open`` checks no permission at all, and ``pidfd_getfd`` only
+    ptrace access, which ``CAP_SYS_PTRACE`` grants: if either is refused
+    anyway, a seccomp filter or a Linux security module refused it.
+    """
+    if not (isinstance(exc, _pidfd.SyscallError) and _is_permission(exc)):
+        return None
+    name = exc.call.split("(", 1)[0]
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    if name == "pidfd_open":
+        return (
+            f"pidfd_open was refused ({code}) although it needs no permission: a seccomp "
+            "profile or LSM is blocking it; in a container, run with a seccomp profile "
+            "that allows pidfd_open and pidfd_getfd"
+        )
+    if name != "pidfd_getfd" or not _has_cap_sys_ptrace():
+        return None
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            yama = f.read().strip()
+    except OSError:
+        yama = ""
+    cause = (
+        "kernel.yama.ptrace_scope is 3, which refuses it to everyone"
+        if yama == "3"
+        else "a seccomp profile or LSM is blocking it"
+    )
+    return (
+        f"pidfd_getfd was refused ({code}) although you have CAP_SYS_PTRACE: {cause}; "
+        "in Docker, run with --cap-add=SYS_PTRACE and a seccomp profile that allows "
+        "pidfd_getfd"
+    )
 
 
 def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> Optional[int]:
@@ -271,63 +407,88 @@ def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> O
     except _pidfd.PidfdUnsupportedError:
         raise
     except OSError as exc:
-        gone = exc.errno == errno.ESRCH
-        if not (quiet_if_gone and gone):
-            outcome.errors.append((pid, "no such process" if gone else str(exc)))
+        blocked = _blocked(exc)
+        if blocked is not None:
+            outcome.blocked.setdefault(blocked, []).append(pid)
+            return None
+        if exc.errno == errno.ESRCH:
+            if not quiet_if_gone:
+                outcome.errors.append((pid, "no such process"))
+            return None
+        group = _procfs.thread_group(pid)
+        if group is not None and group != pid:
+            outcome.errors.append((pid, f"a thread of process {group}, not a process"))
+        else:
+            outcome.errors.append((pid, str(exc)))
         return None
 
 
-def _show_process(pid: int, outcome: _Outcome, listing_all: bool) -> None:
+def _refused(pid: int, exc: OSError, outcome: _Outcome, suffix: str = "") -> None:
+    """Record that borrowing from *pid* was refused (nothing borrowed yet)."""
+    blocked = _blocked(exc)
+    if blocked is not None:
+        outcome.blocked.setdefault(blocked + suffix, []).append(pid)
+    else:
+        outcome.errors.append((pid, _permission_text(exc) + suffix))
+
+
+# -- show ------------------------------------------------------------------
+
+
+def _show_process(pid: int, outcome: _Outcome, listing_all: bool, tables: _procfs.Tables) -> None:
     pidfd = _open_process(pid, outcome, quiet_if_gone=listing_all)
     if pidfd is None:
         return
     try:
-        socks, reason = _find(pid, None)
+        socks, reason = _find(pid, None, tables)
         if reason is not None:
             if not (listing_all and reason == "no such process"):
                 outcome.errors.append((pid, reason))
             return
+        results: List[_Result] = []
+        gone: List[Tuple[_procfs.TcpSocket, str]] = []
         for sock in socks:
             result = _Result(sock)
-            outcome.results.append(result)
             try:
-                with _pidfd.borrowed(pidfd, sock.fd, pid) as fd:
-                    _verify(fd, sock)
+                with _borrowed(pidfd, sock) as fd:
+                    result.sock = _located(fd, sock)
                     result.before = _read(fd)
             except _pidfd.PidfdUnsupportedError:
                 raise
+            except _NotTcp as exc:
+                result.error = str(exc)
             except _SocketGone as exc:
-                result.error = str(exc)
+                gone.append((sock, str(exc)))
+                continue
             except OSError as exc:
-                if _is_permission(exc):
+                if isinstance(exc, _pidfd.SyscallError) and _is_permission(exc) and not results:
                     # The same for every descriptor: report the process once.
-                    outcome.results.remove(result)
-                    outcome.errors.append((pid, _permission_text(exc)))
+                    _refused(pid, exc, outcome)
                     return
-                if listing_all and exc.errno == errno.ESRCH:
-                    # Exited while the list was made: not a failure of ours.
-                    outcome.results = [r for r in outcome.results if r.sock.pid != pid]
-                    return
+                if exc.errno == errno.ESRCH:
+                    if not listing_all:
+                        outcome.errors.append((pid, "exited while being inspected"))
+                    return  # listing all: exited meanwhile, not a failure of ours
                 result.error = str(exc)
+            results.append(result)
+        outcome.results.extend(results)
+        outcome.gone.extend(gone)
+        outcome.inspected += 1
     finally:
         os.close(pidfd)
 
 
 def _run_show(args: argparse.Namespace) -> int:
     listing_all = not args.pids
-    pids: Sequence[int] = _procfs.list_pids() if listing_all else args.pids
+    pids: Sequence[int] = _procfs.list_pids() if listing_all else list(dict.fromkeys(args.pids))
     outcome = _Outcome()
+    tables = _procfs.Tables()
     for pid in pids:
-        _show_process(pid, outcome, listing_all)
+        _show_process(pid, outcome, listing_all, tables)
     policies = _cgroup_policies([r.sock.pid for r in outcome.results])
-    if args.json:
-        _print_json(outcome, changed=False, cgroup_policies=policies)
-    else:
-        _print_table(outcome, changed=False)
-        for entry in policies:
-            print(f"pid {entry['pid']}: cgroup {entry['cgroup']}: {entry['text']}")
+    written = _write_output(outcome, args.json, changed=False, cgroup_policies=policies)
     failed = _report_errors("show", outcome, listing_all)
-    return 1 if failed else 0
+    return _exit_status("show", written, failed)
 
 
 # -- set -------------------------------------------------------------------
@@ -335,24 +496,11 @@ def _run_show(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dict[str, int]:
     """Check every value with the library's own converter before anything is touched."""
-    backend = _sys.backend()
-    given: Dict[str, int] = {}
-    for knob in _KNOBS:
-        value = getattr(args, knob)
-        if value is None:
-            continue
-        label = "--" + knob.replace("_", "-")
-        try:
-            to_native(backend.option(knob), value, label)
-        except (TypeError, ValueError) as exc:
-            parser.error(str(exc))
-        except UnsupportedOptionError as exc:
-            parser.error(f"{label}: {exc}")
-        given[knob] = value
+    given = settings_from_args(args, parser)
     if not given and args.enable is None:
         parser.error(
             "nothing to change: give --enable, --disable, --idle, --interval, "
-            "--probes or --user-timeout"
+            "--probes, --user-timeout or --detect-within"
         )
     return given
 
@@ -362,13 +510,22 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     pid: int = args.pid
     outcome = _Outcome()
     pidfd = _open_process(pid, outcome)
-    if pidfd is None:
-        return _finish_set(args, outcome)
-    try:
-        _set_process(args, pid, pidfd, given, outcome)
-    finally:
-        os.close(pidfd)
-    return _finish_set(args, outcome)
+    if pidfd is not None:
+        try:
+            _set_process(args, pid, pidfd, given, outcome)
+        finally:
+            os.close(pidfd)
+    written = _write_output(outcome, args.json, changed=True)
+    failed = _report_errors("set", outcome, False)
+    if written is not None and written is not _CLOSED_PIPE:
+        changed = [r for r in outcome.results if r.after is not None and r.error is None]
+        applied = (
+            f"the change was applied to {len(changed)} socket(s) of pid {pid}"
+            if changed
+            else "nothing was changed"
+        )
+        written = f"{written}; {applied}"
+    return _exit_status("set", written, failed)
 
 
 def _set_process(
@@ -385,27 +542,16 @@ def _set_process(
             for fd in missing:
                 outcome.errors.append((pid, f"fd {fd}: {_what_is(pid, fd)}; nothing was changed"))
             return
-    # Phase 1: borrow and check every socket before changing any.
-    for sock in socks:
-        try:
-            with _pidfd.borrowed(pidfd, sock.fd, pid) as fd:
-                _verify(fd, sock)
-        except _pidfd.PidfdUnsupportedError:
-            raise
-        except _SocketGone as exc:
-            outcome.errors.append((pid, f"{exc}; nothing was changed"))
-            return
-        except OSError as exc:
-            text = _permission_text(exc) if _is_permission(exc) else f"{_describe(sock)}: {exc}"
-            outcome.errors.append((pid, f"{text}; nothing was changed"))
-            return
-    # Phase 2: change each, reading it back before and after.
+    # One pass: borrow, check, read, change, read back.  Borrowing needs
+    # the same permission for every descriptor, so a refusal comes with the
+    # first one, before anything was changed.
+    borrowed_any = False
     for sock in socks:
         result = _Result(sock)
-        outcome.results.append(result)
         try:
-            with _pidfd.borrowed(pidfd, sock.fd, pid) as fd:
-                _verify(fd, sock)
+            with _borrowed(pidfd, sock) as fd:
+                borrowed_any = True
+                result.sock = _located(fd, sock)
                 result.before = _read(fd)
                 enable = args.enable if args.enable is not None else result.before["enabled"]
                 try:
@@ -414,8 +560,22 @@ def _set_process(
                     result.after = _read(fd)
         except _pidfd.PidfdUnsupportedError:
             raise
-        except (_SocketGone, OSError) as exc:
+        except _NotTcp as exc:
             result.error = str(exc)
+        except _SocketGone as exc:
+            outcome.gone.append((sock, str(exc)))
+            continue
+        except OSError as exc:
+            pidfd_refusal = isinstance(exc, _pidfd.SyscallError) and _is_permission(exc)
+            if pidfd_refusal and not borrowed_any:
+                _refused(pid, exc, outcome, "; nothing was changed")
+                return
+            if isinstance(exc, _pidfd.SyscallError) and exc.errno == errno.ESRCH:
+                outcome.errors.append((pid, "exited while its sockets were being changed"))
+                return
+            result.error = str(exc)
+        outcome.results.append(result)
+    outcome.inspected += 1
 
 
 def _what_is(pid: int, fd: int) -> str:
@@ -435,15 +595,12 @@ def _what_is(pid: int, fd: int) -> str:
     return f"not a TCP socket ({target})"
 
 
-def _finish_set(args: argparse.Namespace, outcome: _Outcome) -> int:
-    if args.json:
-        _print_json(outcome, changed=True)
-    else:
-        _print_table(outcome, changed=True)
-    return 1 if _report_errors("set", outcome, False) else 0
-
-
 # -- output ----------------------------------------------------------------
+
+
+def _known(value: Optional[str]) -> str:
+    """An address or state, ``?`` where it could not be read."""
+    return "?" if value is None else value
 
 
 def _cell(value: Any) -> str:
@@ -465,7 +622,7 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
     rows: List[List[str]] = []
     for result in outcome.results:
         s = result.sock
-        base = [str(s.pid), str(s.fd), s.state, s.local, s.remote]
+        base = [str(s.pid), str(s.fd), _known(s.state), _known(s.local), _known(s.remote)]
         readings = (
             (("before", result.before), ("after", result.after))
             if changed
@@ -479,36 +636,107 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
                 row.append("?" if values is None else _cell(values[key]))
             rows.append(row)
     if not rows:
-        if not outcome.errors:
+        if not outcome.errors and not outcome.blocked:
             print("no TCP sockets found", file=out)
         return
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [header, *rows]
+    widths = [max(map(len, column)) for column in zip(*lines)]
     numeric = {0, 1} | set(range(len(header) - len(_COLUMNS), len(header)))
-    for row in [header, *rows]:
-        cells = [
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        print("  ".join(cells).rstrip(), file=out)
+    line = "  ".join(
+        f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
+    )
+    out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
 
 
 def _print_json(
-    outcome: _Outcome, changed: bool, cgroup_policies: Optional[List[Dict[str, Any]]] = None
+    outcome: _Outcome,
+    changed: bool,
+    out: Optional[TextIO] = None,
+    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
 ) -> None:
+    out = sys.stdout if out is None else out
+    errors = list(outcome.errors)
+    errors += [(pid, message) for message, pids in outcome.blocked.items() for pid in pids]
     document: Dict[str, Any] = {
         "sockets": [result.as_json(changed) for result in outcome.results],
-        "errors": [{"pid": pid, "error": message} for pid, message in outcome.errors],
+        "errors": [{"pid": pid, "error": message} for pid, message in errors],
+        "gone": [dict(_socket_json(sock), reason=reason) for sock, reason in outcome.gone],
     }
     if cgroup_policies is not None:
         document["cgroup_policies"] = [
             {k: v for k, v in entry.items() if k != "text"} for entry in cgroup_policies
         ]
-    json.dump(document, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    json.dump(document, out, indent=2)
+    out.write("\n")
+
+
+#: What :func:`_write_output` returns when standard output is a closed pipe.
+_CLOSED_PIPE = "closed pipe"
+
+
+def _write_output(
+    outcome: _Outcome,
+    as_json: bool,
+    changed: bool,
+    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
+) -> Optional[str]:
+    """Print the table or JSON; ``None`` when written, else what went wrong.
+
+    Standard output is written once and flushed here, so that a closed
+    pipe (:data:`_CLOSED_PIPE`) or a full disk is noticed now, not by the
+    interpreter on its way out; it is then pointed at ``/dev/null`` so that
+    nothing is written (or fails) there again.
+    """
+    text = io.StringIO()
+    if as_json:
+        _print_json(outcome, changed, text, cgroup_policies)
+    else:
+        _print_table(outcome, changed, text)
+        for entry in cgroup_policies or ():
+            text.write(f"pid {entry['pid']}: cgroup {entry['cgroup']}: {entry['text']}\n")
+    out = sys.stdout
+    if out is None:
+        return "standard output is closed"
+    try:
+        out.write(text.getvalue())
+        out.flush()
+    except BrokenPipeError:
+        _discard_output(out)
+        return _CLOSED_PIPE
+    except (OSError, ValueError) as exc:  # ValueError: closed file object
+        _discard_output(out)
+        return str(exc)
+    return None
+
+
+def _discard_output(out: TextIO) -> None:
+    """Point *out*'s descriptor at ``/dev/null``, if it has one."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _exit_status(name: str, written: Optional[str], failed: bool) -> int:
+    if written == _CLOSED_PIPE:
+        return 128 + 13  # SIGPIPE, as a shell reports a command it ended
+    if written is not None:
+        print(f"netkeepalive {name}: cannot write the output: {written}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
 
 
 def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
-    """Print every failure on stderr; return whether any counts as a failure."""
+    """Print every failure on stderr; return whether any counts as a failure.
+
+    When every process is listed, the ones you may not inspect are summed
+    up and do not count, unless no process at all could be inspected.
+    """
     failed = False
     denied: List[int] = []
     for pid, message in outcome.errors:
@@ -517,13 +745,21 @@ def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
             continue
         failed = True
         print(f"netkeepalive {name}: pid {pid}: {message}", file=sys.stderr)
+    for message, pids in outcome.blocked.items():
+        failed = True
+        who = f"pid {pids[0]}" if len(pids) == 1 else f"{len(pids)} processes"
+        print(f"netkeepalive {name}: {who}: {message}", file=sys.stderr)
     if denied:
         shown = ", ".join(str(pid) for pid in denied)
         print(
             f"netkeepalive {name}: not inspected, permission denied: "
-            f"{len(denied)} process(es): {shown}; {_PERMISSION_HINT}",
+            f"{len(denied)} process(es): {shown}; {_permission_hint()}{_seccomp_note()}",
             file=sys.stderr,
         )
+        if not outcome.inspected:
+            failed = True
+    for sock, reason in outcome.gone:
+        print(f"netkeepalive {name}: pid {sock.pid} fd {sock.fd}: {reason}", file=sys.stderr)
     for result in outcome.results:
         if result.error is not None:
             failed = True
@@ -575,6 +811,9 @@ def run(name: str, args: argparse.Namespace) -> int:
             return _run_show(args)
         return _run_set(args, parser)
     except _pidfd.PidfdUnsupportedError as exc:
+        if exc.blocked:
+            print(f"netkeepalive {name}: blocked here: {exc.explanation}", file=sys.stderr)
+            return 2
         print(
             f"netkeepalive {name}: not supported here: borrowing another process's "
             f"sockets needs Linux 5.6 or later ({exc})",

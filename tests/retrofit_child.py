@@ -6,13 +6,20 @@ neither bound nor connected, a UDP socket and a pipe.  It gives every TCP
 socket distinct keepalive settings, prints one JSON line describing its
 descriptors, then answers commands, one per line on stdin:
 
-``read``     print every socket's settings, read back by this process itself
-``lo-down``  take the loopback interface down (only in a private network namespace)
-``quit``     exit (so does end of input)
+``read``       print every socket's settings, read back by this process itself
+``lo-down``    take the loopback interface down (only in a private network namespace)
+``close FD``   close TCP socket FD
+``replace FD`` close TCP socket FD and put a new, unconnected TCP socket at that number
+``quit``       exit (so does end of input)
+
+With ``--move-netns``, the process moves into a new network namespace of
+its own (``unshare(CLONE_NEWNET)``) after opening its sockets, which stay
+in the namespace they were opened in.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import socket
@@ -46,6 +53,17 @@ def address(sock: socket.socket, peer: bool) -> str:
     if sock.family == socket.AF_INET6:
         return f"[{addr[0]}]:{addr[1]}"
     return f"{addr[0]}:{addr[1]}"
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def move_netns() -> None:
+    """unshare(CLONE_NEWNET): this process's own network namespace from now on."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
 
 
 def main() -> int:
@@ -90,10 +108,12 @@ def main() -> int:
         "udp": udp.fileno(),
         "pipe": [read_end, write_end],
     }
+    if "--move-netns" in sys.argv:
+        move_netns()
     print(json.dumps(described), flush=True)
 
     for line in sys.stdin:
-        command = line.strip()
+        command, _, argument = line.strip().partition(" ")
         if command == "read":
             os.write(write_end, b"x")
             roundtrip = os.read(read_end, 1) == b"x"
@@ -114,6 +134,21 @@ def main() -> int:
         elif command == "lo-down":
             subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
             print(json.dumps({"lo": "down"}), flush=True)
+        elif command in ("close", "replace"):
+            fd = int(argument)
+            [old] = [s for s in tcp if s.fileno() == fd]
+            at = tcp.index(old)
+            if command == "close":
+                old.close()
+                del tcp[at]
+            else:
+                fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                os.dup2(fresh.fileno(), fd)  # closes the old socket's descriptor
+                fresh.close()
+                old.detach()
+                tcp[at] = socket.socket(fileno=fd)
+            inode = os.fstat(fd).st_ino if command == "replace" else None
+            print(json.dumps({command: fd, "inode": inode}), flush=True)
         elif command == "quit":
             break
     return 0

@@ -305,6 +305,24 @@ def test_set_changes_every_tcp_socket(child: Child) -> None:
 
 
 @needs_pidfd
+def test_set_detect_within_applies_the_library_plan(child: Child) -> None:
+    import netkeepalive
+
+    plan = netkeepalive.detect_within(30_000)
+    result = run_cli("set", child.pid, "--enable", "--detect-within", 30_000)
+    assert result.returncode == 0, result.stderr
+    new = {
+        "enabled": True,
+        "idle_ms": plan["idle"],
+        "interval_ms": plan["interval"],
+        "probes": plan["probes"],
+        "user_timeout_ms": plan["user_timeout"],
+    }
+    for fd, values in child.read()["tcp"].items():
+        assert settings_only(values) == new, fd
+
+
+@needs_pidfd
 def test_set_only_the_given_fd_and_keeps_keepalive_state(child: Child) -> None:
     before = child.settings()
     off = [fd for fd, v in before.items() if not v["enabled"]]
@@ -432,6 +450,11 @@ def test_cli_process_descriptors_are_unchanged(
             ["set", "{pid}", "--user-timeout", "2147483648"],
             r"--user-timeout: 2147483648( ms)? is out of range; TCP_USER_TIMEOUT",
         ),
+        (
+            ["set", "{pid}", "--detect-within", "30000", "--idle", "5000"],
+            r"--detect-within chooses --idle itself",
+        ),
+        (["set", "{pid}", "--detect-within", "999"], r"--detect-within: 999 ms is below"),
         (["show", "nine"], r"not a process id: 'nine'"),
         # Numbers past a C int would wrap on their way into the kernel.
         (["set", "4294967297", "--idle", "1000"], r"not a process id: '4294967297'"),
