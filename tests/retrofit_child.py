@@ -32,13 +32,14 @@ from netkeepalive.tcp_info import get_tcp_info
 
 
 def settings(sock: socket.socket) -> Dict[str, Any]:
-    s = netkeepalive.get_settings(sock)
+    """The socket's keepalive settings, read with the standard library (Linux units)."""
+    tcp = socket.IPPROTO_TCP
     return {
-        "enabled": s.enabled,
-        "idle_ms": s.idle,
-        "interval_ms": s.interval,
-        "probes": s.probes,
-        "user_timeout_ms": s.user_timeout,
+        "enabled": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+        "idle_ms": sock.getsockopt(tcp, socket.TCP_KEEPIDLE) * 1000,
+        "interval_ms": sock.getsockopt(tcp, socket.TCP_KEEPINTVL) * 1000,
+        "probes": sock.getsockopt(tcp, socket.TCP_KEEPCNT),
+        "user_timeout_ms": sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
         "unanswered_probes": get_tcp_info(sock).probes,
     }
 
