@@ -65,6 +65,12 @@ _PRIVILEGE_HINT = (
     "read attached programs back); BPF may also be blocked here (kernel lockdown, "
     "seccomp, a container)"
 )
+_BY_ID_HINT = (
+    "opening a program or map that is attached already needs CAP_SYS_ADMIN (CAP_BPF with "
+    "CAP_NET_ADMIN only attaches to a cgroup that has no sock_ops program yet)"
+)
+#: The mount table read by :func:`cgroup2_mount`.
+_MOUNTS = "/proc/mounts"
 
 
 class CgroupError(OSError):
@@ -121,8 +127,12 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def cgroup2_mount(mounts: str = "/proc/mounts") -> str:
-    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*)."""
+def cgroup2_mount(mounts: Optional[str] = None) -> str:
+    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*).
+
+    *mounts* defaults to ``/proc/mounts``.
+    """
+    mounts = _MOUNTS if mounts is None else mounts
     try:
         with open(mounts, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -201,7 +211,10 @@ def _check_kernel() -> None:
 
 def _explain(exc: OSError, doing: str) -> CgroupError:
     """*exc* from ``bpf(2)`` as a :class:`CgroupError` saying what to do."""
-    if exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
+    command = getattr(exc, "command", "")
+    if exc.errno == errno.EPERM and command.endswith("_GET_FD_BY_ID"):
+        hint = _BY_ID_HINT
+    elif exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
         hint = _PRIVILEGE_HINT
     elif exc.errno == errno.ENOSYS:
         hint = "this kernel has no bpf(2) system call (built without CONFIG_BPF_SYSCALL?)"
@@ -312,9 +325,12 @@ def attach(
     :func:`netkeepalive.configure`; checked the same way, so a bad one is a
     ``ValueError``/``TypeError`` and nothing is loaded).  An earlier policy
     of ours on *path* is replaced: the new program is attached before the
-    old one is detached, so there is no moment without one.  Returns the
-    policy read back from the kernel.  Environment problems raise
-    :class:`CgroupError`; nothing is left attached on any failure.
+    old one is detached, so there is no moment without one; in the moment
+    both are attached the new one runs last, so its values win.  Returns
+    the policy read back from the kernel.  Environment problems raise
+    :class:`CgroupError`; on any failure the cgroup keeps what it had
+    (the new program is detached again), except when detaching an earlier
+    policy fails after part of it is gone: the new one then stays in force.
     """
     native = _native(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
@@ -329,6 +345,7 @@ def attach(
         _raise_memlock()
         map_fd = prog_fd = None
         attached = False
+        removed = 0
         try:
             try:
                 map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, _VALUE_SIZE, 1, PROGRAM_NAME)
@@ -345,16 +362,30 @@ def attach(
             except OSError as exc:
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
-            _detach_ids(cgroup_fd, old, name)
             try:
                 raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
             except OSError as exc:
                 raise _explain(exc, f"reading the policy of cgroup {name} back") from None
+            # A cgroup runs its programs in the order they were attached, so the
+            # new one runs after the old ones and its values win from here on.
+            for prog_id in old:
+                _detach_ids(cgroup_fd, [prog_id], name)
+                removed += 1
             return _policy(_bpf.policy_from_value(raw))
-        except BaseException:
-            if attached and prog_fd is not None:
-                with contextlib.suppress(OSError):
+        except BaseException as exc:
+            # Undo only while the old policy is whole: once part of it is gone,
+            # the new program is the one in force and stays.
+            if attached and not removed and prog_fd is not None:
+                try:
                     _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                except OSError as undo:
+                    if not isinstance(exc, CgroupError):
+                        raise
+                    raise CgroupError(
+                        exc.errno,
+                        f"{exc.strerror}; detaching the new program again failed too "
+                        f"({undo.strerror}), so it stays attached and its values win",
+                    ) from None
             raise
         finally:
             _bpfsys.close(prog_fd)
@@ -420,14 +451,31 @@ def status(path: str) -> Optional[Policy]:
 
 
 def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
+    """Our policy on the cgroup; with several of ours (an interrupted re-attach),
+    combined in the order the kernel runs them: the last attached runs last."""
+    found: Optional[Policy] = None
     try:
         for _, info in _ours(cgroup_fd):
-            return _read_policy(info)
+            found = _combine(found, _read_policy(info))
     except CgroupError:
         raise
     except OSError as exc:
         raise _explain(exc, f"reading the policy of cgroup {name}") from None
-    return None
+    return found
+
+
+def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
+    """What a connection gets when *earlier*'s program runs and then *later*'s:
+    the later one's values, and the earlier one's where the later leaves a value alone."""
+    if earlier is None:
+        return later
+    return Policy(
+        enabled=later.enabled,
+        idle=earlier.idle if later.idle is None else later.idle,
+        interval=earlier.interval if later.interval is None else later.interval,
+        probes=earlier.probes if later.probes is None else later.probes,
+        user_timeout=earlier.user_timeout if later.user_timeout is None else later.user_timeout,
+    )
 
 
 def policies() -> List[Tuple[str, Policy]]:
@@ -471,16 +519,6 @@ def effective_policy(pid: int) -> Optional[Tuple[str, Policy]]:
             raise
         if policy is None:
             continue
-        if found is not None:  # this one runs later: its values win where it has any
-            below = found[1]
-            policy = Policy(
-                enabled=policy.enabled,
-                idle=below.idle if policy.idle is None else policy.idle,
-                interval=below.interval if policy.interval is None else policy.interval,
-                probes=below.probes if policy.probes is None else policy.probes,
-                user_timeout=(
-                    below.user_timeout if policy.user_timeout is None else policy.user_timeout
-                ),
-            )
-        found = (candidate, policy)
+        # This one runs later: its values win where it has any.
+        found = (candidate, _combine(found[1] if found else None, policy))
     return found
