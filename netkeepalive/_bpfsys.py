@@ -206,7 +206,9 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
         try:
             return load(True)
         except OSError as again:
-            text = log.value.decode("ascii", "replace").strip()
+            # The log's last lines say why; kept on one line.
+            lines = log.value.decode("ascii", "replace").strip().splitlines()
+            text = " / ".join(line.strip() for line in lines[-3:])
             error = BpfError(again.errno, f"{again.strerror}; verifier log: {text}")
             error.command = "BPF_PROG_LOAD"
             raise error from None

@@ -459,18 +459,64 @@ def test_bad_values_are_refused_like_set(cg: Cgroup, args: List[str], message: s
         assert message in same.stderr
 
 
-def test_old_kernel_is_refused_and_nothing_attached(cg: Cgroup, mocker: Any) -> None:
-    """Linux before 5.9 cannot be had here: its release string is faked."""
+def probe_cgroups() -> List[str]:
     from netkeepalive import cgroup
 
+    return [n for n in os.listdir(cgroup.cgroup2_mount()) if n.startswith("netkeepalive-probe-")]
+
+
+@pytest.fixture
+def linux_5_8(mocker: Any) -> None:
+    """A release number before 5.9 (this kernel's own code answers the probe)."""
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, "5.8.18", real.version, real.machine))
     mocker.patch("os.uname", return_value=fake)
+
+
+def test_older_release_with_the_options_is_probed_and_accepted(
+    cg: Cgroup, listener: socket.socket, linux_5_8: None
+) -> None:
+    """A release number before 5.9 whose bpf_setsockopt takes the options (a backport)."""
+    from netkeepalive import cgroup
+
+    fds = open_fds()
+    assert cgroup.attach(cg.directory, idle=3000) == cgroup.Policy(True, 3000, None, None, None)
+    assert (probe_cgroups(), open_fds()) == ([], fds)
+    assert cg.programs() == ["netkeepalive"]
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert (report["enabled"], report["idle"]) == (1, 3)
+
+
+def test_older_release_that_refuses_an_option_is_refused(
+    cg: Cgroup, linux_5_8: None, mocker: Any
+) -> None:
+    """The probe's TCP_KEEPCNT of 0 is refused by this kernel's bpf_setsockopt, as an
+    old kernel refuses an option it does not know: nothing is attached."""
+    from netkeepalive import cgroup
+
+    mocker.patch.dict(cgroup._PROBE_VALUES, {"probes": 0})
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.attach(cg.directory, idle=5000)
     assert caught.value.errno == errno.EOPNOTSUPP
-    assert "from Linux 5.9" in str(caught.value)
+    message = str(caught.value)
+    assert "Linux 5.8.18: bpf_setsockopt accepts SO_KEEPALIVE," in message
+    assert "from Linux 5.9, and a test connection here shows it refusing TCP_KEEPCNT" in message
+    assert "(Invalid argument); nothing was attached" in message
     assert cg.programs() == []
+    assert probe_cgroups() == []
+
+
+def test_older_release_without_a_test_connection_is_refused(
+    cg: Cgroup, linux_5_8: None, mocker: Any
+) -> None:
+    from netkeepalive import cgroup
+
+    mocker.patch("sys.executable", "")
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=5000)
+    assert "testing for a backport failed" in str(caught.value)
+    assert cg.programs() == []
+    assert probe_cgroups() == []
 
 
 def test_library_api_round_trip(cg: Cgroup) -> None:
