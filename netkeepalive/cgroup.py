@@ -1,4 +1,4 @@
-"""A keepalive policy for every TCP connection of a cgroup (Linux 5.9+).
+"""A keepalive policy for every TCP connection of a cgroup (Linux 5.9+ or a backport).
 
 :func:`attach` loads a small ``BPF_PROG_TYPE_SOCK_OPS`` program (see
 :mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
@@ -16,7 +16,8 @@ Other programs attached to the same cgroup are never touched.
 Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
 5.8+, can load and attach, but finding and reading back programs already
 attached needs ``CAP_SYS_ADMIN``) and a kernel whose ``bpf_setsockopt``
-takes the keepalive options: all five arrived together in Linux 5.9.
+takes the keepalive options: all five arrived together in Linux 5.9; an
+older release number is probed for a backport (see :func:`attach`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ PROGRAM_NAME = "netkeepalive"
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 #: ``TCP_USER_TIMEOUT`` (all five added to net/core/filter.c by commit
 #: f9bcf96837f1, "bpf: Add SO_KEEPALIVE and related options to
-#: bpf_setsockopt", merged for 5.9; older kernels return ``-EINVAL`` for
-#: each, inside the program, so the policy would silently do nothing).
+#: bpf_setsockopt", committed to bpf-next on 2020-06-24, after the 5.8 merge
+#: window, so first released in 5.9; older kernels return ``-EINVAL`` for
+#: each, inside the program, so the policy would silently do nothing).  A
+#: lower release number is probed for a backport rather than refused.
 MINIMUM_KERNEL = (5, 9)
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
@@ -450,7 +453,9 @@ def attach(
     of ours on *path* is replaced: the new program is attached before the
     old one is detached, so there is no moment without one; in the moment
     both are attached the new one runs last, so its values win.  Returns
-    the policy read back from the kernel.  Environment problems raise
+    the policy read back from the kernel.  On a release before Linux 5.9
+    the kernel is first probed with a test connection in a throwaway
+    cgroup (a backport is accepted).  Environment problems raise
     :class:`CgroupError`; on any failure the cgroup keeps what it had
     (the new program is detached again), except when detaching an earlier
     policy fails after part of it is gone: the new one then stays in force.
