@@ -464,12 +464,12 @@ def attach(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
-    _check_kernel()
     with _opened(directory) as cgroup_fd:
         try:
             old = [info.prog_id for _, info in _ours(cgroup_fd)]
         except OSError as exc:
             raise _explain(exc, f"reading the programs attached to cgroup {name}") from None
+        _check_kernel()  # after the query, so that missing privileges are named first
         _raise_memlock()
         map_fd = prog_fd = None
         attached = False

@@ -313,7 +313,6 @@ def test_server_in_the_cgroup_gets_the_policy_on_accepted_sockets(
 def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     from netkeepalive import cgroup
 
-    attach(cg.name, "--idle", 5000, "--probes", 3)  # as in /proc/PID/cgroup
     expected = {
         "enabled": True,
         "idle_ms": 5000,
@@ -321,6 +320,10 @@ def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
         "probes": 3,
         "user_timeout_ms": None,
     }
+    # as in /proc/PID/cgroup; attach --json prints what status --json prints
+    attached = run_cli("cgroup", "attach", cg.name, "--idle", 5000, "--probes", 3, "--json")
+    assert attached.returncode == 0, attached.stderr
+    assert json.loads(attached.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
     one = run_cli("cgroup", "status", cg.name, "--json")
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
