@@ -230,8 +230,9 @@ def _check_kernel() -> None:
     except OSError as exc:
         results, why = None, f"testing for a backport failed ({exc.strerror or exc})"
     else:
-        why = "testing for a backport failed (the test connection was not made)"
+        why = "testing for a backport failed (no test connection could be made)"
     if results is not None:
+        why = "testing for a backport failed (the probe did not run on the test connection)"
         refused = [
             f"{option} ({os.strerror(-result)})"
             for option, result in zip(_OPTION_NAMES, results)
