@@ -32,6 +32,7 @@ __all__ = [
     "UNSET",
     "keepalive_program",
     "return_one_program",
+    "setsockopt_probe_program",
 ]
 
 # -- opcodes (include/uapi/linux/bpf_common.h and bpf.h) --------------------
@@ -44,6 +45,7 @@ _LDX_W = 0x01 | 0x60 | 0x00  # BPF_LDX | BPF_MEM | BPF_W: dst = *(u32 *)(src + o
 _LDX_DW = 0x01 | 0x60 | 0x18  # BPF_LDX | BPF_MEM | BPF_DW: dst = *(u64 *)(src + off)
 _ST_W = 0x02 | 0x60 | 0x00  # BPF_ST | BPF_MEM | BPF_W: *(u32 *)(dst + off) = imm
 _STX_W = 0x03 | 0x60 | 0x00  # BPF_STX | BPF_MEM | BPF_W: *(u32 *)(dst + off) = src
+_STX_DW = 0x03 | 0x60 | 0x18  # BPF_STX | BPF_MEM | BPF_DW: *(u64 *)(dst + off) = src
 _LD_IMM64 = 0x00 | 0x00 | 0x18  # BPF_LD | BPF_IMM | BPF_DW: dst = 64-bit imm (2 slots)
 _JMP_JA = 0x05 | 0x00  # BPF_JMP | BPF_JA: goto pc + off
 _JMP_JEQ_K = 0x05 | 0x10  # BPF_JMP | BPF_JEQ | BPF_K: if dst == imm goto pc + off
@@ -152,8 +154,53 @@ def keepalive_program(map_fd: int) -> bytes:
             return 1;
         }
     """
-    r0, r1, r2, r3, r4, r5, r6, r7, r10 = 0, 1, 2, 3, 4, 5, 6, 7, 10
-    items: List[_Item] = [
+    items = _established_policy(map_fd)
+    for index, (knob, level, option) in enumerate(POLICY_FIELDS):
+        skip = f"after_{knob}"
+        items += [
+            # r1 = policy[index]: this option's value (8 bytes each).
+            _insn(_LDX_DW, dst=_R1, src=_R7, off=8 * index),
+            # if (r1 == -1) goto after: not part of the policy.
+            _goto_if(_JMP_JEQ_K, _R1, UNSET, skip),
+            # *(u32 *)(r10 - 8) = r1: the option value as a C int on the stack.
+            _insn(_STX_W, dst=_R10, src=_R1, off=-8),
+            *_setsockopt(level, option),
+            skip,
+        ]
+    return _assemble(items + _return_one())
+
+
+def setsockopt_probe_program(map_fd: int, values: Sequence[int]) -> bytes:
+    """A sock_ops program that reports what ``bpf_setsockopt`` makes of each option.
+
+    On an established connection it calls ``bpf_setsockopt`` once per
+    :data:`POLICY_FIELDS` option, with ``values[i]``, and stores the result
+    (0, or a negative errno) in slot *i* of map *map_fd*'s entry 0.  In C::
+
+        s64 *result = bpf_map_lookup_elem(&map, &(u32){0});
+        if (result)
+            for each field i:
+                result[i] = bpf_setsockopt(ctx, level[i], option[i], &(int){values[i]}, 4);
+    """
+    items = _established_policy(map_fd)
+    for index, (_, level, option) in enumerate(POLICY_FIELDS):
+        items += [
+            # *(u32 *)(r10 - 8) = values[index]: the option value on the stack.
+            _insn(_ST_W, dst=_R10, off=-8, imm=values[index]),
+            *_setsockopt(level, option),
+            # *(u64 *)(r7 + 8 * index) = r0: what bpf_setsockopt returned.
+            _insn(_STX_DW, dst=_R7, src=_R0, off=8 * index),
+        ]
+    return _assemble(items + _return_one())
+
+
+_R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7, _R10 = 0, 1, 2, 3, 4, 5, 6, 7, 10
+
+
+def _established_policy(map_fd: int) -> List[_Item]:
+    """Go to ``out`` unless a connection became established; else r7 = map entry 0, r6 = ctx."""
+    r0, r1, r2, r6, r7, r10 = _R0, _R1, _R2, _R6, _R7, _R10
+    return [
         # r6 = r1: keep the context pointer (struct bpf_sock_ops *) where calls keep it.
         _insn(_ALU64_MOV_X, dst=r6, src=r1),
         # r2 = ctx->op: which event of the connection this is.
@@ -172,45 +219,43 @@ def keepalive_program(map_fd: int) -> bytes:
         # kernel replaces the descriptor number with the map).
         _insn(_LD_IMM64, dst=r1, src=_PSEUDO_MAP_FD, imm=map_fd),
         _insn(0),
-        # r0 = bpf_map_lookup_elem(r1, r2): a pointer to the policy, or NULL.
+        # r0 = bpf_map_lookup_elem(r1, r2): a pointer to the entry, or NULL.
         _insn(_JMP_CALL, imm=_FUNC_MAP_LOOKUP_ELEM),
         # if (r0 == NULL) goto out: the verifier insists on this check.
         _goto_if(_JMP_JEQ_K, r0, 0, "out"),
-        # r7 = r0: the policy, kept across the calls below.
+        # r7 = r0: the entry, kept across the calls that follow.
         _insn(_ALU64_MOV_X, dst=r7, src=r0),
     ]
-    for index, (knob, level, option) in enumerate(POLICY_FIELDS):
-        skip = f"after_{knob}"
-        items += [
-            # r1 = policy[index]: this option's value (8 bytes each).
-            _insn(_LDX_DW, dst=r1, src=r7, off=8 * index),
-            # if (r1 == -1) goto after: not part of the policy.
-            _goto_if(_JMP_JEQ_K, r1, UNSET, skip),
-            # *(u32 *)(r10 - 8) = r1: the option value as a C int on the stack.
-            _insn(_STX_W, dst=r10, src=r1, off=-8),
-            # r1 = ctx: first argument of bpf_setsockopt.
-            _insn(_ALU64_MOV_X, dst=r1, src=r6),
-            # r2 = level (SOL_SOCKET or IPPROTO_TCP).
-            _insn(_ALU64_MOV_K, dst=r2, imm=level),
-            # r3 = option number.
-            _insn(_ALU64_MOV_K, dst=r3, imm=option),
-            # r4 = r10 - 8: pointer to the value ...
-            _insn(_ALU64_MOV_X, dst=r4, src=r10),
-            _insn(_ALU64_ADD_K, dst=r4, imm=-8),
-            # r5 = 4: ... and its size, sizeof(int).
-            _insn(_ALU64_MOV_K, dst=r5, imm=4),
-            # r0 = bpf_setsockopt(r1, r2, r3, r4, r5); its result is not needed.
-            _insn(_JMP_CALL, imm=_FUNC_SETSOCKOPT),
-            skip,
-        ]
-    items += [
+
+
+def _setsockopt(level: int, option: int) -> List[_Item]:
+    """``r0 = bpf_setsockopt(ctx, level, option, r10 - 8, 4)``: the value is on the stack."""
+    r1, r2, r3, r4, r5 = _R1, _R2, _R3, _R4, _R5
+    return [
+        # r1 = ctx: first argument of bpf_setsockopt.
+        _insn(_ALU64_MOV_X, dst=r1, src=_R6),
+        # r2 = level (SOL_SOCKET or IPPROTO_TCP).
+        _insn(_ALU64_MOV_K, dst=r2, imm=level),
+        # r3 = option number.
+        _insn(_ALU64_MOV_K, dst=r3, imm=option),
+        # r4 = r10 - 8: pointer to the value ...
+        _insn(_ALU64_MOV_X, dst=r4, src=_R10),
+        _insn(_ALU64_ADD_K, dst=r4, imm=-8),
+        # r5 = 4: ... and its size, sizeof(int).
+        _insn(_ALU64_MOV_K, dst=r5, imm=4),
+        # r0 = bpf_setsockopt(r1, r2, r3, r4, r5).
+        _insn(_JMP_CALL, imm=_FUNC_SETSOCKOPT),
+    ]
+
+
+def _return_one() -> List[_Item]:
+    return [
         "out",
         # r0 = 1: sock_ops programs return 1 (the verifier accepts 0 or 1).
-        _insn(_ALU64_MOV_K, dst=r0, imm=1),
+        _insn(_ALU64_MOV_K, dst=_R0, imm=1),
         # return r0.
         _insn(_JMP_EXIT),
     ]
-    return _assemble(items)
 
 
 def return_one_program() -> bytes:

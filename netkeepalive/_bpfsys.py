@@ -22,6 +22,7 @@ __all__ = [
     "F_ALLOW_MULTI",
     "MAP_TYPE_ARRAY",
     "PROG_TYPE_SOCK_OPS",
+    "BpfError",
     "ProgInfo",
     "bpf",
     "map_create",
@@ -103,8 +104,14 @@ def syscall_number() -> int:
     return number
 
 
+class BpfError(OSError):
+    """A ``bpf(2)`` command the kernel refused; :attr:`command` is its name."""
+
+    command: str = ""
+
+
 def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str = "") -> int:
-    """``syscall(__NR_bpf, cmd, attr, sizeof attr)``; the result, or ``OSError``."""
+    """``syscall(__NR_bpf, cmd, attr, sizeof attr)``; the result, or :class:`BpfError`."""
     lib = libc()
     result: int = lib.syscall(
         ctypes.c_long(syscall_number()),
@@ -114,8 +121,11 @@ def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str = "") -> int:
     )
     if result < 0:
         err = ctypes.get_errno()
-        where = f"bpf({_NAMES.get(cmd, str(cmd))})" + (f" {what}" if what else "")
-        raise OSError(err, f"{where}: {os.strerror(err)}")
+        name = _NAMES.get(cmd, str(cmd))
+        where = f"bpf({name})" + (f" {what}" if what else "")
+        error = BpfError(err, f"{where}: {os.strerror(err)}")
+        error.command = name
+        raise error
     return result
 
 
@@ -196,8 +206,12 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
         try:
             return load(True)
         except OSError as again:
-            text = log.value.decode("ascii", "replace").strip()
-            raise OSError(again.errno, f"{again.strerror}; verifier log: {text}") from None
+            # The log's last lines say why; kept on one line.
+            lines = log.value.decode("ascii", "replace").strip().splitlines()
+            text = " / ".join(line.strip() for line in lines[-3:])
+            error = BpfError(again.errno, f"{again.strerror}; verifier log: {text}")
+            error.command = "BPF_PROG_LOAD"
+            raise error from None
 
 
 def prog_attach(cgroup_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:

@@ -1,4 +1,4 @@
-"""A keepalive policy for every TCP connection of a cgroup (Linux 5.9+).
+"""A keepalive policy for every TCP connection of a cgroup (Linux 5.9+ or a backport).
 
 :func:`attach` loads a small ``BPF_PROG_TYPE_SOCK_OPS`` program (see
 :mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
@@ -16,7 +16,8 @@ Other programs attached to the same cgroup are never touched.
 Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
 5.8+, can load and attach, but finding and reading back programs already
 attached needs ``CAP_SYS_ADMIN``) and a kernel whose ``bpf_setsockopt``
-takes the keepalive options: all five arrived together in Linux 5.9.
+takes the keepalive options: all five arrived together in Linux 5.9; an
+older release number is probed for a backport (see :func:`attach`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import errno
 import os
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -55,8 +57,10 @@ PROGRAM_NAME = "netkeepalive"
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 #: ``TCP_USER_TIMEOUT`` (all five added to net/core/filter.c by commit
 #: f9bcf96837f1, "bpf: Add SO_KEEPALIVE and related options to
-#: bpf_setsockopt", merged for 5.9; older kernels return ``-EINVAL`` for
-#: each, inside the program, so the policy would silently do nothing).
+#: bpf_setsockopt", committed to bpf-next on 2020-06-24, after the 5.8 merge
+#: window, so first released in 5.9; older kernels return ``-EINVAL`` for
+#: each, inside the program, so the policy would silently do nothing).  A
+#: lower release number is probed for a backport rather than refused.
 MINIMUM_KERNEL = (5, 9)
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
@@ -65,6 +69,12 @@ _PRIVILEGE_HINT = (
     "read attached programs back); BPF may also be blocked here (kernel lockdown, "
     "seccomp, a container)"
 )
+_BY_ID_HINT = (
+    "opening a program or map that is attached already needs CAP_SYS_ADMIN (CAP_BPF with "
+    "CAP_NET_ADMIN only attaches to a cgroup that has no sock_ops program yet)"
+)
+#: The mount table read by :func:`cgroup2_mount`.
+_MOUNTS = "/proc/mounts"
 
 
 class CgroupError(OSError):
@@ -121,8 +131,12 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def cgroup2_mount(mounts: str = "/proc/mounts") -> str:
-    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*)."""
+def cgroup2_mount(mounts: Optional[str] = None) -> str:
+    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*).
+
+    *mounts* defaults to ``/proc/mounts``.
+    """
+    mounts = _MOUNTS if mounts is None else mounts
     try:
         with open(mounts, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -187,21 +201,147 @@ def _opened(directory: str) -> Iterator[int]:
 # -- the kernel ---------------------------------------------------------------
 
 
+#: What the probe asks ``bpf_setsockopt`` to set, per :data:`_bpf.POLICY_FIELDS`
+#: field: values every kernel that knows the option accepts.
+_PROBE_VALUES = {"enabled": 1, "idle": 1, "interval": 1, "probes": 1, "user_timeout": 1}
+#: A probe result slot nobody wrote: the program did not run.
+_NOT_RUN = 1
+#: The test connection's client: joins the cgroup (argv[1]), then connects.
+_PROBE_CLIENT = (
+    "import os, socket, sys\n"
+    "with open(sys.argv[1], 'w') as f: f.write(str(os.getpid()))\n"
+    "socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=5).close()\n"
+)
+
+
 def _check_kernel() -> None:
+    """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options.
+
+    Linux 5.9 and later take them.  An older release number is not the end:
+    distribution kernels backport BPF features, so the kernel is asked
+    (:func:`_probe_setsockopt`), and only a refusal or a failed test is fatal.
+    """
     release = os.uname().release
     found = re.match(r"(\d+)\.(\d+)", release)
-    if found and (int(found.group(1)), int(found.group(2))) < MINIMUM_KERNEL:
-        raise CgroupError(
-            errno.EOPNOTSUPP,
-            f"Linux {release} is too old: bpf_setsockopt accepts SO_KEEPALIVE, "
-            "TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from "
-            "Linux 5.9; nothing was attached",
+    if not found or (int(found.group(1)), int(found.group(2))) >= MINIMUM_KERNEL:
+        return
+    try:
+        results = _probe_setsockopt()
+    except OSError as exc:
+        results, why = None, f"testing for a backport failed ({exc.strerror or exc})"
+    else:
+        why = "testing for a backport failed (no test connection could be made)"
+    if results is not None:
+        why = "testing for a backport failed (the probe did not run on the test connection)"
+        refused = [
+            f"{option} ({os.strerror(-result)})"
+            for option, result in zip(_OPTION_NAMES, results)
+            if result < 0
+        ]
+        if not refused and _NOT_RUN not in results:
+            return  # a backport: every option was accepted
+        if refused:
+            why = "a test connection here shows it refusing " + ", ".join(refused)
+    raise CgroupError(
+        errno.EOPNOTSUPP,
+        f"Linux {release}: bpf_setsockopt accepts SO_KEEPALIVE, TCP_KEEPIDLE, "
+        f"TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from Linux 5.9, and {why}; "
+        "nothing was attached",
+    )
+
+
+_OPTION_NAMES = tuple(
+    {
+        "enabled": "SO_KEEPALIVE",
+        "idle": "TCP_KEEPIDLE",
+        "interval": "TCP_KEEPINTVL",
+        "probes": "TCP_KEEPCNT",
+        "user_timeout": "TCP_USER_TIMEOUT",
+    }[knob]
+    for knob, _, _ in _bpf.POLICY_FIELDS
+)
+
+
+def _run_probe_client(procs: str, port: int) -> bool:
+    """Run :data:`_PROBE_CLIENT`; whether it connected."""
+    import subprocess
+    import sys
+
+    try:
+        child = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _PROBE_CLIENT, procs, str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
         )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return child.returncode == 0
+
+
+def _probe_setsockopt() -> Optional[List[int]]:
+    """What ``bpf_setsockopt`` returns for each option on a test connection here.
+
+    A throwaway cgroup under the cgroup2 mount gets a probe program
+    (:func:`_bpf.setsockopt_probe_program`); a child process joins it and
+    connects to a loopback listener of ours; the program stores each
+    result (0 or a negative errno) in a map.  ``None`` when the child could
+    not be run or did not connect.  The cgroup, program and map are gone
+    afterwards.
+    """
+    import socket
+    import sys
+    import uuid
+
+    if not sys.executable:
+        return None
+    directory = os.path.join(cgroup2_mount(), f"{PROGRAM_NAME}-probe-{uuid.uuid4().hex[:12]}")
+    size = 8 * len(_bpf.POLICY_FIELDS)
+    os.mkdir(directory)
+    try:
+        map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, size, 1, "nka_probe")
+        try:
+            _bpfsys.map_update(
+                map_fd,
+                b"\0\0\0\0",
+                struct.pack(f"={len(_OPTION_NAMES)}q", *[_NOT_RUN] * len(_OPTION_NAMES)),
+            )
+            values = [_PROBE_VALUES[knob] for knob, _, _ in _bpf.POLICY_FIELDS]
+            program = _bpf.setsockopt_probe_program(map_fd, values)
+            prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
+            try:
+                with _opened(directory) as cgroup_fd:
+                    _bpfsys.prog_attach(
+                        cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
+                    )
+                    try:
+                        with socket.create_server(("127.0.0.1", 0)) as listener:
+                            port = listener.getsockname()[1]
+                            procs = os.path.join(directory, "cgroup.procs")
+                            connected = _run_probe_client(procs, port)
+                    finally:
+                        _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            finally:
+                os.close(prog_fd)
+            if not connected:
+                return None
+            raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", size)
+        finally:
+            os.close(map_fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+    return list(struct.unpack(f"={len(_OPTION_NAMES)}q", raw))
 
 
 def _explain(exc: OSError, doing: str) -> CgroupError:
     """*exc* from ``bpf(2)`` as a :class:`CgroupError` saying what to do."""
-    if exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
+    command = getattr(exc, "command", "")
+    if exc.errno == errno.EPERM and command.endswith("_GET_FD_BY_ID"):
+        hint = _BY_ID_HINT
+    elif exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
         hint = _PRIVILEGE_HINT
     elif exc.errno == errno.ENOSYS:
         hint = "this kernel has no bpf(2) system call (built without CONFIG_BPF_SYSCALL?)"
@@ -312,23 +452,29 @@ def attach(
     :func:`netkeepalive.configure`; checked the same way, so a bad one is a
     ``ValueError``/``TypeError`` and nothing is loaded).  An earlier policy
     of ours on *path* is replaced: the new program is attached before the
-    old one is detached, so there is no moment without one.  Returns the
-    policy read back from the kernel.  Environment problems raise
-    :class:`CgroupError`; nothing is left attached on any failure.
+    old one is detached, so there is no moment without one; in the moment
+    both are attached the new one runs last, so its values win.  Returns
+    the policy read back from the kernel.  On a release before Linux 5.9
+    the kernel is first probed with a test connection in a throwaway
+    cgroup (a backport is accepted).  Environment problems raise
+    :class:`CgroupError`; on any failure the cgroup keeps what it had
+    (the new program is detached again), except when detaching an earlier
+    policy fails after part of it is gone: the new one then stays in force.
     """
     native = _native(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
-    _check_kernel()
     with _opened(directory) as cgroup_fd:
         try:
             old = [info.prog_id for _, info in _ours(cgroup_fd)]
         except OSError as exc:
             raise _explain(exc, f"reading the programs attached to cgroup {name}") from None
+        _check_kernel()  # after the query, so that missing privileges are named first
         _raise_memlock()
         map_fd = prog_fd = None
         attached = False
+        removed = 0
         try:
             try:
                 map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, _VALUE_SIZE, 1, PROGRAM_NAME)
@@ -345,16 +491,30 @@ def attach(
             except OSError as exc:
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
-            _detach_ids(cgroup_fd, old, name)
             try:
                 raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
             except OSError as exc:
                 raise _explain(exc, f"reading the policy of cgroup {name} back") from None
+            # A cgroup runs its programs in the order they were attached, so the
+            # new one runs after the old ones and its values win from here on.
+            for prog_id in old:
+                _detach_ids(cgroup_fd, [prog_id], name)
+                removed += 1
             return _policy(_bpf.policy_from_value(raw))
-        except BaseException:
-            if attached and prog_fd is not None:
-                with contextlib.suppress(OSError):
+        except BaseException as exc:
+            # Undo only while the old policy is whole: once part of it is gone,
+            # the new program is the one in force and stays.
+            if attached and not removed and prog_fd is not None:
+                try:
                     _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                except OSError as undo:
+                    if not isinstance(exc, CgroupError):
+                        raise
+                    raise CgroupError(
+                        exc.errno,
+                        f"{exc.strerror}; detaching the new program again failed too "
+                        f"({undo.strerror}), so it stays attached and its values win",
+                    ) from None
             raise
         finally:
             _bpfsys.close(prog_fd)
@@ -420,14 +580,31 @@ def status(path: str) -> Optional[Policy]:
 
 
 def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
+    """Our policy on the cgroup; with several of ours (an interrupted re-attach),
+    combined in the order the kernel runs them: the last attached runs last."""
+    found: Optional[Policy] = None
     try:
         for _, info in _ours(cgroup_fd):
-            return _read_policy(info)
+            found = _combine(found, _read_policy(info))
     except CgroupError:
         raise
     except OSError as exc:
         raise _explain(exc, f"reading the policy of cgroup {name}") from None
-    return None
+    return found
+
+
+def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
+    """What a connection gets when *earlier*'s program runs and then *later*'s:
+    the later one's values, and the earlier one's where the later leaves a value alone."""
+    if earlier is None:
+        return later
+    return Policy(
+        enabled=later.enabled,
+        idle=earlier.idle if later.idle is None else later.idle,
+        interval=earlier.interval if later.interval is None else later.interval,
+        probes=earlier.probes if later.probes is None else later.probes,
+        user_timeout=earlier.user_timeout if later.user_timeout is None else later.user_timeout,
+    )
 
 
 def policies() -> List[Tuple[str, Policy]]:
@@ -471,16 +648,6 @@ def effective_policy(pid: int) -> Optional[Tuple[str, Policy]]:
             raise
         if policy is None:
             continue
-        if found is not None:  # this one runs later: its values win where it has any
-            below = found[1]
-            policy = Policy(
-                enabled=policy.enabled,
-                idle=below.idle if policy.idle is None else policy.idle,
-                interval=below.interval if policy.interval is None else policy.interval,
-                probes=below.probes if policy.probes is None else policy.probes,
-                user_timeout=(
-                    below.user_timeout if policy.user_timeout is None else policy.user_timeout
-                ),
-            )
-        found = (candidate, policy)
+        # This one runs later: its values win where it has any.
+        found = (candidate, _combine(found[1] if found else None, policy))
     return found

@@ -313,7 +313,6 @@ def test_server_in_the_cgroup_gets_the_policy_on_accepted_sockets(
 def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     from netkeepalive import cgroup
 
-    attach(cg.name, "--idle", 5000, "--probes", 3)  # as in /proc/PID/cgroup
     expected = {
         "enabled": True,
         "idle_ms": 5000,
@@ -321,6 +320,10 @@ def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
         "probes": 3,
         "user_timeout_ms": None,
     }
+    # as in /proc/PID/cgroup; attach --json prints what status --json prints
+    attached = run_cli("cgroup", "attach", cg.name, "--idle", 5000, "--probes", 3, "--json")
+    assert attached.returncode == 0, attached.stderr
+    assert json.loads(attached.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
     one = run_cli("cgroup", "status", cg.name, "--json")
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
@@ -367,6 +370,9 @@ def test_show_mentions_the_cgroup_policy(cg: Cgroup, listener: socket.socket) ->
     assert table.returncode == 0, table.stderr
     assert f"pid {pid}: cgroup {cg.name}: keepalive on, idle 6000 ms\n" in table.stdout
     document = json.loads(run_cli("show", pid, "--json").stdout)
+    # The policy's field names are those of each socket's ``keepalive`` object.
+    socket_fields = set(document["sockets"][0]["keepalive"])
+    assert set(document["cgroup_policies"][0]["keepalive"]) <= socket_fields
     assert document["cgroup_policies"] == [
         {
             "pid": pid,
@@ -456,18 +462,64 @@ def test_bad_values_are_refused_like_set(cg: Cgroup, args: List[str], message: s
         assert message in same.stderr
 
 
-def test_old_kernel_is_refused_and_nothing_attached(cg: Cgroup, mocker: Any) -> None:
-    """Linux before 5.9 cannot be had here: its release string is faked."""
+def probe_cgroups() -> List[str]:
     from netkeepalive import cgroup
 
+    return [n for n in os.listdir(cgroup.cgroup2_mount()) if n.startswith("netkeepalive-probe-")]
+
+
+@pytest.fixture
+def linux_5_8(mocker: Any) -> None:
+    """A release number before 5.9 (this kernel's own code answers the probe)."""
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, "5.8.18", real.version, real.machine))
     mocker.patch("os.uname", return_value=fake)
+
+
+def test_older_release_with_the_options_is_probed_and_accepted(
+    cg: Cgroup, listener: socket.socket, linux_5_8: None
+) -> None:
+    """A release number before 5.9 whose bpf_setsockopt takes the options (a backport)."""
+    from netkeepalive import cgroup
+
+    fds = open_fds()
+    assert cgroup.attach(cg.directory, idle=3000) == cgroup.Policy(True, 3000, None, None, None)
+    assert (probe_cgroups(), open_fds()) == ([], fds)
+    assert cg.programs() == ["netkeepalive"]
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert (report["enabled"], report["idle"]) == (1, 3)
+
+
+def test_older_release_that_refuses_an_option_is_refused(
+    cg: Cgroup, linux_5_8: None, mocker: Any
+) -> None:
+    """The probe's TCP_KEEPCNT of 0 is refused by this kernel's bpf_setsockopt, as an
+    old kernel refuses an option it does not know: nothing is attached."""
+    from netkeepalive import cgroup
+
+    mocker.patch.dict(cgroup._PROBE_VALUES, {"probes": 0})
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.attach(cg.directory, idle=5000)
     assert caught.value.errno == errno.EOPNOTSUPP
-    assert "from Linux 5.9" in str(caught.value)
+    message = str(caught.value)
+    assert "Linux 5.8.18: bpf_setsockopt accepts SO_KEEPALIVE," in message
+    assert "from Linux 5.9, and a test connection here shows it refusing TCP_KEEPCNT" in message
+    assert "(Invalid argument); nothing was attached" in message
     assert cg.programs() == []
+    assert probe_cgroups() == []
+
+
+def test_older_release_without_a_test_connection_is_refused(
+    cg: Cgroup, linux_5_8: None, mocker: Any
+) -> None:
+    from netkeepalive import cgroup
+
+    mocker.patch("sys.executable", "")
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=5000)
+    assert "testing for a backport failed" in str(caught.value)
+    assert cg.programs() == []
+    assert probe_cgroups() == []
 
 
 def test_library_api_round_trip(cg: Cgroup) -> None:
@@ -519,3 +571,193 @@ def test_cgroup2_mount_is_read_from_the_mount_table(tmp_path: Path) -> None:
         cgroup.cgroup2_mount(str(table))
     assert caught.value.errno == errno.ENOENT
     assert "need cgroup v2" in str(caught.value)
+
+
+def test_during_a_reattach_the_new_policy_wins(cg: Cgroup, listener: socket.socket) -> None:
+    """Re-attach attaches the new program before it detaches the old one.
+
+    The moment between is frozen here (the old program is not detached): a
+    cgroup runs its programs in the order they were attached, so the new one
+    runs last and its values win; a value it leaves alone comes from the old.
+    ``status`` combines them the same way.
+    """
+    from netkeepalive import cgroup
+
+    cgroup.attach(cg.directory, idle=7000, user_timeout=30000)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cgroup, "_detach_ids", lambda *args: None)
+        cgroup.attach(cg.directory, idle=4000, interval=1000)
+    assert cg.programs() == ["netkeepalive", "netkeepalive"]
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert settings_of(report)["idle"] == 4
+    assert (report["interval"], report["user_timeout"]) == (1, 30000)
+    assert cgroup.status(cg.name) == cgroup.Policy(True, 4000, 1000, None, 30000)
+
+
+class FailingBpf:
+    """The C library's ``syscall``; one ``bpf(2)`` command fails with *error* (*times* times)."""
+
+    def __init__(self, command: int, error: int, times: int = 1) -> None:
+        from netkeepalive._libc import libc
+
+        self.real = libc()
+        self.command = command
+        self.error = error
+        self.times = times
+
+    def syscall(self, number: Any, cmd: Any, *args: Any) -> int:
+        if cmd.value == self.command and self.times > 0:
+            self.times -= 1
+            import ctypes
+
+            ctypes.set_errno(self.error)
+            return -1
+        result: int = self.real.syscall(number, cmd, *args)
+        return result
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "MAP_CREATE",
+        "MAP_UPDATE_ELEM",
+        "PROG_LOAD",
+        "PROG_ATTACH",
+        "MAP_LOOKUP_ELEM",
+        "PROG_DETACH",
+    ],
+)
+def test_a_failing_reattach_leaves_the_old_policy_and_no_descriptor(
+    cg: Cgroup, listener: socket.socket, mocker: Any, command: str
+) -> None:
+    """Each bpf(2) step of attach refused in turn: the earlier policy stays alone."""
+    from netkeepalive import _bpfsys, cgroup
+
+    old = cgroup.attach(cg.directory, idle=7000, probes=3)
+    before = open_fds()
+    mocker.patch.object(_bpfsys, "libc", return_value=FailingBpf(getattr(_bpfsys, command), 12))
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=4000, probes=5)
+    mocker.stopall()
+    assert caught.value.errno == errno.ENOMEM
+    assert f"bpf(BPF_{command})" in str(caught.value)
+    assert open_fds() == before
+    assert cg.programs() == ["netkeepalive"]
+    assert cgroup.status(cg.name) == old
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert (report["idle"], report["probes"]) == (7, 3)
+
+
+def test_a_reattach_that_cannot_undo_itself_says_so(cg: Cgroup, listener: socket.socket) -> None:
+    """Detaching the old program fails and so does detaching the new one again."""
+    from netkeepalive import _bpfsys, cgroup
+
+    cgroup.attach(cg.directory, idle=7000, probes=3)
+    failing = FailingBpf(_bpfsys.PROG_DETACH, errno.ENOMEM, times=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_bpfsys, "libc", lambda: failing)
+        with pytest.raises(cgroup.CgroupError) as caught:
+            cgroup.attach(cg.directory, idle=4000)
+    assert "detaching the new program again failed too" in str(caught.value)
+    assert cg.programs() == ["netkeepalive", "netkeepalive"]
+    assert cgroup.status(cg.name) == cgroup.Policy(True, 4000, None, 3, None)
+    report = cg.child().ask(f"connect {listener.getsockname()[1]}")
+    assert (report["idle"], report["probes"]) == (4, 3)
+
+
+def run_main(capsys: Any, *args: object) -> str:
+    """``netkeepalive ARGS`` in this process; its one line of standard error."""
+    from netkeepalive import cli
+
+    status = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (errno.ENOSYS, "Function not implemented; this kernel has no bpf(2) system call"),
+        (errno.EPERM, "Operation not permitted; needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN"),
+    ],
+)
+@pytest.mark.parametrize("action", ["attach", "status", "detach"])
+def test_bpf_missing_or_refused_is_one_line(
+    cg: Cgroup, mocker: Any, capsys: Any, error: int, hint: str, action: str
+) -> None:
+    """``bpf(2)`` missing (ENOSYS) or refused (EPERM: privileges, lockdown, seccomp)."""
+    from netkeepalive import _bpfsys
+
+    failing = FailingBpf(_bpfsys.PROG_QUERY, error, times=99)
+    mocker.patch.object(_bpfsys, "libc", return_value=failing)
+    line = run_main(capsys, "cgroup", action, cg.name, *(["--idle", 5000] * (action == "attach")))
+    mocker.stopall()
+    assert line.startswith(f"netkeepalive cgroup {action}: "), line
+    assert f"cgroup {cg.name}: bpf(BPF_PROG_QUERY): {hint}" in line
+    assert cg.programs() == []
+
+
+@pytest.mark.parametrize("args", [["attach", "x", "--idle", "5000"], ["status"], ["detach", "x"]])
+def test_no_cgroup_v2_is_one_line(
+    tmp_path: Path, mocker: Any, capsys: Any, args: List[str]
+) -> None:
+    """A mount table without cgroup2 (a cgroup v1 only system); needs no root."""
+    from netkeepalive import cgroup
+
+    table = tmp_path / "mounts"
+    table.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
+    mocker.patch.object(cgroup, "_MOUNTS", str(table))
+    line = run_main(capsys, "cgroup", *args)
+    assert line == (
+        f"netkeepalive cgroup {args[0]}: no cgroup v2 hierarchy is mounted (no cgroup2 entry "
+        f"in {table}); cgroup keepalive policies need cgroup v2"
+    )
+
+
+def test_a_program_attached_without_allow_multi_is_left_alone(cg: Cgroup) -> None:
+    """Another tool's program attached exclusively: attach says so and adds nothing."""
+    from netkeepalive import _bpf, _bpfsys
+
+    prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
+    cg.foreign.append(prog)
+    fd = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, 0)
+    finally:
+        os.close(fd)
+    result = run_cli("cgroup", "attach", cg.name, "--idle", 5000)
+    line = _one_line_failure(result, "netkeepalive cgroup attach: ")
+    assert "attached to cgroup" in line
+    assert "without BPF_F_ALLOW_MULTI" in line
+    assert cg.programs() == ["foreign"]
+
+
+def test_cap_bpf_alone_attaches_once_but_cannot_replace(cg: Cgroup) -> None:
+    """Root without CAP_SYS_ADMIN (CAP_BPF and CAP_NET_ADMIN kept).
+
+    ``BPF_PROG_QUERY`` needs only CAP_NET_ADMIN, so a first attach works;
+    opening the attached program by id to recognise it needs CAP_SYS_ADMIN.
+    """
+    from netkeepalive import cgroup
+
+    no_sys_admin = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"]
+    probe = subprocess.run([*no_sys_admin, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop CAP_SYS_ADMIN here: {probe.stderr!r}")
+    first = run_cli("cgroup", "attach", cg.name, "--idle", 5000, prefix=no_sys_admin)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"{cg.name}: keepalive on, idle 5000 ms\n"
+    again = run_cli("cgroup", "attach", cg.name, "--idle", 9000, prefix=no_sys_admin)
+    line = _one_line_failure(again, "netkeepalive cgroup attach: reading the programs ")
+    assert "bpf(BPF_PROG_GET_FD_BY_ID)" in line
+    assert "Operation not permitted; opening a program or map that is attached" in line
+    assert "needs CAP_SYS_ADMIN" in line
+    assert cg.programs() == ["netkeepalive"]
+    assert cgroup.status(cg.name) == cgroup.Policy(True, 5000, None, None, None)
