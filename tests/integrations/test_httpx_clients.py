@@ -110,13 +110,7 @@ def test_sdk_client_from_a_detection_budget(
     with example("httpx_client").make_sdk_http_client() as client:
         sock = _socket(client.get(http_server.url))
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert kernel_view.read(sock) == Kernel(
-            1,
-            int(budget["idle"] or 0) // 1000,
-            int(budget["interval"] or 0) // 1000,
-            int(budget["probes"] or 0),
-            int(budget["user_timeout"] or 0),
-        )
+        assert kernel_view.read(sock) == kernel_view.expected(budget)
 
 
 def test_client_keeps_the_callers_limits(http_server: Any) -> None:
@@ -225,13 +219,7 @@ def test_async_client_configures_the_connection_to_an_environment_proxy(
     assert http_server.client_addresses() == [local]
     assert peer == http_server.server_address[:2]
     budget = netkeepalive.detect_within(30_000)
-    assert kernel == Kernel(
-        1,
-        int(budget["idle"] or 0) // 1000,
-        int(budget["interval"] or 0) // 1000,
-        int(budget["probes"] or 0),
-        int(budget["user_timeout"] or 0),
-    )
+    assert kernel == kernel_view.expected(budget)
 
 
 def test_async_client_direct(http_server: Any) -> None:
@@ -302,13 +290,7 @@ def test_transport_from_a_detection_budget(http_server: Any) -> None:
     with httpx.Client(transport=transport) as client:
         sock = _socket(client.get(LOCAL_TARGET))
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert kernel_view.read(sock) == Kernel(
-            1,
-            int(budget["idle"] or 0) // 1000,
-            int(budget["interval"] or 0) // 1000,
-            int(budget["probes"] or 0),
-            int(budget["user_timeout"] or 0),
-        )
+        assert kernel_view.read(sock) == kernel_view.expected(budget)
 
 
 def test_backend_connect_tcp_adds_the_options(http_server: Any) -> None:

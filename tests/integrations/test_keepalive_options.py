@@ -23,17 +23,6 @@ from netkeepalive import UnsupportedOptionError
 pytestmark = kernel_view.linux_only
 
 
-def _expected(params: netkeepalive.KeepaliveParams) -> Kernel:
-    """What Linux reports after configuring *params* (``detect_within``'s)."""
-    return Kernel(
-        1,
-        int(params["idle"] or 0) // 1000,
-        int(params["interval"] or 0) // 1000,
-        int(params["probes"] or 0),
-        int(params["user_timeout"] or 0),
-    )
-
-
 # -- the mapping ---------------------------------------------------------------
 
 
@@ -67,7 +56,7 @@ def test_mapping_applied_by_hand_reaches_the_kernel(client: socket.socket) -> No
         client.setsockopt(socket.IPPROTO_TCP, option, value)
     # 20 s less the timer slack: 3 probes 2 s apart after 11 s idle, and a
     # user timeout of the same 17 s.
-    assert kernel_view.read(client) == _expected(budget) == Kernel(1, 11, 2, 3, 17_000)
+    assert kernel_view.read(client) == kernel_view.expected(budget) == Kernel(1, 11, 2, 3, 17_000)
 
 
 def test_mapping_checks_like_socket_options() -> None:
@@ -138,7 +127,7 @@ def test_redis_with_detect_within() -> None:
             assert client.ping() is True
             sock = _redis_socket(client)
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(budget)
+            assert kernel_view.read(sock) == kernel_view.expected(budget)
         finally:
             client.close()
 
@@ -219,7 +208,7 @@ def test_amqp_with_detect_within() -> None:
         try:
             sock = conn.transport.sock
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(budget)
+            assert kernel_view.read(sock) == kernel_view.expected(budget)
         finally:
             conn.close()
 
@@ -240,7 +229,9 @@ def test_celery_redis_transport_options_reach_redis_py(
             assert client.ping() is True
             sock = _redis_socket(client)
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(netkeepalive.detect_within(60_000))
+            assert kernel_view.read(sock) == kernel_view.expected(
+                netkeepalive.detect_within(60_000)
+            )
         finally:
             client.close()
 
