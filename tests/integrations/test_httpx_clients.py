@@ -11,6 +11,7 @@ address the server recorded.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 from collections.abc import Iterator
@@ -157,6 +158,19 @@ def test_client_configures_the_connection_to_an_environment_proxy(
         assert http_server.client_addresses() == [sock.getsockname()]
         keepalive, idle, interval, *_ = kernel_view.read(sock)
         assert (keepalive, idle, interval) == (1, 4, 2)
+
+
+@pytest.mark.skipif(
+    "proxy" not in inspect.signature(httpx.Client).parameters,
+    reason="httpx before 0.26 has no Client(proxy=...)",
+)
+def test_client_configures_the_connection_to_a_given_proxy(http_server: Any) -> None:
+    with netkeepalive.httpx.Client(proxy=http_server.url, probes=5, trust_env=False) as client:
+        sock = _socket(client.get(LOCAL_TARGET))
+        assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
+        assert http_server.client_addresses() == [sock.getsockname()]
+        assert kernel_view.read(sock)[:1] == (1,)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 5
 
 
 def test_client_configures_the_tunnel_to_an_https_proxy(
