@@ -9,6 +9,7 @@ very socket connect.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -80,6 +81,25 @@ def test_mapping_refuses_what_a_list_cannot_carry_on_windows(simulate: Any) -> N
     simulate("win32", build=15063)
     with pytest.raises(UnsupportedOptionError, match="idle"):
         netkeepalive.keepalive_options(idle=7_000)
+
+
+def test_mapping_on_windows_from_build_16299(simulate: Any) -> None:
+    simulate("win32", build=16299)
+    # TCP_KEEPIDLE 3 and TCP_KEEPINTVL 17 in seconds, TCP_KEEPCNT 16, TCP_MAXRTMS 14 in ms.
+    options = netkeepalive.keepalive_options(
+        idle=60_000, interval=1_000, probes=5, user_timeout=20_000
+    )
+    assert options == {3: 60, 17: 1, 16: 5, 14: 20_000}
+    with pytest.raises(ValueError, match=r"user_timeout: 0 ms .*TCP_MAXRTMS takes 1 to"):
+        netkeepalive.keepalive_options(user_timeout=0)  # no "system default" there
+
+
+def test_docs_example_output_is_what_linux_returns() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "integrations.rst"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    call = next(i for i, line in enumerate(lines) if ">>> netkeepalive.keepalive_options(" in line)
+    shown = lines[call + 1].strip()
+    assert shown == repr(netkeepalive.keepalive_options(idle=10_000, interval=5_000, probes=3))
 
 
 # -- redis-py ------------------------------------------------------------------
