@@ -78,3 +78,12 @@ def test_what_node_wraps_or_passes_on_raises_here(
 def test_fractions_of_a_second_are_truncated_as_in_node(client: socket.socket) -> None:
     netkeepalive.set_keepalive_interval(client, 1_500)
     assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 1
+
+
+def test_detect_within_twenty_seconds_as_the_page_says(client: socket.socket) -> None:
+    assert "on Linux 11 s idle, 2 s between 3\nprobes and a 17 s user timeout" in (
+        PAGE.read_text(encoding="utf-8")
+    )
+    netkeepalive.configure(client, **netkeepalive.detect_within(20_000))
+    user_timeout = client.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18))
+    assert (*_read(client), user_timeout) == (1, 11, 2, 3, 17_000)
