@@ -9,6 +9,7 @@ from the response's network stream.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import ssl
 import warnings
@@ -206,6 +207,25 @@ def test_transport_https_through_a_connect_proxy(certs: Certificates) -> None:
             assert client.get(_url(server)).status_code == 200
     ((tunnel, kernel),) = proxy.tunnels
     assert (tunnel, kernel.keepalive, kernel.probes) == (target, 1, 6)
+
+
+@pytest.mark.skipif(
+    "ssl_context" not in inspect.signature(httpx.Proxy).parameters,
+    reason="httpx before 0.26 takes no TLS settings for the proxy itself",
+)
+def test_client_https_through_an_https_proxy(certs: Certificates) -> None:
+    """TLS to the proxy, and the server's TLS inside its tunnel."""
+    with tls_servers.connect_proxy(certs) as proxy, tls_servers.https_server(certs) as server:
+        target, proxy_address = server.address, proxy.address
+        to_proxy = httpx.Proxy("https://{}:{}".format(*proxy_address), ssl_context=_trusting(certs))
+        client = netkeepalive.httpx.Client(proxy=to_proxy, verify=_trusting(certs), **KEEPALIVE)
+        with client:
+            response = client.get(_url(server))
+            assert response.text == "ok\n"
+            local = _socket(response).getsockname()[:2]
+    assert proxy.tls_clients == [local]
+    assert proxy.tunnels == [Tunnel(target, WANTED)]
+    assert len(server.requests) == 1
 
 
 # -- SOCKS5 ------------------------------------------------------------------------------

@@ -223,6 +223,8 @@ class Tunnel(NamedTuple):
 
 class _Proxy(_Server):
     tunnels: list[Tunnel]
+    tls: Optional[ssl.SSLContext]  # the proxy's own TLS (an https:// proxy), or None
+    tls_clients: list[tuple[str, int]]  # the clients that spoke TLS to the proxy
 
 
 def _loopback(host: str) -> bool:
@@ -230,6 +232,14 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name: not resolved, not followed
         return False
+
+
+def _receive(sock: socket.socket) -> bytes:
+    """What *sock* has, TLS records already decrypted (which select() does not see) included."""
+    data = sock.recv(65_536)
+    while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        data += sock.recv(sock.pending())
+    return data
 
 
 def _relay(conn: socket.socket, target: tuple[str, int]) -> None:
@@ -245,7 +255,7 @@ def _relay(conn: socket.socket, target: tuple[str, int]) -> None:
             if not ready:
                 return
             for key, _ in ready:
-                data = key.fileobj.recv(65_536)  # type: ignore[union-attr]
+                data = _receive(key.fileobj)  # type: ignore[arg-type]
                 if not data:
                     return
                 key.data.sendall(data)
@@ -254,11 +264,22 @@ def _relay(conn: socket.socket, target: tuple[str, int]) -> None:
 def _proxy(handle: Any) -> _Proxy:
     proxy: _Proxy = _Proxy(lambda conn: handle(proxy, conn))  # type: ignore[assignment]
     proxy.tunnels = []
+    proxy.tls = None
+    proxy.tls_clients = []
     return proxy
 
 
 def _connect(proxy: _Proxy, conn: socket.socket) -> None:
     """An HTTP proxy's ``CONNECT host:port``: 200 and a tunnel, or 403 off loopback."""
+    if proxy.tls is None:
+        _tunnel(proxy, conn)
+        return
+    with proxy.tls.wrap_socket(conn, server_side=True) as tls:
+        proxy.tls_clients.append(tls.getpeername()[:2])
+        _tunnel(proxy, tls)
+
+
+def _tunnel(proxy: _Proxy, conn: socket.socket) -> None:
     stream = conn.makefile("rb")  # the client sends nothing more before the answer
     request = stream.readline().split()
     while stream.readline() not in (b"\r\n", b"\n", b""):
@@ -274,9 +295,17 @@ def _connect(proxy: _Proxy, conn: socket.socket) -> None:
 
 
 @contextmanager
-def connect_proxy() -> Iterator[_Proxy]:
-    """An HTTP proxy on 127.0.0.1 that tunnels ``CONNECT`` to loopback addresses only."""
-    with _proxy(_connect) as proxy:
+def connect_proxy(certs: Optional[Certificates] = None) -> Iterator[_Proxy]:
+    """An HTTP proxy on 127.0.0.1 that tunnels ``CONNECT`` to loopback addresses only.
+
+    With *certs*, an ``https://`` proxy: the client speaks TLS to the proxy
+    (with *certs.server*), and the tunnel runs inside that TLS.
+    """
+    proxy = _proxy(_connect)
+    if certs is not None:
+        proxy.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        proxy.tls.load_cert_chain(str(certs.server))
+    with proxy:
         yield proxy
 
 
