@@ -159,7 +159,7 @@ class HTTPTransport(_KeepAliveTransport, httpx.HTTPTransport):
 
     ``idle``, ``interval`` and ``user_timeout`` in ms, ``probes`` a count,
     checked and converted by :func:`netkeepalive.socket_options` (so on
-    Windows ``idle`` and ``interval`` raise
+    Windows before build 16299 ``idle`` and ``interval`` raise
     :class:`~netkeepalive.UnsupportedOptionError`).  Other arguments,
     ``socket_options`` and ``proxy`` included, are httpx's; the socket
     options also reach connections to a proxy.
@@ -177,7 +177,39 @@ class AsyncHTTPTransport(_KeepAliveTransport, httpx.AsyncHTTPTransport):
 _HTTP = (httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
 
-class Client(httpx.Client):
+class _KeepAliveClient:
+    """What :class:`Client` and :class:`AsyncClient` share; put first among the bases."""
+
+    def __init__(
+        self,
+        *,
+        idle: Optional[Milliseconds] = None,
+        interval: Optional[Milliseconds] = None,
+        probes: Optional[int] = None,
+        user_timeout: Optional[Milliseconds] = None,
+        **kwargs: Any,
+    ) -> None:
+        #: The ``(level, option, value)`` tuples every connection gets.
+        self.netkeepalive_options: List[_SocketOption] = list(
+            _keepalive_options(
+                idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
+            )
+        )
+        super().__init__(**kwargs)
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> Any:
+        transport = super()._init_transport(*args, **kwargs)  # type: ignore[misc]
+        if transport is not kwargs.get("transport") and isinstance(transport, _HTTP):
+            _install(transport, self.netkeepalive_options)  # one httpx made
+        return transport
+
+    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> Any:
+        transport = super()._init_proxy_transport(*args, **kwargs)  # type: ignore[misc]
+        _install(transport, self.netkeepalive_options)
+        return transport
+
+
+class Client(_KeepAliveClient, httpx.Client):
     """:class:`httpx.Client` whose every connection gets keepalive.
 
     ``idle``, ``interval`` and ``user_timeout`` in ms, ``probes`` a count
@@ -192,65 +224,9 @@ class Client(httpx.Client):
     there.
     """
 
-    def __init__(
-        self,
-        *,
-        idle: Optional[Milliseconds] = None,
-        interval: Optional[Milliseconds] = None,
-        probes: Optional[int] = None,
-        user_timeout: Optional[Milliseconds] = None,
-        **kwargs: Any,
-    ) -> None:
-        #: The ``(level, option, value)`` tuples every connection gets.
-        self.netkeepalive_options: List[_SocketOption] = list(
-            _keepalive_options(
-                idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
-            )
-        )
-        super().__init__(**kwargs)
 
-    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
-        transport = super()._init_transport(*args, **kwargs)
-        if transport is not kwargs.get("transport") and isinstance(transport, _HTTP):
-            _install(transport, self.netkeepalive_options)  # one httpx made
-        return transport
-
-    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
-        transport = super()._init_proxy_transport(*args, **kwargs)
-        _install(transport, self.netkeepalive_options)
-        return transport
-
-
-class AsyncClient(httpx.AsyncClient):
+class AsyncClient(_KeepAliveClient, httpx.AsyncClient):
     """:class:`httpx.AsyncClient` whose every connection gets keepalive.
 
     The arguments are those of :class:`Client`.
     """
-
-    def __init__(
-        self,
-        *,
-        idle: Optional[Milliseconds] = None,
-        interval: Optional[Milliseconds] = None,
-        probes: Optional[int] = None,
-        user_timeout: Optional[Milliseconds] = None,
-        **kwargs: Any,
-    ) -> None:
-        #: The ``(level, option, value)`` tuples every connection gets.
-        self.netkeepalive_options: List[_SocketOption] = list(
-            _keepalive_options(
-                idle=idle, interval=interval, probes=probes, user_timeout=user_timeout
-            )
-        )
-        super().__init__(**kwargs)
-
-    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        transport = super()._init_transport(*args, **kwargs)
-        if transport is not kwargs.get("transport") and isinstance(transport, _HTTP):
-            _install(transport, self.netkeepalive_options)
-        return transport
-
-    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        transport = super()._init_proxy_transport(*args, **kwargs)
-        _install(transport, self.netkeepalive_options)
-        return transport

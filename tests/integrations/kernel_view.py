@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import NamedTuple, Optional, Tuple
+from typing import Mapping, NamedTuple, Optional, Tuple
 
 import pytest
 
@@ -32,6 +32,20 @@ class Kernel(NamedTuple):
     interval_s: int  # TCP_KEEPINTVL, seconds
     probes: int  # TCP_KEEPCNT
     user_timeout_ms: int  # TCP_USER_TIMEOUT, milliseconds
+
+
+def expected(params: Mapping[str, Optional[int]]) -> Kernel:
+    """What Linux reports after configuring *params* (``detect_within``'s, in ms).
+
+    The idle time and interval in whole seconds; 0 for a knob left out.
+    """
+    return Kernel(
+        1,
+        int(params.get("idle") or 0) // 1000,
+        int(params.get("interval") or 0) // 1000,
+        int(params.get("probes") or 0),
+        int(params.get("user_timeout") or 0),
+    )
 
 
 def read(sock: socket.socket) -> Kernel:

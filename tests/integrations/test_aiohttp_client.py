@@ -103,13 +103,7 @@ def test_session_from_a_detection_budget() -> None:
         return aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=factory))
 
     seen, (local, kernel) = asyncio.run(_serve_and_fetch(make_session, _get_twice))
-    expected = Kernel(
-        1,
-        int(budget["idle"] or 0) // 1000,
-        int(budget["interval"] or 0) // 1000,
-        int(budget["probes"] or 0),
-        int(budget["user_timeout"] or 0),
-    )
+    expected = kernel_view.expected(budget)
     assert seen == [(local, expected)] * 2
     assert kernel == expected
 

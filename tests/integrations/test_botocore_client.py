@@ -186,13 +186,7 @@ def test_second_call_replaces_the_settings_and_drops_idle_connections(s3_server:
         (first, second) = s3_server.seen
         assert first[0] != second[0]  # a new connection, not the old idle one
         budget = netkeepalive.detect_within(30_000)
-        assert second[2] == Kernel(
-            1,
-            int(budget["idle"] or 0) // 1000,
-            int(budget["interval"] or 0) // 1000,
-            int(budget["probes"] or 0),
-            int(budget["user_timeout"] or 0),
-        )
+        assert second[2] == kernel_view.expected(budget)
         assert first[2].probes == 4
     finally:
         client.close()

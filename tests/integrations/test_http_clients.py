@@ -1,8 +1,9 @@
 """requests, urllib3 and httpx against a real HTTP server on 127.0.0.1.
 
-Each test reads the keepalive settings back from the socket the client's
-pool actually used: the pooled connection's socket has as its local
-address the peer address the server recorded for every request.
+Each test reads the keepalive settings back with ``sock.getsockopt`` (see
+kernel_view) from the socket the client's pool actually used: the pooled
+connection's socket has as its local address the peer address the server
+recorded for every request.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import socket
 from types import ModuleType
 from typing import Any, Callable
 
+import kernel_view
 import pytest
+from kernel_view import Kernel
 
-import netkeepalive
-from netkeepalive import Settings
+pytestmark = kernel_view.linux_only
 
-WANTED = Settings(True, 10_000, 5_000, 3, 30_000)
+WANTED = Kernel(1, 10, 5, 3, 30_000)
 LOCAL_TARGET = "http://127.0.0.1:1/through-proxy"  # never contacted: the proxy answers
 
 
@@ -69,7 +71,7 @@ def test_requests_adapter_configures_the_pooled_connection(
         sock = _pooled_socket(adapter.poolmanager)
         # Both requests went over this one socket (HTTP/1.1 keep-alive).
         assert http_server.client_addresses() == [sock.getsockname()] * 2
-        assert netkeepalive.get_settings(sock) == WANTED
+        assert kernel_view.read(sock) == WANTED
         assert _nodelay(sock)  # urllib3's default socket option is kept
 
 
@@ -80,7 +82,7 @@ def test_plain_requests_session_leaves_keepalive_off(http_server: Any) -> None:
         adapter = session.get_adapter(http_server.url)
         sock = _pooled_socket(adapter.poolmanager)
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert netkeepalive.get_settings(sock).enabled is False
+        assert kernel_view.read(sock).keepalive == 0
 
 
 def test_requests_adapter_keeps_the_callers_socket_options(http_server: Any) -> None:
@@ -96,8 +98,8 @@ def test_requests_adapter_keeps_the_callers_socket_options(http_server: Any) -> 
         session.mount("http://", adapter)
         assert session.get(http_server.url, timeout=10).status_code == 200
         sock = _pooled_socket(adapter.poolmanager)
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.idle, settings.probes) == (True, 3_000, 2)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.idle_s, kernel.probes) == (1, 3, 2)
         assert _tos(sock) == 0x10
         assert not _nodelay(sock)
 
@@ -116,8 +118,8 @@ def test_requests_adapter_configures_the_connection_to_a_proxy(http_server: Any)
         manager = adapter.proxy_manager[http_server.url]
         sock = _pooled_socket(manager)
         assert sock.getpeername() == http_server.server_address[:2]
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.idle, settings.interval) == (True, 4_000, 2_000)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.idle_s, kernel.interval_s) == (1, 4, 2)
 
 
 def test_requests_adapter_checks_values_up_front() -> None:
@@ -141,7 +143,7 @@ def test_requests_adapter_survives_pickling(http_server: Any) -> None:
         session.mount("http://", adapter)
         assert session.get(http_server.url, timeout=10).status_code == 200
         sock = _pooled_socket(adapter.poolmanager)
-        assert netkeepalive.get_settings(sock).idle == 6_000
+        assert kernel_view.read(sock)[:2] == (1, 6)
 
 
 # -- urllib3 -----------------------------------------------------------------
@@ -159,7 +161,7 @@ def test_urllib3_pool_manager_configures_the_pooled_connection(
         # PoolManager -> its one pool -> the idle connection in its queue.
         sock = _pooled_socket(http)
         assert http_server.client_addresses() == [sock.getsockname()] * 2
-        assert netkeepalive.get_settings(sock) == WANTED
+        assert kernel_view.read(sock) == WANTED
         assert _nodelay(sock)
 
 
@@ -171,7 +173,7 @@ def test_urllib3_socket_options_configure_the_pooled_connection(
         assert http.request("GET", http_server.url, timeout=10).status == 200
         sock = _pooled_socket(http)
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert netkeepalive.get_settings(sock) == WANTED
+        assert kernel_view.read(sock) == WANTED
         assert _nodelay(sock)
 
 
@@ -183,8 +185,8 @@ def test_urllib3_pool_manager_keeps_the_callers_socket_options(http_server: Any)
     with netkeepalive.urllib3.PoolManager(user_timeout=12_345, socket_options=caller) as http:
         assert http.request("GET", http_server.url, timeout=10).status == 200
         sock = _pooled_socket(http)
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.user_timeout) == (True, 12_345)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.user_timeout_ms) == (1, 12_345)
         assert _tos(sock) == 0x08
         assert not _nodelay(sock)
 
@@ -200,8 +202,8 @@ def test_urllib3_proxy_manager_configures_the_connection_to_the_proxy(
         assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
         sock = _pooled_socket(http)
         assert sock.getpeername() == http_server.server_address[:2]
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.probes) == (True, 7)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.probes) == (1, 7)
 
 
 def test_urllib3_kernel_refusal_fails_the_request(http_server: Any, refuse_option: Any) -> None:
@@ -241,8 +243,8 @@ def test_urllib3_connection_class_on_a_single_pool(http_server: Any) -> None:
         assert pool.request("GET", "/", timeout=10).status == 200
         (conn,) = [c for c in list(pool.pool.queue) if c is not None and c.sock is not None]
         assert http_server.client_addresses() == [conn.sock.getsockname()]
-        settings = netkeepalive.get_settings(conn.sock)
-        assert (settings.enabled, settings.idle, settings.probes) == (True, 7_000, 4)
+        kernel = kernel_view.read(conn.sock)
+        assert (kernel.keepalive, kernel.idle_s, kernel.probes) == (1, 7, 4)
 
 
 def test_urllib3_pool_classes_for_a_manager_built_by_hand(http_server: Any) -> None:
@@ -255,8 +257,8 @@ def test_urllib3_pool_classes_for_a_manager_built_by_hand(http_server: Any) -> N
         )
         assert http.request("GET", http_server.url, timeout=10).status == 200
         sock = _pooled_socket(http)
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.user_timeout) == (True, 4_000)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.user_timeout_ms) == (1, 4_000)
     with pytest.raises(ValueError, match="TCP_USER_TIMEOUT"):
         keepalive_pool_classes({}, user_timeout=-1)
 
@@ -282,7 +284,7 @@ def test_httpx_socket_options_configure_the_pooled_connection(
         sock = _httpx_socket(second)
         assert _httpx_socket(first) is sock
         assert http_server.client_addresses() == [sock.getsockname()] * 2
-        assert netkeepalive.get_settings(sock) == WANTED
+        assert kernel_view.read(sock) == WANTED
 
 
 def test_httpx_transport_keeps_the_callers_socket_options(http_server: Any) -> None:
@@ -296,8 +298,8 @@ def test_httpx_transport_keeps_the_callers_socket_options(http_server: Any) -> N
         response = client.get(http_server.url)
         sock = _httpx_socket(response)
         assert http_server.client_addresses() == [sock.getsockname()]
-        settings = netkeepalive.get_settings(sock)
-        assert (settings.enabled, settings.interval) == (True, 9_000)
+        kernel = kernel_view.read(sock)
+        assert (kernel.keepalive, kernel.interval_s) == (1, 9)
         assert _tos(sock) == 0x04
 
 
@@ -307,13 +309,13 @@ def test_httpx_async_transport_configures_the_pooled_connection(
     pytest.importorskip("httpx")
     make_async_client = example("httpx_client").make_async_client
 
-    async def fetch() -> tuple[tuple[str, int], Settings]:
+    async def fetch() -> tuple[tuple[str, int], Kernel]:
         async with make_async_client() as client:
             response = await client.get(http_server.url)
             assert response.status_code == 200
             sock = _httpx_socket(response)
-            return sock.getsockname(), netkeepalive.get_settings(sock)
+            return sock.getsockname(), kernel_view.read(sock)
 
-    address, settings = asyncio.run(fetch())
+    address, kernel = asyncio.run(fetch())
     assert http_server.client_addresses() == [address]
-    assert settings == WANTED
+    assert kernel == WANTED

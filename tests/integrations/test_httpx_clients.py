@@ -11,6 +11,7 @@ address the server recorded.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 from collections.abc import Iterator
@@ -110,13 +111,7 @@ def test_sdk_client_from_a_detection_budget(
     with example("httpx_client").make_sdk_http_client() as client:
         sock = _socket(client.get(http_server.url))
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert kernel_view.read(sock) == Kernel(
-            1,
-            int(budget["idle"] or 0) // 1000,
-            int(budget["interval"] or 0) // 1000,
-            int(budget["probes"] or 0),
-            int(budget["user_timeout"] or 0),
-        )
+        assert kernel_view.read(sock) == kernel_view.expected(budget)
 
 
 def test_client_keeps_the_callers_limits(http_server: Any) -> None:
@@ -163,6 +158,19 @@ def test_client_configures_the_connection_to_an_environment_proxy(
         assert http_server.client_addresses() == [sock.getsockname()]
         keepalive, idle, interval, *_ = kernel_view.read(sock)
         assert (keepalive, idle, interval) == (1, 4, 2)
+
+
+@pytest.mark.skipif(
+    "proxy" not in inspect.signature(httpx.Client).parameters,
+    reason="httpx before 0.26 has no Client(proxy=...)",
+)
+def test_client_configures_the_connection_to_a_given_proxy(http_server: Any) -> None:
+    with netkeepalive.httpx.Client(proxy=http_server.url, probes=5, trust_env=False) as client:
+        sock = _socket(client.get(LOCAL_TARGET))
+        assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
+        assert http_server.client_addresses() == [sock.getsockname()]
+        assert kernel_view.read(sock)[:1] == (1,)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 5
 
 
 def test_client_configures_the_tunnel_to_an_https_proxy(
@@ -225,13 +233,7 @@ def test_async_client_configures_the_connection_to_an_environment_proxy(
     assert http_server.client_addresses() == [local]
     assert peer == http_server.server_address[:2]
     budget = netkeepalive.detect_within(30_000)
-    assert kernel == Kernel(
-        1,
-        int(budget["idle"] or 0) // 1000,
-        int(budget["interval"] or 0) // 1000,
-        int(budget["probes"] or 0),
-        int(budget["user_timeout"] or 0),
-    )
+    assert kernel == kernel_view.expected(budget)
 
 
 def test_async_client_direct(http_server: Any) -> None:
@@ -302,13 +304,7 @@ def test_transport_from_a_detection_budget(http_server: Any) -> None:
     with httpx.Client(transport=transport) as client:
         sock = _socket(client.get(LOCAL_TARGET))
         assert http_server.client_addresses() == [sock.getsockname()]
-        assert kernel_view.read(sock) == Kernel(
-            1,
-            int(budget["idle"] or 0) // 1000,
-            int(budget["interval"] or 0) // 1000,
-            int(budget["probes"] or 0),
-            int(budget["user_timeout"] or 0),
-        )
+        assert kernel_view.read(sock) == kernel_view.expected(budget)
 
 
 def test_backend_connect_tcp_adds_the_options(http_server: Any) -> None:

@@ -9,6 +9,7 @@ very socket connect.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -21,17 +22,6 @@ import netkeepalive
 from netkeepalive import UnsupportedOptionError
 
 pytestmark = kernel_view.linux_only
-
-
-def _expected(params: netkeepalive.KeepaliveParams) -> Kernel:
-    """What Linux reports after configuring *params* (``detect_within``'s)."""
-    return Kernel(
-        1,
-        int(params["idle"] or 0) // 1000,
-        int(params["interval"] or 0) // 1000,
-        int(params["probes"] or 0),
-        int(params["user_timeout"] or 0),
-    )
 
 
 # -- the mapping ---------------------------------------------------------------
@@ -67,7 +57,7 @@ def test_mapping_applied_by_hand_reaches_the_kernel(client: socket.socket) -> No
         client.setsockopt(socket.IPPROTO_TCP, option, value)
     # 20 s less the timer slack: 3 probes 2 s apart after 11 s idle, and a
     # user timeout of the same 17 s.
-    assert kernel_view.read(client) == _expected(budget) == Kernel(1, 11, 2, 3, 17_000)
+    assert kernel_view.read(client) == kernel_view.expected(budget) == Kernel(1, 11, 2, 3, 17_000)
 
 
 def test_mapping_checks_like_socket_options() -> None:
@@ -91,6 +81,25 @@ def test_mapping_refuses_what_a_list_cannot_carry_on_windows(simulate: Any) -> N
     simulate("win32", build=15063)
     with pytest.raises(UnsupportedOptionError, match="idle"):
         netkeepalive.keepalive_options(idle=7_000)
+
+
+def test_mapping_on_windows_from_build_16299(simulate: Any) -> None:
+    simulate("win32", build=16299)
+    # TCP_KEEPIDLE 3 and TCP_KEEPINTVL 17 in seconds, TCP_KEEPCNT 16, TCP_MAXRTMS 14 in ms.
+    options = netkeepalive.keepalive_options(
+        idle=60_000, interval=1_000, probes=5, user_timeout=20_000
+    )
+    assert options == {3: 60, 17: 1, 16: 5, 14: 20_000}
+    with pytest.raises(ValueError, match=r"user_timeout: 0 ms .*TCP_MAXRTMS takes 1 to"):
+        netkeepalive.keepalive_options(user_timeout=0)  # no "system default" there
+
+
+def test_docs_example_output_is_what_linux_returns() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "integrations.rst"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    call = next(i for i, line in enumerate(lines) if ">>> netkeepalive.keepalive_options(" in line)
+    shown = lines[call + 1].strip()
+    assert shown == repr(netkeepalive.keepalive_options(idle=10_000, interval=5_000, probes=3))
 
 
 # -- redis-py ------------------------------------------------------------------
@@ -138,7 +147,7 @@ def test_redis_with_detect_within() -> None:
             assert client.ping() is True
             sock = _redis_socket(client)
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(budget)
+            assert kernel_view.read(sock) == kernel_view.expected(budget)
         finally:
             client.close()
 
@@ -219,7 +228,7 @@ def test_amqp_with_detect_within() -> None:
         try:
             sock = conn.transport.sock
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(budget)
+            assert kernel_view.read(sock) == kernel_view.expected(budget)
         finally:
             conn.close()
 
@@ -240,7 +249,9 @@ def test_celery_redis_transport_options_reach_redis_py(
             assert client.ping() is True
             sock = _redis_socket(client)
             assert server.clients == [sock.getsockname()[:2]]
-            assert kernel_view.read(sock) == _expected(netkeepalive.detect_within(60_000))
+            assert kernel_view.read(sock) == kernel_view.expected(
+                netkeepalive.detect_within(60_000)
+            )
         finally:
             client.close()
 

@@ -15,6 +15,8 @@ CLIENTS = (
     "urllib3",
     "httpx",
     "httpcore",
+    "h2",
+    "socksio",
     "redis",
     "amqp",
     "kombu",
