@@ -17,9 +17,29 @@ import netkeepalive.aio
 from netkeepalive import Settings, servers
 from netkeepalive.servers import ServerKeepAlive
 
+# Every value is read back with the standard library's getsockopt, in
+# Linux's units, as an independent witness.
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="read back in Linux's units"
+)
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="inheritance is verified on Linux only"
 )
+
+
+def kernel_settings(sock: Any) -> Settings:
+    """*sock*'s keepalive settings read with ``getsockopt`` (a socket or a StreamWriter)."""
+    if hasattr(sock, "get_extra_info"):
+        sock = sock.get_extra_info("socket")
+    tcp = socket.IPPROTO_TCP
+    return Settings(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+        sock.getsockopt(tcp, socket.TCP_KEEPIDLE) * 1000,
+        sock.getsockopt(tcp, socket.TCP_KEEPINTVL) * 1000,
+        sock.getsockopt(tcp, socket.TCP_KEEPCNT),
+        sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+    )
+
 
 WANTED = Settings(True, 10_000, 5_000, 3, 30_000)
 KWARGS = {"idle": 10_000, "interval": 5_000, "probes": 3, "user_timeout": 30_000}
@@ -27,7 +47,7 @@ KWARGS = {"idle": 10_000, "interval": 5_000, "probes": 3, "user_timeout": 30_000
 
 def _defaults() -> Settings:
     with socket.socket() as fresh:
-        return netkeepalive.get_settings(fresh)
+        return kernel_settings(fresh)
 
 
 def _accept_from(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
@@ -61,8 +81,8 @@ def test_accepted_socket_inherits_option_from_listener(knob: str) -> None:
         listener.listen()
         client, conn = _accept_from(listener)
         with client, conn:
-            observed = getattr(netkeepalive.get_settings(conn), field)
-            client_side = getattr(netkeepalive.get_settings(client), field)
+            observed = getattr(kernel_settings(conn), field)
+            client_side = getattr(kernel_settings(client), field)
     assert client_side == default  # the connecting side got nothing
     inherited = observed == value
     assert inherited == (knob in servers.INHERITED["linux"])
@@ -76,7 +96,7 @@ def test_connection_completed_before_the_listener_is_configured_inherits_nothing
         netkeepalive.configure(listener, **KWARGS)
         conn, _ = listener.accept()
         with client, conn:
-            assert netkeepalive.get_settings(conn) == _defaults()
+            assert kernel_settings(conn) == _defaults()
 
 
 def test_inherited_options_per_platform() -> None:
@@ -110,11 +130,11 @@ def test_stdlib_example_listener_and_accepted(
 ) -> None:
     stdlib = example("stdlib_sockets")
     with getattr(stdlib, make)() as listener:
-        assert netkeepalive.get_settings(listener) == WANTED
+        assert kernel_settings(listener) == WANTED
         client = stdlib.connect(listener.getsockname())
         with client, stdlib.accept_one(listener) as conn:
-            assert netkeepalive.get_settings(conn) == WANTED
-            assert netkeepalive.get_settings(client) == WANTED
+            assert kernel_settings(conn) == WANTED
+            assert kernel_settings(client) == WANTED
             assert conn.getpeername() == client.getsockname()
 
 
@@ -128,7 +148,7 @@ def test_connection_queued_before_a_late_listener_configuration_is_configured(
         conn, _ = listener.accept()
         with client, conn:
             keepalive.configure_accepted(conn)
-            assert netkeepalive.get_settings(conn) == WANTED
+            assert kernel_settings(conn) == WANTED
 
 
 @linux_only
@@ -142,7 +162,7 @@ def test_on_linux_configure_accepted_relies_on_inheritance(listener: socket.sock
     client, conn = _accept_from(listener)
     with client, conn:
         keepalive.configure_accepted(conn)
-        assert netkeepalive.get_settings(conn) == _defaults()
+        assert kernel_settings(conn) == _defaults()
 
 
 def test_configure_accepted_before_configure_listener_sets_everything(
@@ -152,8 +172,8 @@ def test_configure_accepted_before_configure_listener_sets_everything(
     client, conn = _accept_from(listener)  # listener left at the defaults
     with client, conn:
         keepalive.configure_accepted(conn)
-        assert netkeepalive.get_settings(conn) == WANTED
-        assert netkeepalive.get_settings(listener) == _defaults()
+        assert kernel_settings(conn) == WANTED
+        assert kernel_settings(listener) == _defaults()
 
 
 def test_server_keepalive_checks_values_up_front() -> None:
@@ -188,11 +208,11 @@ def test_socketserver_mixin_configures_listener_and_connections(
 ) -> None:
     server, _ = tcp_server
     expected = Settings(True, 10_000, 5_000, 3, _defaults().user_timeout)
-    assert netkeepalive.get_settings(server.socket) == expected
+    assert kernel_settings(server.socket) == expected
     for _ in range(2):
         with socket.create_connection(server.server_address, timeout=10) as client:
             line = client.makefile("rb").readline().decode()
-        # The handler reported get_settings() of its accepted socket.
+        # The handler reported its accepted socket's settings, read with getsockopt.
         assert line == f"{expected}\n"
 
 
@@ -215,19 +235,19 @@ def test_aio_start_server_configures_before_serving(inheritance: str) -> None:
         seen: asyncio.Queue[Settings] = asyncio.Queue()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await seen.put(netkeepalive.get_settings(writer))
+            await seen.put(kernel_settings(writer))
             writer.close()
 
         server = await netkeepalive.aio.start_server(
             on_connect, "127.0.0.1", 0, backlog=8, **KWARGS
         )
         async with server:
-            listeners = [netkeepalive.get_settings(s) for s in server.sockets]
+            listeners = [kernel_settings(s) for s in server.sockets]
             host, port = server.sockets[0].getsockname()[:2]
             reader, writer = await netkeepalive.aio.open_connection(
                 host, port, idle=2_000, probes=2
             )
-            client = netkeepalive.get_settings(writer)
+            client = kernel_settings(writer)
             accepted = [await asyncio.wait_for(seen.get(), 10)]
             await reader.read()
             writer.close()
@@ -251,7 +271,7 @@ def test_aio_start_server_can_leave_serving_to_the_caller() -> None:
         async with server:
             before = server.is_serving()
             await server.start_serving()
-            return before, server.is_serving(), netkeepalive.get_settings(server.sockets[0])
+            return before, server.is_serving(), kernel_settings(server.sockets[0])
 
     before, after, settings = asyncio.run(scenario())
     assert (before, after) == (False, True)
