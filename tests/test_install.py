@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import warnings
@@ -596,6 +599,86 @@ def test_only_lower(listener: socket.socket) -> None:
     with socket.create_connection(listener.getsockname()) as client:
         assert kernel(client)[1] == 11
         assert kernel(client)[3] == default[3]
+
+
+def test_only_lower_both_ways_on_values_set_before_the_connect(listener: socket.socket) -> None:
+    """What a program or library set before connecting stays where it is lower, per option.
+
+    Without ``only_lower`` the policy replaces it (see also the redis-py case
+    in tests/integrations/test_install_clients.py).
+    """
+    presets = {
+        # each option on one socket lower than the policy, on the other higher
+        "a": (5, 60, 2, 60_000),
+        "b": (99, 1, 20, 1_000),
+    }
+    expected = {"a": (1, 5, 3, 2, 23_456), "b": (1, 11, 1, 4, 1_000)}
+    options = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+
+    def connect(preset: Tuple[int, int, int, int]) -> Kernel:
+        with socket.socket() as sock:
+            for option, value in zip((*options, socket.TCP_USER_TIMEOUT), preset):
+                sock.setsockopt(TCP, option, value)
+            sock.connect(listener.getsockname())
+            listener.accept()[0].close()
+            return kernel(sock)
+
+    nk.install(**POLICY, only_lower=True)
+    assert {name: connect(preset) for name, preset in presets.items()} == expected
+    nk.install(**POLICY)
+    assert {name: connect(preset) for name, preset in presets.items()} == {
+        "a": EXPECTED,
+        "b": EXPECTED,
+    }
+
+
+ONLY_LOWER_CHILD = r"""
+import json, os, socket, sys
+import netkeepalive as nk
+
+os.system("ip link set lo up")
+for name, value in (("tcp_keepalive_time", 5), ("tcp_keepalive_probes", 20)):
+    with open("/proc/sys/net/ipv4/" + name, "w") as f:
+        f.write(str(value))
+tcp = socket.IPPROTO_TCP
+seen = []
+with socket.create_server(("127.0.0.1", 0)) as listener:
+    for only_lower in (True, False):
+        nk.install(idle=11_000, interval=3_000, probes=4, only_lower=only_lower)
+        with socket.create_connection(listener.getsockname()) as client:
+            seen.append([client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] + [
+                client.getsockopt(tcp, o)
+                for o in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+            ])
+            listener.accept()[0].close()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace with its own sysctls: root")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs unshare (util-linux) and ip (iproute2)",
+)
+def test_only_lower_keeps_what_an_administrator_lowered() -> None:
+    """In a namespace whose tcp_keepalive_time is 5 s and probes 20: 5 s stays, 20 is lowered."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    before = fresh_tcp()
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", ONLY_LOWER_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[1, 5, 3, 4], [1, 11, 3, 4]]
+    assert fresh_tcp() == before  # this namespace's sysctls are untouched
 
 
 def test_only_lower_is_part_of_the_policy() -> None:
