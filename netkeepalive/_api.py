@@ -103,7 +103,7 @@ class Settings(_SettingsFields):
         idle, interval, probes = self.idle, self.interval, self.probes
         if not self.enabled or idle is None or interval is None or probes is None:
             return None
-        if self.user_timeout and sys.platform.startswith("linux"):
+        if self.user_timeout and (sys.platform.startswith("linux") or sys.platform == "android"):
             wait = self.user_timeout - idle
             rounds = max(1, -(-wait // interval))  # ceiling division
             return idle + rounds * interval
