@@ -130,6 +130,21 @@ def test_connect_and_connect_ex_on_plain_sockets(listener: socket.socket) -> Non
                 listener.accept()[0].close()
 
 
+def test_ssl_socket_subclass(listener: socket.socket) -> None:
+    """ssl.SSLSocket connects through socket.socket.connect: covered (no handshake needed here)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    nk.install(**POLICY)
+    with context.wrap_socket(socket.socket(), do_handshake_on_connect=False) as client:
+        assert isinstance(client, ssl.SSLSocket)
+        client.connect(listener.getsockname())
+        assert kernel(client) == EXPECTED
+        listener.accept()[0].close()
+
+
 def test_ipv6_connection() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this Python")
