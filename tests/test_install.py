@@ -503,6 +503,28 @@ def test_unsupported_option_warns_once_and_connects(simulate: Callable[..., Any]
                         assert sim.kernel.values[conn.fileno(), 0xFFFF, 8] == 1
 
 
+def test_only_lower_skips_what_cannot_be_read_back(simulate: Callable[..., Any]) -> None:
+    """NetBSD cannot report its keepalive times: only_lower leaves them out, keepalive still on."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sim = simulate("netbsd10", release="10.0", version="NetBSD 10.0 (GENERIC)")
+        with pytest.warns(nk.KeepaliveWarning) as record:
+            policy = nk.install(idle=11_000, probes=4, only_lower=True)
+        assert policy.skipped == ("idle", "probes")
+        assert (policy.idle, policy.probes) == (None, None)
+        assert sorted(str(w.message).split(":")[1].strip() for w in record) == ["idle", "probes"]
+        assert all("cannot be read back" in str(w.message) for w in record)
+        with pytest.raises(ValueError, match="TCP_KEEPCNT"):
+            nk.install(probes=0, only_lower=True)  # still checked
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing more to report at connect time
+            client = socket.create_connection(listener.getsockname())
+        with client:
+            fd = client.fileno()
+            assert {k: v for k, v in sim.kernel.values.items() if k[0] == fd} == {
+                (fd, 0xFFFF, 8): 1  # SO_KEEPALIVE
+            }
+
+
 def test_accept_configures_where_there_is_no_inheritance(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
