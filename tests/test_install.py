@@ -190,6 +190,55 @@ def test_socketserver_listener_and_its_connections() -> None:
     assert seen == [EXPECTED]
 
 
+def test_server_helpers_configure_before_listen_so_the_policy_follows() -> None:
+    """KeepAliveMixin and aio.start_server set the listener before it listens: replaced.
+
+    On Linux their accepted connections inherit the listener's, which is
+    then the policy (they configure accepted sockets only where nothing is
+    inherited).
+    """
+    import socketserver
+
+    from netkeepalive import aio
+    from netkeepalive.servers import KeepAliveMixin, ServerKeepAlive
+
+    seen: List[Kernel] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            seen.append(kernel(self.request))
+
+    class Server(KeepAliveMixin, socketserver.TCPServer):
+        keepalive = ServerKeepAlive(**OTHER)
+
+    async def asyncio_server() -> Tuple[Kernel, Kernel]:
+        accepted: List[Kernel] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(kernel(writer.get_extra_info("socket")))
+            writer.close()
+
+        server = await aio.start_server(handle, "127.0.0.1", 0, **OTHER)
+        async with server:
+            listening = kernel(server.sockets[0])
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        return listening, accepted[0]
+
+    nk.install(**POLICY)
+    with Server(("127.0.0.1", 0), Handler) as server:
+        assert kernel(server.socket) == EXPECTED
+        with socket.create_connection(server.server_address):
+            server.handle_request()
+    assert seen == [EXPECTED]
+    assert asyncio.run(asyncio_server()) == (EXPECTED, EXPECTED)
+    nk.uninstall()  # without a policy, their own settings
+    with Server(("127.0.0.1", 0), Handler) as server:
+        assert kernel(server.socket) == OTHER_EXPECTED
+
+
 def test_enable_false_turns_keepalive_off(listener: socket.socket) -> None:
     nk.install(enable=False, idle=5_000)
     with socket.create_connection(listener.getsockname()) as client:

@@ -306,6 +306,38 @@ def test_urllib3_socket_options_set_before_connecting_are_replaced(http_server: 
         assert http_client_socket(http_server) == EXPECTED
 
 
+def test_netkeepalive_urllib3_configures_after_connecting_and_wins(http_server: Any) -> None:
+    """netkeepalive.urllib3 configures each connection once it is connected: its values win.
+
+    So do netkeepalive.requests.KeepAliveAdapter and
+    netkeepalive.botocore.configure_client, which are built on it.
+    """
+    pytest.importorskip("urllib3")
+    import netkeepalive.urllib3
+
+    nk.install(**POLICY)
+    with netkeepalive.urllib3.PoolManager(idle=99_000, probes=7) as manager:
+        assert manager.request("GET", http_server.url, timeout=10).status == 200
+        assert http_client_socket(http_server) == EXPECTED._replace(idle_s=99, probes=7)
+
+
+def test_netkeepalive_aiohttp_socket_factory_is_replaced(http_server: Any) -> None:
+    """The socket factory configures the socket before aiohttp connects it: the policy follows."""
+    aiohttp = pytest.importorskip("aiohttp")
+    import netkeepalive.aiohttp
+
+    async def main() -> Kernel:
+        factory = netkeepalive.aiohttp.socket_factory(idle=99_000, probes=7)
+        connector = aiohttp.TCPConnector(socket_factory=factory)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(http_server.url) as response:
+                assert await response.text() == "ok\n"
+            return http_client_socket(http_server)
+
+    nk.install(**POLICY)
+    assert asyncio.run(main()) == EXPECTED
+
+
 def test_after_uninstall_clients_are_untouched(http_server: Any) -> None:
     requests = pytest.importorskip("requests")
     nk.install(**POLICY)
