@@ -37,6 +37,7 @@ __all__ = [
     "KNOBS",
     "LINUX",
     "NETBSD",
+    "NETBSD_PRE_8",
     "OPENBSD",
     "SIO_KEEPALIVE_VALS",
     "SIO_TCP_INFO",
@@ -282,12 +283,12 @@ FREEBSD_PRE_14 = replace(FREEBSD, name="freebsd-pre-14", user_timeout=None)
 # --------------------------------------------------------------------------
 # DragonFly BSD (DragonFlyBSD/DragonFlyBSD): FreeBSD's numbers
 # (sys/netinet/tcp.h).  Seconds from 5.8 on (libuv/libuv src/unix/tcp.c,
-# golang/go issue 65809; the 5.8 source itself was not read here); before
-# 5.8 (__DragonFly_version < 500702) sys/netinet/tcp_usrreq.c tcp_ctloutput
-# converts milliseconds to ticks (ms * hz / 1000) and refuses a value
-# that rounds to 0 ticks with EINVAL.  hz is 100 by default there, so
-# netkeepalive refuses anything under one 10 ms tick itself; values
-# read back in whole ticks.  No TCP_INFO and no user timeout.
+# curl/curl lib/cf-socket.c, golang/go issue 65809; the 5.8 source itself
+# was not read here); before 5.8 (__DragonFly_version < 500702)
+# sys/netinet/tcp_usrreq.c tcp_ctloutput converts milliseconds to ticks
+# (ms * hz / 1000) and refuses a value that rounds to 0 ticks with EINVAL.
+# hz is 100 by default there, so netkeepalive refuses anything under one
+# 10 ms tick itself; values read back in whole ticks.  No TCP_INFO and no user timeout.
 # --------------------------------------------------------------------------
 DRAGONFLY = replace(FREEBSD_PRE_14, name="dragonfly", tcp_info=None)
 _DRAGONFLY_TICK_MS = 10
@@ -304,30 +305,41 @@ DRAGONFLY_PRE_5_8 = replace(
 # unscaled in t_keepidle/t_keepintvl, which sys/netinet/tcp_timer.h arms as
 # PR_SLOWHZ (2 per second) slow-timer ticks (TCP_TIMER_ARM: nticks *
 # (hz / PR_SLOWHZ)): a value is 500 ms ticks, and any value > 0 is taken.
-# Its PRCO_GETOPT answers none of the three (ENOPROTOOPT), so they cannot
-# be read back.  Read in rev 1.202 (2014) and in a later revision that
-# already answers TCP_INFO; the newest sources (NetBSD 10) were not
-# available here: unverified there.  change_keepalive() re-arms the timer
-# with t_keepintvl when an option is set while SO_KEEPALIVE is on, so the
-# idle write after SO_KEEPALIVE=1 brings one probe forward to the interval
-# (tcp_timer.c tcp_timer_keep); the peer's answer re-arms the idle time.
-# The ceiling keeps ticks * (hz / PR_SLOWHZ) inside an int for hz <= 1000.
+# Read: tcp_usrreq.c rev 1.209 (2015, HEAD a year after netbsd-7
+# branched, so NetBSD 7 has no more): PRCO_GETOPT answers none of the
+# three (ENOPROTOOPT).  Rev 1.214.6.1 (2017, the netbsd-8 branch): the same
+# set path, and PRCO_GETOPT returns the stored t_keepidle, t_keepintvl and
+# t_keepcnt, i.e. the same ticks.  tcp_timer.h rev 1.30.34.1 (2026, a
+# release branch) still arms TCP_TIMER_ARM in slow ticks.  So NetBSD 8 and
+# later read the options back (in ticks) and earlier releases do not;
+# tcp_usrreq.c after 2017 (NetBSD 9, 10) was not available here:
+# unverified there.  change_keepalive() re-arms the timer with t_keepintvl
+# when an option is set while SO_KEEPALIVE is on, so the idle write after
+# SO_KEEPALIVE=1 brings one probe forward to the interval (tcp_timer.c
+# tcp_timer_keep); the peer's answer re-arms the idle time.  The ceiling
+# keeps ticks * (hz / PR_SLOWHZ) inside an int for hz <= 1000.
 # No user timeout.
 # --------------------------------------------------------------------------
 _NETBSD_MAX_TICKS = INT_MAX // 500
+_NETBSD_IDLE = _tcp("idle", "TCP_KEEPIDLE", 3, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS)
+_NETBSD_INTERVAL = _tcp("interval", "TCP_KEEPINTVL", 5, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS)
+_NETBSD_PROBES = _tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, INT_MAX)
 NETBSD = PlatformTable(
     name="netbsd",
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),  # sys/sys/socket.h
-    idle=replace(
-        _tcp("idle", "TCP_KEEPIDLE", 3, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS), readable=False
-    ),
-    interval=replace(
-        _tcp("interval", "TCP_KEEPINTVL", 5, Unit.HALF_SECONDS, 1, _NETBSD_MAX_TICKS),
-        readable=False,
-    ),
-    probes=replace(_tcp("probes", "TCP_KEEPCNT", 6, Unit.COUNT, 1, INT_MAX), readable=False),
+    idle=_NETBSD_IDLE,
+    interval=_NETBSD_INTERVAL,
+    probes=_NETBSD_PROBES,
     user_timeout=None,
     tcp_info=9,  # sys/netinet/tcp.h
+)
+#: NetBSD before 8.0: the same options, but getsockopt answers none of them.
+NETBSD_PRE_8 = replace(
+    NETBSD,
+    name="netbsd-pre-8",
+    idle=replace(_NETBSD_IDLE, readable=False),
+    interval=replace(_NETBSD_INTERVAL, readable=False),
+    probes=replace(_NETBSD_PROBES, readable=False),
 )
 
 # --------------------------------------------------------------------------
@@ -455,8 +467,10 @@ AIX = PlatformTable(
 # struct tcp_keepalive {u_long onoff, keepalivetime, keepaliveinterval}, in
 # milliseconds, which cannot be read back.  Seconds options are capped so
 # that the kernel's millisecond value fits a u_long, like the ioctl's.
-# TCP_MAXRT(MS): -1 disables the timeout; Microsoft documents no value that
-# restores the system default, so 0 is refused (minimum 1).
+# TCP_MAXRT: Microsoft's page says a non-negative value is the connection
+# timeout in seconds and -1 disables it (retransmit forever); TCP_MAXRTMS
+# is not on the page.  No value is documented to restore the system
+# default, so 0 (a zero-second timeout as written) is refused (minimum 1).
 # SIO_TCP_INFO is an ioctl, not a socket option, so ``tcp_info`` is None.
 # --------------------------------------------------------------------------
 SIO_KEEPALIVE_VALS = 0x98000004  # mstcpip.h _WSAIOW(IOC_VENDOR, 4)
@@ -536,8 +550,9 @@ def detect_platform(
     """Name the table for a system: ``sys.platform`` plus ``uname`` details.
 
     Returns one of ``linux``, ``android``, ``darwin``, ``freebsd``,
-    ``freebsd-pre-14``, ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``, ``openbsd``,
-    ``illumos``, ``solaris``, ``solaris-pre-11.4``, ``aix``, ``win32``, or
+    ``freebsd-pre-14``, ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``,
+    ``netbsd-pre-8``, ``openbsd``, ``illumos``, ``solaris``,
+    ``solaris-pre-11.4``, ``aix``, ``win32``, or
     the ``sys.platform`` string itself for a system with no table.
     *release* and *version* default to ``os.uname()``'s.
     """
@@ -552,10 +567,9 @@ def detect_platform(
         return "win32"
     if plat.startswith("aix"):
         return "aix"
-    for bsd in ("netbsd", "openbsd"):
-        if plat.startswith(bsd):
-            return bsd
-    if not plat.startswith(("freebsd", "dragonfly", "sunos")):
+    if plat.startswith("openbsd"):
+        return "openbsd"
+    if not plat.startswith(("freebsd", "dragonfly", "netbsd", "sunos")):
         return plat
     if release is None or version is None:
         uname = os.uname()
@@ -564,6 +578,9 @@ def detect_platform(
     if plat.startswith("freebsd"):
         # uname -r: "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
         return "freebsd" if _version_tuple(release) >= (14,) else "freebsd-pre-14"
+    if plat.startswith("netbsd"):
+        # uname -r: "10.0", "9.3", "7.2"; getsockopt answers from 8.0 on.
+        return "netbsd" if _version_tuple(release) >= (8,) else "netbsd-pre-8"
     if plat.startswith("dragonfly"):
         # uname -r: "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
         return "dragonfly" if _version_tuple(release) >= (5, 8) else "dragonfly-pre-5.8"
@@ -669,6 +686,7 @@ _TABLES = {
     "dragonfly": DRAGONFLY,
     "dragonfly-pre-5.8": DRAGONFLY_PRE_5_8,
     "netbsd": NETBSD,
+    "netbsd-pre-8": NETBSD_PRE_8,
     "openbsd": OPENBSD,
     "illumos": ILLUMOS,
     "solaris": SOLARIS,

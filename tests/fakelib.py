@@ -329,9 +329,11 @@ KERNEL_RULES: Dict[str, Dict[Tuple[int, int], Callable[[int], bool]]] = {
 KERNEL_RULES["android"] = KERNEL_RULES["linux"]
 KERNEL_RULES["freebsd-pre-14"] = KERNEL_RULES["freebsd"]
 KERNEL_RULES["dragonfly"] = KERNEL_RULES["freebsd"]
+KERNEL_RULES["netbsd-pre-8"] = KERNEL_RULES["netbsd"]
 WRITE_ONLY: Dict[str, Set[Tuple[int, int]]] = {
-    # NetBSD sys/netinet/tcp_usrreq.c tcp_ctloutput: PRCO_GETOPT knows none of them
-    "netbsd": {(TCP, 3), (TCP, 5), (TCP, 6)},
+    # NetBSD sys/netinet/tcp_usrreq.c tcp_ctloutput before rev 1.214.6.1
+    # (netbsd-8): PRCO_GETOPT knows none of them
+    "netbsd-pre-8": {(TCP, 3), (TCP, 5), (TCP, 6)},
 }
 
 

@@ -25,6 +25,7 @@ TABLES = [
     c.DRAGONFLY,
     c.DRAGONFLY_PRE_5_8,
     c.NETBSD,
+    c.NETBSD_PRE_8,
     c.ILLUMOS,
     c.SOLARIS,
     c.AIX,
@@ -114,6 +115,7 @@ SYS_PLATFORM = {
     "dragonfly": "dragonfly6",
     "dragonfly-pre-5.8": "dragonfly5",
     "netbsd": "netbsd10",
+    "netbsd-pre-8": "netbsd7",
     "illumos": "sunos5",
     "solaris": "sunos5",
     "aix": "aix7",
@@ -128,7 +130,7 @@ def test_detection_time_read_back_is_the_plans(table: PlatformTable, ms: int) ->
     Read back as get_settings() would on that system (an option the kernel
     cannot report is ``None``), evaluated there (``sys.platform``): the
     same ``idle + interval * probes`` the plan was built on, or ``None``
-    where a term cannot be read back (NetBSD, Windows before build 16299).
+    where a term cannot be read back (NetBSD before 8, Windows before build 16299).
     """
     fewest = 1 if table.probes is not None else 10
     if ms < minimum_budget(table, fewest):

@@ -2,7 +2,7 @@
 
 The call order that makes macOS honour the idle time (enable before idle),
 FreeBSD 14's user timeout, illumos' ranges and unset values, NetBSD's
-500 ms ticks and missing read-back, DragonFly's millisecond ticks and the
+500 ms ticks and (before 8.0) missing read-back, DragonFly's millisecond ticks and the
 behaviour on a system netkeepalive has no table for.  The simulated kernels
 refuse what the real ones refuse, so a test fails when the library relies
 on a value the real kernel would reject.
@@ -189,25 +189,39 @@ def test_illumos_unset_interval_and_probes_are_none_not_zero(
     assert netkeepalive.get_keepalive_probes(FD) == 4
 
 
-# -- item 4: NetBSD's 500 ms ticks, never read back ---------------------------
+# -- item 4: NetBSD's 500 ms ticks, read back from 8.0 on ----------------------
 
 
-def test_netbsd_applies_ticks_and_never_fails_on_the_read_back(
+def test_netbsd_7_applies_ticks_and_never_fails_on_the_read_back(
     simulate: Callable[..., Any],
 ) -> None:
-    sim = simulate("netbsd10", release="10.0", version="NetBSD 10.0 (GENERIC)")
+    sim = simulate("netbsd7", release="7.2", version="NetBSD 7.2 (GENERIC)")
+    assert sim.backend.table.name == "netbsd-pre-8"
     settings = netkeepalive.configure(FD, idle=10_000, interval=3_250, probes=5)
     assert settings == Settings(True, None, None, None, None)
     assert setsockopts(sim) == [(6, 5), (5, 6), (3, 20), (8, 1), (3, 20)]
     asked = [c.option for c in sim.kernel.calls if c.func == "getsockopt"]
-    assert asked == [8]  # only SO_KEEPALIVE, which NetBSD answers
+    assert asked == [8]  # only SO_KEEPALIVE, which NetBSD 7 answers
     for getter in (
         netkeepalive.get_keepalive_idle,
         netkeepalive.get_keepalive_interval,
         netkeepalive.get_keepalive_probes,
     ):
-        with pytest.raises(UnsupportedOptionError, match="netbsd"):
+        with pytest.raises(UnsupportedOptionError, match="netbsd-pre-8"):
             getter(FD)
+
+
+@pytest.mark.parametrize("release", ["8.0", "10.0"])
+def test_netbsd_8_reads_the_ticks_back(simulate: Callable[..., Any], release: str) -> None:
+    sim = simulate(f"netbsd{release[0]}", release=release, version=f"NetBSD {release}")
+    assert sim.backend.table.name == "netbsd"
+    settings = netkeepalive.configure(FD, idle=10_000, interval=3_250, probes=5)
+    assert setsockopts(sim) == [(6, 5), (5, 6), (3, 20), (8, 1), (3, 20)]
+    # 20 and 6 ticks of 500 ms come back as 10 s and 3 s (3.25 s truncated).
+    assert settings == Settings(True, 10_000, 3_000, 5, None)
+    assert netkeepalive.get_keepalive_idle(FD) == 10_000
+    assert netkeepalive.get_keepalive_interval(FD) == 3_000
+    assert netkeepalive.get_keepalive_probes(FD) == 5
 
 
 def test_netbsd_refuses_less_than_one_tick(simulate: Callable[..., Any]) -> None:

@@ -63,6 +63,8 @@ CASES = [
          BSD_ENABLE, (TCP, 256, "ms"), (TCP, 512, "ms"), (TCP, 1024), None),
     Case("netbsd", "netbsd10", "10.0", "NetBSD 10.0 (GENERIC)", None, "netbsd",
          BSD_ENABLE, (TCP, 3, "t"), (TCP, 5, "t"), (TCP, 6), None),
+    Case("netbsd-7", "netbsd7", "7.2", "NetBSD 7.2 (GENERIC)", None, "netbsd-pre-8",
+         BSD_ENABLE, (TCP, 3, "t"), (TCP, 5, "t"), (TCP, 6), None),
     Case("openbsd", "openbsd7", "7.5", "GENERIC.MP#82", None, "openbsd",
          BSD_ENABLE, None, None, None, None),
     Case("illumos", "sunos5", "5.11", "omnios-r151046-2b8a7ab", None, "illumos",
@@ -88,8 +90,8 @@ CASES = [
 ]  # fmt: skip
 CASE_IDS = [c.id for c in CASES]
 #: Cases whose kernel takes the keepalive options but never reports them
-#: (NetBSD's tcp_ctloutput has no PRCO_GETOPT case for them).
-WRITE_ONLY = {"netbsd"}
+#: (NetBSD's tcp_ctloutput has no PRCO_GETOPT case for them before 8.0).
+WRITE_ONLY = {"netbsd-7"}
 
 #: knob -> (setter, getter, a public value to set)
 KNOB_API: dict[str, Tuple[Callable[..., bool], Callable[[Any], int], int]] = {

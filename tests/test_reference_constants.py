@@ -37,6 +37,8 @@ CAVEAT_UNITS = {
     ("dragonfly-pre-5.8", "TCP_KEEPINTVL"): Unit.MILLISECONDS,
     ("netbsd", "TCP_KEEPIDLE"): Unit.HALF_SECONDS,
     ("netbsd", "TCP_KEEPINTVL"): Unit.HALF_SECONDS,
+    ("netbsd-pre-8", "TCP_KEEPIDLE"): Unit.HALF_SECONDS,
+    ("netbsd-pre-8", "TCP_KEEPINTVL"): Unit.HALF_SECONDS,
 }
 #: Linux architectures the reference names, plus "generic".
 LINUX_ARCHES = ("generic", "mips", "sparc", "parisc", "alpha")
@@ -78,7 +80,7 @@ def variants(os_name: str, arch: str) -> List[PlatformTable]:
         "macos": [c.DARWIN],
         "freebsd": [c.FREEBSD, c.FREEBSD_PRE_14],
         "dragonfly": [c.DRAGONFLY, c.DRAGONFLY_PRE_5_8],
-        "netbsd": [c.NETBSD],
+        "netbsd": [c.NETBSD, c.NETBSD_PRE_8],
         "openbsd": [c.OPENBSD],
         "illumos": [c.ILLUMOS],
         "solaris": [c.SOLARIS, c.SOLARIS_PRE_11_4],
