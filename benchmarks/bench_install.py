@@ -19,7 +19,7 @@ connections.  Each round times, back to back:
 
 and reports the median over rounds of *installed - original - configure*:
 the cost ``install()`` adds on top of ``configure()``.  ``configure()``
-itself makes ten system calls, whose time varies far more from round to
+itself makes eleven system calls, whose time varies far more from round to
 round than the wrapper's work, so the same is measured once more with
 ``configure`` replaced by a function that does nothing (*isolated*): that
 figure is the one checked against the target.  The same is done for the

@@ -94,16 +94,17 @@ class Settings(_SettingsFields):
     def detection_time(self) -> Optional[int]:
         """How long a silent idle peer goes unnoticed, in ms.
 
-        ``idle + interval * probes`` when ``user_timeout`` is 0.  On Linux a
-        non-zero ``user_timeout`` replaces the probe count: the connection
-        is dropped at the first probe time (``idle + k * interval``,
-        ``k >= 1``) at which nothing has been received for ``user_timeout``
-        ms.  ``None`` when keepalive is off or a term is unknown here.
+        ``idle + interval * probes`` when ``user_timeout`` is 0.  On Linux
+        (and Android) a non-zero ``user_timeout`` replaces the probe count:
+        the connection is dropped at the first probe time (``idle + k *
+        interval``, ``k >= 1``) at which nothing has been received for
+        ``user_timeout`` ms (``tcp_keepalive_timer()``, net/ipv4/tcp_timer.c).
+        ``None`` when keepalive is off or a term is unknown here.
         """
         idle, interval, probes = self.idle, self.interval, self.probes
         if not self.enabled or idle is None or interval is None or probes is None:
             return None
-        if self.user_timeout and sys.platform.startswith("linux"):
+        if self.user_timeout and (sys.platform.startswith("linux") or sys.platform == "android"):
             wait = self.user_timeout - idle
             rounds = max(1, -(-wait // interval))  # ceiling division
             return idle + rounds * interval

@@ -47,7 +47,8 @@ class InstallPolicy(NamedTuple):
 
     Times are whole milliseconds as the kernel gets them (truncated to whole
     seconds where the kernel takes seconds); ``None`` = left as it is.
-    Options the platform lacks are listed in ``skipped`` and set to ``None``.
+    Options the platform lacks (with ``only_lower``, also those it cannot
+    read back to compare) are listed in ``skipped`` and set to ``None``.
     """
 
     enable: bool
@@ -316,12 +317,12 @@ def install(
     ``user_timeout`` (ms) and ``probes`` are set when not ``None``, as for
     :func:`~netkeepalive.configure`, and are checked here: a bad value
     raises ``TypeError``/``ValueError`` now, with nothing installed.  An
-    option the platform lacks is skipped with one :class:`KeepaliveWarning`
-    per process; so is an option the kernel refuses on a socket, whose
-    connection goes ahead.  *where*, if given, is called as
-    ``where(sock, address)`` (the address given to ``connect``; for
-    ``listen``, the local address) and the socket is configured only if it
-    returns true.  With *only_lower*, each value is set only where the
+    option the platform lacks (with *only_lower*, also one it cannot read
+    back) is skipped with one :class:`KeepaliveWarning` per process; so is
+    an option the kernel refuses on a socket, whose connection goes ahead.
+    *where*, if given, is called as ``where(sock, address)`` (the address
+    given to ``connect``; for ``listen``, the local address) and the socket
+    is configured only if it returns true.  With *only_lower*, each value is set only where the
     socket's current one is higher (``configure(..., only_lower=True)``).
 
     Calling it again replaces the policy; :func:`uninstall` removes it.
@@ -347,7 +348,23 @@ def install(
         # Checked now (TypeError/ValueError); stored as the plain int of ms
         # that gives the kernel the same value, which configure() takes on
         # its fast path.
-        values[knob] = from_native(opt, to_native(opt, value, knob))
+        ms = from_native(opt, to_native(opt, value, knob))
+        if only_lower and not opt.readable:
+            # configure(only_lower=True) would refuse the whole call on every
+            # socket, SO_KEEPALIVE included: leave this one out instead.
+            skipped.append(
+                (
+                    knob,
+                    UnsupportedOptionError.for_knob(
+                        knob,
+                        backend.table.name,
+                        f"only_lower compares with the current value, and {opt.name} "
+                        "cannot be read back",
+                    ),
+                )
+            )
+            continue
+        values[knob] = ms
     policy = InstallPolicy(
         enable,
         values["idle"],

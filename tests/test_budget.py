@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -17,12 +18,14 @@ from netkeepalive.constants import PlatformTable, Unit
 
 TABLES = [
     c.LINUX,
+    c.ANDROID,
     c.DARWIN,
     c.FREEBSD,
     c.FREEBSD_PRE_14,
     c.DRAGONFLY,
     c.DRAGONFLY_PRE_5_8,
     c.NETBSD,
+    c.NETBSD_PRE_8,
     c.ILLUMOS,
     c.SOLARIS,
     c.AIX,
@@ -100,6 +103,72 @@ def test_every_plan_fits_the_budget_and_the_kernel(
             # Covers the probing exactly (to its unit), never past it.
             assert user_timeout <= detection
             assert detection - user_timeout < grain
+
+
+#: ``sys.platform`` of a system each table is for.
+SYS_PLATFORM = {
+    "linux": "linux",
+    "android": "android",
+    "darwin": "darwin",
+    "freebsd": "freebsd14",
+    "freebsd-pre-14": "freebsd13",
+    "dragonfly": "dragonfly6",
+    "dragonfly-pre-5.8": "dragonfly5",
+    "netbsd": "netbsd10",
+    "netbsd-pre-8": "netbsd7",
+    "illumos": "sunos5",
+    "solaris": "sunos5",
+    "aix": "aix7",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(table=st.sampled_from(TABLES), ms=st.integers(min_value=1, max_value=10**10))
+def test_detection_time_read_back_is_the_plans(table: PlatformTable, ms: int) -> None:
+    """Settings.detection_time of the plan as the kernel would report it: within *ms*.
+
+    Read back as get_settings() would on that system (an option the kernel
+    cannot report is ``None``), evaluated there (``sys.platform``): the
+    same ``idle + interval * probes`` the plan was built on, or ``None``
+    where a term cannot be read back (NetBSD before 8, Windows before build 16299).
+    """
+    fewest = 1 if table.probes is not None else 10
+    if ms < minimum_budget(table, fewest):
+        return
+    plan = plan_for(table, ms)
+
+    def back(knob: str) -> int | None:
+        opt = table.option(knob)
+        value = plan[knob]  # type: ignore[literal-required]
+        return value if opt is not None and opt.readable else None
+
+    read_back = nk.Settings(
+        True, back("idle"), back("interval"), back("probes"), back("user_timeout")
+    )
+    with mock.patch.object(sys, "platform", SYS_PLATFORM.get(table.name, "win32")):
+        detection = read_back.detection_time
+    readable = [table.option(k) for k in ("idle", "interval", "probes")]
+    if all(opt is not None and opt.readable for opt in readable):
+        assert plan["idle"] is not None
+        assert plan["interval"] is not None
+        assert plan["probes"] is not None
+        assert detection == plan["idle"] + plan["interval"] * plan["probes"]
+        assert detection is not None
+        assert detection + detection * 8 / 63 <= ms
+    else:
+        assert detection is None
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [("linux", 15_000), ("android", 15_000), ("darwin", 25_000), ("freebsd14", 25_000)],
+)
+def test_user_timeout_shortens_detection_only_on_linux_kernels(
+    platform: str, expected: int
+) -> None:
+    """Linux (Android too) drops at the first probe 12 s after the last data; elsewhere 3 probes."""
+    with mock.patch.object(sys, "platform", platform):
+        assert nk.Settings(True, 10_000, 5_000, 3, 12_000).detection_time == expected
 
 
 def test_thirty_seconds_on_linux() -> None:

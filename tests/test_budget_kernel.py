@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import pytest
 
@@ -51,8 +51,22 @@ class Run:
     outcome: Outcome
     #: Segments the silenced server end's TCP received meanwhile.
     server_segs_in: int
+    #: The client's options read with the standard library after configure():
+    #: (SO_KEEPALIVE, TCP_KEEPIDLE s, TCP_KEEPINTVL s, TCP_KEEPCNT, TCP_USER_TIMEOUT ms).
+    kernel: Tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     #: TCP_INFO ``unacked`` of the client right after sending, if it sent.
     unacked_after_send: Optional[int] = None
+
+
+def _kernel(sock: socket.socket) -> Tuple[int, int, int, int, int]:
+    tcp = socket.IPPROTO_TCP
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        sock.getsockopt(tcp, socket.TCP_KEEPIDLE),
+        sock.getsockopt(tcp, socket.TCP_KEEPINTVL),
+        sock.getsockopt(tcp, socket.TCP_KEEPCNT),
+        sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+    )
 
 
 def _segs_in(sock: socket.socket) -> int:
@@ -67,13 +81,14 @@ def _case(budget: int, send: bool) -> Run:
         before = _segs_in(server)
         start = time.monotonic()
         settings = netkeepalive.configure(client, **plan)
+        kernel = _kernel(client)
         unacked = None
         if send:
             start = time.monotonic()
             client.sendall(b"never acknowledged" * 50)
             unacked = netkeepalive.get_tcp_info(client).unacked
         outcome = watch(client, start, budget / 1000 + DATA_LATE + 1.0)
-        return Run(plan, settings, outcome, _segs_in(server) - before, unacked)
+        return Run(plan, settings, outcome, _segs_in(server) - before, kernel, unacked)
 
 
 CASES: Dict[str, Callable[[], Run]] = {
@@ -94,9 +109,18 @@ def _result(runs: Dict[str, Future[Run]], name: str) -> Run:
 
 
 def _read_back_matches(run: Run) -> None:
-    # The kernel holds the plan (read with the standard library would be the
-    # same numbers: test_budget checks that), and its prediction fits.
+    # The kernel holds the plan, read with the standard library and by
+    # netkeepalive alike.
     plan, settings = run.plan, run.settings
+    assert plan["idle"] is not None
+    assert plan["interval"] is not None
+    assert run.kernel == (
+        1,
+        plan["idle"] // 1000,
+        plan["interval"] // 1000,
+        plan["probes"],
+        plan["user_timeout"],
+    )
     assert settings == netkeepalive.Settings(
         True, plan["idle"], plan["interval"], plan["probes"], plan["user_timeout"]
     )

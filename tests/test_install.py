@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import warnings
@@ -127,6 +130,21 @@ def test_connect_and_connect_ex_on_plain_sockets(listener: socket.socket) -> Non
                 listener.accept()[0].close()
 
 
+def test_ssl_socket_subclass(listener: socket.socket) -> None:
+    """ssl.SSLSocket connects through socket.socket.connect: covered (no handshake needed here)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    nk.install(**POLICY)
+    with context.wrap_socket(socket.socket(), do_handshake_on_connect=False) as client:
+        assert isinstance(client, ssl.SSLSocket)
+        client.connect(listener.getsockname())
+        assert kernel(client) == EXPECTED
+        listener.accept()[0].close()
+
+
 def test_ipv6_connection() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this Python")
@@ -170,6 +188,55 @@ def test_socketserver_listener_and_its_connections() -> None:
             server.handle_request()
             assert kernel(client) == fresh_tcp()
     assert seen == [EXPECTED]
+
+
+def test_server_helpers_configure_before_listen_so_the_policy_follows() -> None:
+    """KeepAliveMixin and aio.start_server set the listener before it listens: replaced.
+
+    On Linux their accepted connections inherit the listener's, which is
+    then the policy (they configure accepted sockets only where nothing is
+    inherited).
+    """
+    import socketserver
+
+    from netkeepalive import aio
+    from netkeepalive.servers import KeepAliveMixin, ServerKeepAlive
+
+    seen: List[Kernel] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            seen.append(kernel(self.request))
+
+    class Server(KeepAliveMixin, socketserver.TCPServer):
+        keepalive = ServerKeepAlive(**OTHER)
+
+    async def asyncio_server() -> Tuple[Kernel, Kernel]:
+        accepted: List[Kernel] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(kernel(writer.get_extra_info("socket")))
+            writer.close()
+
+        server = await aio.start_server(handle, "127.0.0.1", 0, **OTHER)
+        async with server:
+            listening = kernel(server.sockets[0])
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        return listening, accepted[0]
+
+    nk.install(**POLICY)
+    with Server(("127.0.0.1", 0), Handler) as server:
+        assert kernel(server.socket) == EXPECTED
+        with socket.create_connection(server.server_address):
+            server.handle_request()
+    assert seen == [EXPECTED]
+    assert asyncio.run(asyncio_server()) == (EXPECTED, EXPECTED)
+    nk.uninstall()  # without a policy, their own settings
+    with Server(("127.0.0.1", 0), Handler) as server:
+        assert kernel(server.socket) == OTHER_EXPECTED
 
 
 def test_enable_false_turns_keepalive_off(listener: socket.socket) -> None:
@@ -485,6 +552,31 @@ def test_unsupported_option_warns_once_and_connects(simulate: Callable[..., Any]
                         assert sim.kernel.values[conn.fileno(), 0xFFFF, 8] == 1
 
 
+def test_only_lower_skips_what_cannot_be_read_back(simulate: Callable[..., Any]) -> None:
+    """NetBSD before 8 cannot report its keepalive times: only_lower leaves them out.
+
+    SO_KEEPALIVE is still turned on, and nothing is reported at connect time.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sim = simulate("netbsd7", release="7.2", version="NetBSD 7.2 (GENERIC)")
+        with pytest.warns(nk.KeepaliveWarning) as record:
+            policy = nk.install(idle=11_000, probes=4, only_lower=True)
+        assert policy.skipped == ("idle", "probes")
+        assert (policy.idle, policy.probes) == (None, None)
+        assert sorted(str(w.message).split(":")[1].strip() for w in record) == ["idle", "probes"]
+        assert all("cannot be read back" in str(w.message) for w in record)
+        with pytest.raises(ValueError, match="TCP_KEEPCNT"):
+            nk.install(probes=0, only_lower=True)  # still checked
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing more to report at connect time
+            client = socket.create_connection(listener.getsockname())
+        with client:
+            fd = client.fileno()
+            assert {k: v for k, v in sim.kernel.values.items() if k[0] == fd} == {
+                (fd, 0xFFFF, 8): 1  # SO_KEEPALIVE
+            }
+
+
 def test_accept_configures_where_there_is_no_inheritance(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -596,6 +688,86 @@ def test_only_lower(listener: socket.socket) -> None:
     with socket.create_connection(listener.getsockname()) as client:
         assert kernel(client)[1] == 11
         assert kernel(client)[3] == default[3]
+
+
+def test_only_lower_both_ways_on_values_set_before_the_connect(listener: socket.socket) -> None:
+    """What a program or library set before connecting stays where it is lower, per option.
+
+    Without ``only_lower`` the policy replaces it (see also the redis-py case
+    in tests/integrations/test_install_clients.py).
+    """
+    presets = {
+        # each option on one socket lower than the policy, on the other higher
+        "a": (5, 60, 2, 60_000),
+        "b": (99, 1, 20, 1_000),
+    }
+    expected = {"a": (1, 5, 3, 2, 23_456), "b": (1, 11, 1, 4, 1_000)}
+    options = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+
+    def connect(preset: Tuple[int, int, int, int]) -> Kernel:
+        with socket.socket() as sock:
+            for option, value in zip((*options, socket.TCP_USER_TIMEOUT), preset):
+                sock.setsockopt(TCP, option, value)
+            sock.connect(listener.getsockname())
+            listener.accept()[0].close()
+            return kernel(sock)
+
+    nk.install(**POLICY, only_lower=True)
+    assert {name: connect(preset) for name, preset in presets.items()} == expected
+    nk.install(**POLICY)
+    assert {name: connect(preset) for name, preset in presets.items()} == {
+        "a": EXPECTED,
+        "b": EXPECTED,
+    }
+
+
+ONLY_LOWER_CHILD = r"""
+import json, os, socket, sys
+import netkeepalive as nk
+
+os.system("ip link set lo up")
+for name, value in (("tcp_keepalive_time", 5), ("tcp_keepalive_probes", 20)):
+    with open("/proc/sys/net/ipv4/" + name, "w") as f:
+        f.write(str(value))
+tcp = socket.IPPROTO_TCP
+seen = []
+with socket.create_server(("127.0.0.1", 0)) as listener:
+    for only_lower in (True, False):
+        nk.install(idle=11_000, interval=3_000, probes=4, only_lower=only_lower)
+        with socket.create_connection(listener.getsockname()) as client:
+            seen.append([client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] + [
+                client.getsockopt(tcp, o)
+                for o in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+            ])
+            listener.accept()[0].close()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace with its own sysctls: root")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs unshare (util-linux) and ip (iproute2)",
+)
+def test_only_lower_keeps_what_an_administrator_lowered() -> None:
+    """In a namespace whose tcp_keepalive_time is 5 s and probes 20: 5 s stays, 20 is lowered."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    before = fresh_tcp()
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", ONLY_LOWER_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[1, 5, 3, 4], [1, 11, 3, 4]]
+    assert fresh_tcp() == before  # this namespace's sysctls are untouched
 
 
 def test_only_lower_is_part_of_the_policy() -> None:

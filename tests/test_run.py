@@ -111,13 +111,20 @@ def test_script_without_separator_and_detect_within(program: Path) -> None:
         params = nk.detect_within(30_000)
     finally:
         sys.path.remove(str(ROOT))
-    assert seen(result)["options"] == [
+    options = seen(result)["options"]
+    assert options == [
         1,
         params["idle"] // 1000,  # type: ignore[operator]
         params["interval"] // 1000,  # type: ignore[operator]
         params["probes"],
         params["user_timeout"],
     ]
+    # What the program's socket holds notices a silent peer within 30 s,
+    # idle (keepalive, with the timers' slack) or with data in flight.
+    _on, idle_s, interval_s, probes, user_timeout_ms = options
+    detection = (idle_s + interval_s * probes) * 1000
+    assert detection + detection * 8 / 63 <= 30_000
+    assert 0 < user_timeout_ms <= detection
 
 
 def test_module_runs_as_if_direct(program: Path) -> None:

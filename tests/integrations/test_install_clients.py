@@ -1,75 +1,46 @@
-"""install() reaches HTTP clients that know nothing about netkeepalive.
+"""install() reaches client libraries that know nothing about netkeepalive.
 
-Each client sends a request to a real HTTP server on 127.0.0.1; the server
-records the address the request came from, which is the local address of
-the client's socket.  That socket is found among this process's open
-descriptors (``/proc/self/fd``) and its options are read with the standard
-library's ``getsockopt``.
+Each client talks to a real server on 127.0.0.1 (HTTP, S3's ListBuckets,
+Redis's RESP, AMQP's handshake); the server records the address each
+connection came from, which is the local address of the client's socket.
+That socket is found among this process's open descriptors
+(``/proc/self/fd``, see kernel_view) or through the client's own API, and
+its options are read with the standard library's ``getsockopt``.
+
+Some libraries set socket options themselves.  install() configures a
+socket when it connects, so what a library sets *before* connecting is
+replaced by the policy (redis-py's ``socket_keepalive_options``, urllib3's
+``socket_options``), and what it sets *after* connecting replaces the
+policy (py-amqp's ``socket_settings`` and its own defaults, httpx's
+``socket_options``); the tests below pin down each case.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
-import os
+import importlib
 import socket
-import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
-from typing import Any, List, Tuple
+from pathlib import Path
+from typing import Any, Tuple
 
+import kernel_view
 import pytest
+from kernel_view import Kernel
+from wire_servers import amqp_server, resp_server
 
 import netkeepalive as nk
 from netkeepalive import _install
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+pytestmark = kernel_view.linux_only
 
 TCP = socket.IPPROTO_TCP
 POLICY = {"idle": 11_000, "interval": 3_000, "probes": 4, "user_timeout": 23_456}
 #: (SO_KEEPALIVE, TCP_KEEPIDLE s, TCP_KEEPINTVL s, TCP_KEEPCNT, TCP_USER_TIMEOUT ms)
-EXPECTED = (1, 11, 3, 4, 23_456)
-
-Kernel = Tuple[int, int, int, int, int]
-
-
-def kernel(sock: socket.socket) -> Kernel:
-    return (
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-        sock.getsockopt(TCP, socket.TCP_KEEPIDLE),
-        sock.getsockopt(TCP, socket.TCP_KEEPINTVL),
-        sock.getsockopt(TCP, socket.TCP_KEEPCNT),
-        sock.getsockopt(TCP, socket.TCP_USER_TIMEOUT),
-    )
-
-
-def open_tcp_sockets() -> list[Tuple[Any, Any, Kernel]]:
-    """(local address, peer address, options) of this process's connected IPv4 TCP sockets.
-
-    Each socket descriptor in /proc/self/fd is duplicated (the duplicate
-    refers to the same socket), read, and closed.
-    """
-    out = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                continue
-            dup = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue  # closed meanwhile, or the listing's own descriptor
-        with dup:
-            if dup.type == socket.SOCK_STREAM and dup.family == socket.AF_INET:
-                with contextlib.suppress(OSError):  # a listener has no peer
-                    out.append((dup.getsockname(), dup.getpeername(), kernel(dup)))
-    return out
-
-
-def kernel_of_local_address(address: Tuple[str, int]) -> Kernel:
-    """The options of this process's one TCP socket bound locally to *address*."""
-    found = [options for local, _peer, options in open_tcp_sockets() if local == address]
-    assert len(found) == 1, (address, found)
-    return found[0]
+EXPECTED = Kernel(1, 11, 3, 4, 23_456)
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +59,27 @@ def only_client(server: Any) -> Tuple[str, int]:
     return address
 
 
+def client_socket(local: Tuple[str, int], server: Tuple[str, int]) -> Kernel:
+    """The options of this process's socket from *local* to *server*."""
+    sock = kernel_view.find_socket(local, server)
+    assert sock is not None, (local, server)
+    with sock:
+        return kernel_view.read(sock)
+
+
+def http_client_socket(http_server: Any) -> Kernel:
+    return client_socket(only_client(http_server), http_server.server_address[:2])
+
+
+def fresh_tcp() -> Kernel:
+    """What a new TCP socket reports on this system."""
+    with socket.socket() as sock:
+        return kernel_view.read(sock)
+
+
+# -- HTTP clients --------------------------------------------------------------
+
+
 def test_http_client(http_server: Any) -> None:
     nk.install(**POLICY)
     host, port = http_server.server_address[:2]
@@ -97,9 +89,17 @@ def test_http_client(http_server: Any) -> None:
         assert conn.getresponse().read() == b"ok\n"
         assert conn.sock is not None
         assert conn.sock.getsockname() == only_client(http_server)
-        assert kernel(conn.sock) == EXPECTED
+        assert kernel_view.read(conn.sock) == EXPECTED
     finally:
         conn.close()
+
+
+def test_urllib_request(http_server: Any) -> None:
+    nk.install(**POLICY)
+    with urllib.request.urlopen(http_server.url, timeout=10) as response:
+        # The response still holds the connection's socket open.
+        assert http_client_socket(http_server) == EXPECTED
+        assert response.read() == b"ok\n"
 
 
 def test_the_server_side_is_untouched_here(http_server: Any) -> None:
@@ -110,10 +110,10 @@ def test_the_server_side_is_untouched_here(http_server: Any) -> None:
     try:
         conn.request("GET", "/")
         conn.getresponse().read()
-        local = conn.sock.getsockname()  # type: ignore[union-attr]
-        server_end = [s for s in open_tcp_sockets() if s[0] == (host, port) and s[1] == local]
-        assert len(server_end) == 1
-        assert server_end[0][2][0] == 0  # SO_KEEPALIVE off
+        assert conn.sock is not None
+        server_end = client_socket((host, port), conn.sock.getsockname())
+        assert server_end == fresh_tcp()
+        assert server_end.keepalive == 0
     finally:
         conn.close()
 
@@ -124,7 +124,7 @@ def test_urllib3(http_server: Any) -> None:
     with urllib3.PoolManager() as manager:
         response = manager.request("GET", http_server.url, timeout=10)
         assert response.status == 200
-        assert kernel_of_local_address(only_client(http_server)) == EXPECTED
+        assert http_client_socket(http_server) == EXPECTED
 
 
 def test_requests(http_server: Any) -> None:
@@ -132,7 +132,7 @@ def test_requests(http_server: Any) -> None:
     nk.install(**POLICY)
     with requests.Session() as session:
         assert session.get(http_server.url, timeout=10).text == "ok\n"
-        assert kernel_of_local_address(only_client(http_server)) == EXPECTED
+        assert http_client_socket(http_server) == EXPECTED
 
 
 def test_httpx_sync(http_server: Any) -> None:
@@ -140,7 +140,7 @@ def test_httpx_sync(http_server: Any) -> None:
     nk.install(**POLICY)
     with httpx.Client() as client:
         assert client.get(http_server.url, timeout=10).text == "ok\n"
-        assert kernel_of_local_address(only_client(http_server)) == EXPECTED
+        assert http_client_socket(http_server) == EXPECTED
 
 
 def test_httpx_async(http_server: Any) -> None:
@@ -150,7 +150,7 @@ def test_httpx_async(http_server: Any) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.get(http_server.url, timeout=10)
             assert response.text == "ok\n"
-            return kernel_of_local_address(only_client(http_server))
+            return http_client_socket(http_server)
 
     nk.install(**POLICY)
     assert asyncio.run(main()) == EXPECTED
@@ -164,72 +164,178 @@ def test_aiohttp(http_server: Any) -> None:
             async with session.get(http_server.url) as response:
                 assert await response.text() == "ok\n"
             # The connection waits in the session's pool for the next request.
-            return kernel_of_local_address(only_client(http_server))
+            return http_client_socket(http_server)
 
     nk.install(**POLICY)
     assert asyncio.run(main()) == EXPECTED
 
 
-class _RespServer(threading.Thread):
-    """Just enough of a Redis server on 127.0.0.1: ``+PONG`` to PING, ``+OK`` to the rest.
+def test_botocore_s3_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3's engine with ``tcp_keepalive=True``, which alone sets only SO_KEEPALIVE."""
+    pytest.importorskip("botocore")
+    import botocore.config
+    import botocore.session
 
-    Records the address each connection came from.
-    """
+    s3 = importlib.import_module("test_botocore_client")  # its ListBuckets server
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    server = s3._S3()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        nk.install(**POLICY)
+        client = botocore.session.get_session().create_client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=server.url,
+            aws_access_key_id="AKIDLOCALTEST",
+            aws_secret_access_key="local-test-secret",
+            config=botocore.config.Config(retries={"max_attempts": 1}, tcp_keepalive=True),
+        )
+        try:
+            response = client.list_buckets()
+            assert [bucket["Name"] for bucket in response["Buckets"]] == ["local-bucket"]
+            # The server read the client's socket while the request was in.
+            ((local, path, seen),) = server.seen
+            assert (path, seen) == ("/", EXPECTED)
+            assert client_socket(local, server.server_address[:2]) == EXPECTED
+        finally:
+            client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)
-        self.clients: List[Tuple[str, int]] = []
 
-    def run(self) -> None:
-        with contextlib.suppress(OSError):
-            conn, address = self.listener.accept()
-            self.clients.append(address)
-            with conn:
-                conn.settimeout(10)
-                buffer = b""
-                while True:
-                    data = conn.recv(4096)
-                    if not data:
-                        return
-                    buffer += data
-                    commands, buffer = _parse_commands(buffer)
-                    conn.sendall(
-                        b"".join(b"+PONG\r\n" if c == b"PING" else b"+OK\r\n" for c in commands)
-                    )
-
-
-def _parse_commands(buffer: bytes) -> Tuple[List[bytes], bytes]:
-    """The names of the complete RESP commands (``*N $len arg ...``) at the start of *buffer*."""
-    names = []
-    while buffer.startswith(b"*"):
-        lines = buffer.split(b"\r\n")
-        count = int(lines[0][1:])
-        if len(lines) < 1 + 2 * count + 1:
-            break
-        names.append(lines[2].upper())
-        buffer = b"\r\n".join(lines[1 + 2 * count :])
-    return names, buffer
+# -- Redis and AMQP --------------------------------------------------------------
 
 
 def test_redis() -> None:
     redis = pytest.importorskip("redis")
-    server = _RespServer()
-    server.start()
-    try:
+    with resp_server() as server:
         nk.install(**POLICY)
-        host, port = server.listener.getsockname()
-        client = redis.Redis(host=host, port=port, socket_timeout=10, protocol=2)
+        client = redis.Redis(*server.address, socket_timeout=10, protocol=2)
         try:
             assert client.ping() is True
-            assert len(server.clients) == 1
-            assert kernel_of_local_address(server.clients[0]) == EXPECTED
+            (local,) = server.clients
+            assert client_socket(local, server.address) == EXPECTED
         finally:
             client.close()
-    finally:
-        server.join(10)
-        server.listener.close()
+
+
+def test_redis_keepalive_options_are_replaced_unless_only_lower() -> None:
+    """redis-py sets its ``socket_keepalive_options`` before connecting: the policy comes after.
+
+    With ``only_lower=True`` each value ends up the lower of the two.
+    """
+    redis = pytest.importorskip("redis")
+    options = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPCNT: 20}  # idle lower, probes higher
+    results = []
+    for only_lower in (False, True):
+        with resp_server() as server:
+            nk.install(**POLICY, only_lower=only_lower)
+            client = redis.Redis(
+                *server.address,
+                socket_timeout=10,
+                protocol=2,
+                socket_keepalive=True,
+                socket_keepalive_options=options,
+            )
+            try:
+                assert client.ping() is True
+                (local,) = server.clients
+                results.append(client_socket(local, server.address))
+            finally:
+                client.close()
+    assert results == [EXPECTED, Kernel(1, 5, 3, 4, 23_456)]
+
+
+def test_py_amqp_sets_its_own_values_after_connecting() -> None:
+    """py-amqp writes its socket_settings, or its own defaults, after the connect: they win.
+
+    So kombu and Celery's py-amqp transport need ``socket_settings``
+    (:func:`netkeepalive.keepalive_options`); install() alone changes nothing
+    there but SO_KEEPALIVE, which py-amqp turns on anyway.
+    """
+    amqp = pytest.importorskip("amqp")
+    defaults = amqp.transport.DEFAULT_SOCKET_SETTINGS
+    py_amqp_defaults = Kernel(
+        1,
+        defaults["TCP_KEEPIDLE"],
+        defaults["TCP_KEEPINTVL"],
+        defaults["TCP_KEEPCNT"],
+        defaults["TCP_USER_TIMEOUT"],
+    )
+    assert py_amqp_defaults != EXPECTED
+    seen = []
+    for settings in (None, nk.keepalive_options(**POLICY)):
+        with amqp_server() as server:
+            nk.install(**POLICY)
+            conn = amqp.Connection(
+                host="{}:{}".format(*server.address), connect_timeout=10, socket_settings=settings
+            )
+            conn.connect()
+            try:
+                sock = conn.transport.sock
+                assert server.clients == [sock.getsockname()[:2]]
+                seen.append(kernel_view.read(sock))
+            finally:
+                conn.close()
+    assert seen == [py_amqp_defaults, EXPECTED]
+
+
+def test_httpx_socket_options_set_after_connecting_win(http_server: Any) -> None:
+    """httpcore applies ``socket_options`` once connected: they replace the policy's."""
+    httpx = pytest.importorskip("httpx")
+    nk.install(**POLICY)
+    transport = httpx.HTTPTransport(socket_options=[(TCP, socket.TCP_KEEPIDLE, 99)])
+    with httpx.Client(transport=transport) as client:
+        assert client.get(http_server.url, timeout=10).text == "ok\n"
+        assert http_client_socket(http_server) == EXPECTED._replace(idle_s=99)
+
+
+def test_urllib3_socket_options_set_before_connecting_are_replaced(http_server: Any) -> None:
+    urllib3 = pytest.importorskip("urllib3")
+    nk.install(**POLICY)
+    options = [(TCP, socket.TCP_KEEPIDLE, 99)]
+    with urllib3.PoolManager(socket_options=options) as manager:
+        assert manager.request("GET", http_server.url, timeout=10).status == 200
+        assert http_client_socket(http_server) == EXPECTED
+
+
+def test_netkeepalive_urllib3_configures_after_connecting_and_wins(http_server: Any) -> None:
+    """netkeepalive.urllib3 configures each connection once it is connected: its values win.
+
+    So do netkeepalive.requests.KeepAliveAdapter and
+    netkeepalive.botocore.configure_client, which are built on it.
+    """
+    pytest.importorskip("urllib3")
+    import netkeepalive.urllib3
+
+    nk.install(**POLICY)
+    with netkeepalive.urllib3.PoolManager(idle=99_000, probes=7) as manager:
+        assert manager.request("GET", http_server.url, timeout=10).status == 200
+        assert http_client_socket(http_server) == EXPECTED._replace(idle_s=99, probes=7)
+
+
+def test_netkeepalive_aiohttp_socket_factory_is_replaced(http_server: Any) -> None:
+    """The socket factory configures the socket before aiohttp connects it: the policy follows."""
+    aiohttp = pytest.importorskip("aiohttp")
+    import netkeepalive.aiohttp
+
+    async def main() -> Kernel:
+        factory = netkeepalive.aiohttp.socket_factory(idle=99_000, probes=7)
+        connector = aiohttp.TCPConnector(socket_factory=factory)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(http_server.url) as response:
+                assert await response.text() == "ok\n"
+            return http_client_socket(http_server)
+
+    nk.install(**POLICY)
+    assert asyncio.run(main()) == EXPECTED
 
 
 def test_after_uninstall_clients_are_untouched(http_server: Any) -> None:
@@ -238,4 +344,4 @@ def test_after_uninstall_clients_are_untouched(http_server: Any) -> None:
     nk.uninstall()
     with requests.Session() as session:
         assert session.get(http_server.url, timeout=10).status_code == 200
-        assert kernel_of_local_address(only_client(http_server))[0] == 0
+        assert http_client_socket(http_server) == fresh_tcp()
