@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
+from wire_servers import serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
@@ -58,14 +58,8 @@ class _Server(ThreadingHTTPServer):
 def http_server() -> Iterator[_Server]:
     """A threaded HTTP/1.1 server on 127.0.0.1 that records each request's client."""
     server = _Server()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 @pytest.fixture(autouse=True)

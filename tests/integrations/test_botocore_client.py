@@ -8,7 +8,6 @@ from the client's pool.  Both with ``sock.getsockopt``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +24,7 @@ pytest.importorskip("botocore")
 import botocore
 import botocore.config
 import botocore.session
+from wire_servers import serving
 
 import netkeepalive.botocore
 
@@ -79,14 +79,8 @@ def s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_S3]:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     server = _S3()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def _client_kwargs(endpoint_url: str, **config: Any) -> dict[str, Any]:

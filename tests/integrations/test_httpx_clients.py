@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
@@ -22,6 +21,7 @@ from typing import Any, Callable
 import kernel_view
 import pytest
 from kernel_view import Kernel
+from wire_servers import serving
 
 import netkeepalive
 
@@ -78,14 +78,8 @@ class _ConnectProxy(ThreadingHTTPServer):
 def connect_proxy() -> Iterator[_ConnectProxy]:
     """An HTTPS proxy on 127.0.0.1 that reads each client's socket, then refuses the tunnel."""
     server = _ConnectProxy()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 # -- Client, direct --------------------------------------------------------------

@@ -21,7 +21,6 @@ import asyncio
 import http.client
 import importlib
 import socket
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Tuple
 import kernel_view
 import pytest
 from kernel_view import Kernel
-from wire_servers import amqp_server, resp_server
+from wire_servers import amqp_server, resp_server, serving
 
 import netkeepalive as nk
 from netkeepalive import _install
@@ -183,9 +182,7 @@ def test_botocore_s3_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     server = s3._S3()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         nk.install(**POLICY)
         client = botocore.session.get_session().create_client(
             "s3",
@@ -204,10 +201,6 @@ def test_botocore_s3_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             assert client_socket(local, server.server_address[:2]) == EXPECTED
         finally:
             client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 # -- Redis and AMQP --------------------------------------------------------------

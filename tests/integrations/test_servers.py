@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
+from wire_servers import serving
 
 import netkeepalive
 import netkeepalive.aio
@@ -193,14 +194,8 @@ def tcp_server(
 ) -> Iterator[tuple[Any, threading.Thread]]:
     stdlib = example("stdlib_sockets")
     server = stdlib.KeepAliveTCPServer(("127.0.0.1", 0), stdlib.SettingsHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server) as thread:
         yield server, thread
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def test_socketserver_mixin_configures_listener_and_connections(

@@ -192,3 +192,16 @@ def amqp_server() -> Iterator[_Server]:
     """A server doing AMQP 0-9-1's connection handshake and close, nothing else."""
     with _Server(_amqp) as server:
         yield server
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[threading.Thread]:
+    """Run a ``socketserver`` server in a thread; shut it down and close it on exit."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield thread
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
