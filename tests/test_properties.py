@@ -236,6 +236,11 @@ SETTERS: List[Tuple[str, Callable[[Any, Any], bool]]] = [
 ]
 
 
+def _given(**knobs: object) -> Dict[str, Any]:
+    """The keyword arguments a caller passes: the knobs that are not ``None``."""
+    return {knob: value for knob, value in knobs.items() if value is not None}
+
+
 def _errors(kwargs: Dict[str, Any]) -> Tuple[Type[Exception], ...]:
     """The exceptions the values given in *kwargs* call for (empty: all valid)."""
     found = []
@@ -312,13 +317,7 @@ def test_configure(
     """With *only_lower*, a value is written only where it is below the
     socket's (:data:`PRIMED`); a user timeout of 0 (the system's, longer
     than 10 ms) never is, and ``enable=False`` leaves ``SO_KEEPALIVE`` alone."""
-    given_values = {
-        "idle": idle,
-        "interval": interval,
-        "probes": probes,
-        "user_timeout": user_timeout,
-    }
-    kwargs = {knob: value for knob, value in given_values.items() if value is not None}
+    kwargs = _given(idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
     errors = _errors(kwargs) + (() if isinstance(enable, bool) else (TypeError,))
     with connection(server) as sock:
         if errors:
@@ -357,13 +356,7 @@ def test_socket_options(
     same checks; the tuples and the mapping, applied with the standard
     library as the client libraries apply them, leave the documented values
     in the kernel."""
-    given_values = {
-        "idle": idle,
-        "interval": interval,
-        "probes": probes,
-        "user_timeout": user_timeout,
-    }
-    kwargs = {knob: value for knob, value in given_values.items() if value is not None}
+    kwargs = _given(idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
     errors = _errors(kwargs)
     if errors:
         with pytest.raises(errors):
