@@ -1,4 +1,5 @@
-"""Property-based tests: every setter, configure(), socket_options() and the converter.
+"""Property-based tests: every setter, configure(), socket_options(),
+keepalive_options() and the converter.
 
 Each test draws values of every kind a caller may pass (ints, ``int``
 subclasses, floats, timedeltas, bools and things that are no number) and
@@ -16,13 +17,21 @@ checks them against an independent statement of the documented rules:
 Then either the documented exception was raised and the socket is exactly
 as before, or the kernel holds the expected value, read back with the
 standard library's ``socket.getsockopt``, never through netkeepalive.
-Every example gets a fresh loopback connection.  Run lengths come from the
-Hypothesis profiles in conftest.py.
+Every example gets a fresh loopback connection.  configure() is drawn with
+and without ``only_lower``; the tuples of socket_options() and the mapping
+of keepalive_options() are applied with ``socket.setsockopt``, as the
+client libraries apply them.  One test gives every entry point a non-zero
+time under one unit of its option (``timedelta(microseconds=500)`` for
+``TCP_USER_TIMEOUT``) with valid other knobs, so that a silent 0 anywhere
+fails within a default run; another checks the converter and its messages
+on every platform table (seconds, NetBSD's 500 ms ticks, milliseconds).
+Run lengths come from the Hypothesis profiles in conftest.py.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import socket
 import sys
 from contextlib import contextmanager
@@ -39,7 +48,8 @@ from hypothesis import strategies as st
 import netkeepalive as nk
 from netkeepalive._convert import to_native
 from netkeepalive._sockopts import checked_options
-from netkeepalive.constants import LINUX
+from netkeepalive.constants import _TABLES, LINUX, Unit
+from netkeepalive.constants import KNOBS as ALL_KNOBS
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
 
@@ -186,8 +196,33 @@ not_numbers = st.one_of(
     st.sampled_from([b"1000", Decimal("1000"), Fraction(3, 2), 3 + 0j, [1000]]),
 )
 values = st.one_of(ints, int_subclasses, floats, timedeltas, under_one_unit, not_numbers)
-#: A keyword argument of configure()/socket_options(): often left out.
-optional_values = st.one_of(st.none(), values)
+
+
+def _in_range(knob: str) -> st.SearchStrategy[object]:
+    """Values *knob* takes, of every kind: with several knobs at once, an
+    invalid value elsewhere would hide what this one did."""
+    _number, per_unit, lowest, highest = SPEC[knob]
+    if per_unit is None:
+        return st.one_of(st.integers(lowest, highest), st.integers(lowest, highest).map(Millis))
+    low_ms, high_ms = lowest * per_unit, highest * per_unit + per_unit - 1
+    return st.one_of(
+        st.integers(low_ms, high_ms),
+        st.integers(low_ms, high_ms).map(Millis),
+        st.floats(max(low_ms, 1), high_ms),  # (0, 1) ms: under one unit
+        st.builds(
+            lambda ms, us: timedelta(milliseconds=ms, microseconds=us if ms else 0),
+            st.integers(low_ms, high_ms),
+            st.integers(0, 999),
+        ),
+    )
+
+
+def optional_values(knob: str) -> st.SearchStrategy[object]:
+    """A keyword argument of configure()/socket_options(): often left out,
+    often valid, sometimes a non-zero time under one unit, or anything."""
+    return st.one_of(st.none(), _in_range(knob), under_one_unit, values)
+
+
 enables = st.one_of(st.booleans(), st.sampled_from([0, 1, None, "yes"]))
 
 SETTERS: List[Tuple[str, Callable[[Any, Any], bool]]] = [
@@ -199,6 +234,11 @@ SETTERS: List[Tuple[str, Callable[[Any, Any], bool]]] = [
     ("user_timeout", nk.set_user_timeout),
     ("user_timeout", nk.setUserTimeout),
 ]
+
+
+def _given(**knobs: object) -> Dict[str, Any]:
+    """The keyword arguments a caller passes: the knobs that are not ``None``."""
+    return {knob: value for knob, value in knobs.items() if value is not None}
 
 
 def _errors(kwargs: Dict[str, Any]) -> Tuple[Type[Exception], ...]:
@@ -250,14 +290,20 @@ def test_set_keepalive(server: socket.socket, enable: object, initial_delay: obj
 
 
 @example(
-    enable=True, idle=None, interval=None, probes=None, user_timeout=timedelta(microseconds=500)
+    enable=True,
+    idle=None,
+    interval=None,
+    probes=None,
+    user_timeout=timedelta(microseconds=500),
+    only_lower=False,
 )
 @given(
     enable=enables,
-    idle=optional_values,
-    interval=optional_values,
-    probes=optional_values,
-    user_timeout=optional_values,
+    idle=optional_values("idle"),
+    interval=optional_values("interval"),
+    probes=optional_values("probes"),
+    user_timeout=optional_values("user_timeout"),
+    only_lower=st.booleans(),
 )
 def test_configure(
     server: socket.socket,
@@ -266,25 +312,31 @@ def test_configure(
     interval: object,
     probes: object,
     user_timeout: object,
+    only_lower: bool,
 ) -> None:
-    given_values = {
-        "idle": idle,
-        "interval": interval,
-        "probes": probes,
-        "user_timeout": user_timeout,
-    }
-    kwargs = {knob: value for knob, value in given_values.items() if value is not None}
+    """With *only_lower*, a value is written only where it is below the
+    socket's (:data:`PRIMED`); a user timeout of 0 (the system's, longer
+    than 10 ms) never is, and ``enable=False`` leaves ``SO_KEEPALIVE`` alone."""
+    kwargs = _given(idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
     errors = _errors(kwargs) + (() if isinstance(enable, bool) else (TypeError,))
     with connection(server) as sock:
         if errors:
             with pytest.raises(errors):
-                nk.configure(sock, enable=enable, **kwargs)  # type: ignore[arg-type]
+                nk.configure(sock, enable=enable, only_lower=only_lower, **kwargs)  # type: ignore[arg-type]
             assert snapshot(sock) == PRIMED
             return
-        settings = nk.configure(sock, enable=enable, **kwargs)  # type: ignore[arg-type]
+        settings = nk.configure(sock, enable=enable, only_lower=only_lower, **kwargs)  # type: ignore[arg-type]
         state = snapshot(sock)
     want: Dict[str, Outcome] = {**PRIMED, "enable": int(bool(enable))}
-    want.update((knob, expected(knob, value)) for knob, value in kwargs.items())
+    for knob, value in kwargs.items():
+        native = expected(knob, value)
+        assert isinstance(native, int)
+        if not only_lower:
+            want[knob] = native
+        elif native != 0 or knob != "user_timeout":
+            want[knob] = min(native, PRIMED[knob])
+    if only_lower and not enable:
+        want["enable"] = PRIMED["enable"]
     assert state == want
     public = {knob: state[knob] * (SPEC[knob][1] or 1) for knob in KNOBS}  # in ms or a count
     assert settings == nk.Settings(enabled=bool(enable), **public)
@@ -292,25 +344,25 @@ def test_configure(
 
 @example(idle=None, interval=None, probes=None, user_timeout=timedelta(microseconds=500))
 @given(
-    idle=optional_values,
-    interval=optional_values,
-    probes=optional_values,
-    user_timeout=optional_values,
+    idle=optional_values("idle"),
+    interval=optional_values("interval"),
+    probes=optional_values("probes"),
+    user_timeout=optional_values("user_timeout"),
 )
 def test_socket_options(
     server: socket.socket, idle: object, interval: object, probes: object, user_timeout: object
 ) -> None:
-    given_values = {
-        "idle": idle,
-        "interval": interval,
-        "probes": probes,
-        "user_timeout": user_timeout,
-    }
-    kwargs = {knob: value for knob, value in given_values.items() if value is not None}
+    """socket_options(), keepalive_options() and checked_options(): the
+    same checks; the tuples and the mapping, applied with the standard
+    library as the client libraries apply them, leave the documented values
+    in the kernel."""
+    kwargs = _given(idle=idle, interval=interval, probes=probes, user_timeout=user_timeout)
     errors = _errors(kwargs)
     if errors:
         with pytest.raises(errors):
             nk.socket_options(**kwargs)
+        with pytest.raises(errors):
+            nk.keepalive_options(**kwargs)
         with pytest.raises(errors):
             checked_options(**kwargs)
         return
@@ -323,6 +375,13 @@ def test_socket_options(
     with connection(server) as sock:
         for level, number, native in options:  # as urllib3/httpx apply them
             sock.setsockopt(level, number, native)
+        assert snapshot(sock) == {**PRIMED, "enable": 1, **natives}
+    mapping = nk.keepalive_options(**kwargs)
+    assert mapping == {SPEC[knob][0]: natives[knob] for knob in natives}
+    with connection(server) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # socket_keepalive=True
+        for number, native in mapping.items():  # as redis-py and py-amqp apply it
+            sock.setsockopt(TCP, number, native)
         assert snapshot(sock) == {**PRIMED, "enable": 1, **natives}
 
 
@@ -340,6 +399,131 @@ def test_to_native(knob: str, value: object) -> None:
             to_native(opt, value, knob)
 
 
+#: Every time option of every platform table (fallbacks and extras too), as
+#: ``(table, option)``: the converter and its messages are the same code
+#: whatever the running system.
+TIME_OPTIONS = [
+    (name, opt)
+    for name, table in sorted({"linux": LINUX, **_TABLES}.items())
+    for opt in [
+        *(table.option(knob) for knob in ALL_KNOBS),
+        *(table.option(knob).fallback for knob in ALL_KNOBS if table.option(knob)),  # type: ignore[union-attr]
+        *table.extras,
+    ]
+    if opt is not None and opt.unit in (Unit.SECONDS, Unit.HALF_SECONDS, Unit.MILLISECONDS)
+]
+#: Milliseconds in one unit, and that unit in the words of the messages.
+UNITS = {
+    Unit.SECONDS: (1000, "one second", " whole seconds"),
+    Unit.HALF_SECONDS: (500, "one 500 ms tick", " ticks of 500 ms"),
+    Unit.MILLISECONDS: (1, "one millisecond", " ms"),
+}
+
+
+@given(option=st.sampled_from(TIME_OPTIONS), value=values)
+def test_to_native_every_table(option: Tuple[str, Any], value: object) -> None:
+    """Seconds, 500 ms ticks or milliseconds: the documented truncation, or
+    a ValueError whose message states the option's own unit and range."""
+    _table, opt = option
+    per_unit, one, range_unit = UNITS[opt.unit]
+    if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
+        with pytest.raises(TypeError, match=f"^{opt.knob}: expected milliseconds"):
+            to_native(opt, value, opt.knob)
+        return
+    exact = (
+        Fraction(value // timedelta(microseconds=1), 1000)
+        if isinstance(value, timedelta)
+        else Fraction(value)
+        if not isinstance(value, float) or math.isfinite(value)
+        else None
+    )
+    native = None if exact is None or exact < 0 else math.floor(exact / per_unit)
+    if native is not None and (native > 0 or exact == 0) and opt.minimum <= native <= opt.maximum:
+        assert to_native(opt, value, opt.knob) == native
+        return
+    with pytest.raises(ValueError) as info:
+        to_native(opt, value, opt.knob)
+    message = str(info.value)
+    assert message.startswith(f"{opt.knob}: "), message
+    assert f"{opt.name} takes {opt.minimum} to {opt.maximum}{range_unit}" in message, message
+    if native == 0 and exact:
+        assert f"is less than {one}, the unit of {opt.name}; " in message, message
+    if opt.unit is Unit.MILLISECONDS:
+        said = message.replace(repr(value), "")  # a timedelta's repr says seconds=
+        assert not re.search(r"\bseconds?\b|\bticks?\b", said), message
+
+
+def _under_one_unit_of(knob: str) -> st.SearchStrategy[object]:
+    """Non-zero times that truncate to 0 in *knob*'s kernel unit."""
+    per_unit = SPEC[knob][1]
+    assert per_unit is not None
+    return st.one_of(
+        st.integers(1, per_unit * 1000 - 1).map(lambda us: timedelta(microseconds=us)),
+        st.floats(0.0, float(per_unit), exclude_min=True, exclude_max=True),
+        st.integers(1, per_unit - 1) if per_unit > 1 else st.nothing(),
+    )
+
+
+#: Every entry point that takes a time, by name; the single-knob ones with their knob.
+_ENTRY_KNOB = {function.__name__: knob for knob, function in SETTERS if knob != "probes"}
+_ENTRY_KNOB["set_keepalive"] = "idle"
+ENTRY_POINTS = sorted(
+    {
+        *_ENTRY_KNOB,
+        *("configure", "configure(only_lower)", "socket_options"),
+        *("keepalive_options", "checked_options"),
+    }
+)
+
+
+def _entry_call(
+    entry: str, knob: str, value: object, others: Dict[str, object]
+) -> Callable[[socket.socket], object]:
+    """*entry* called on a socket with *value* for *knob* (and *others*)."""
+    kwargs: Dict[str, Any] = {**others, knob: value}
+    if entry == "set_keepalive":
+        return lambda sock: nk.set_keepalive(sock, True, value)  # type: ignore[arg-type]
+    if entry in _ENTRY_KNOB:
+        setter = getattr(nk, entry)
+        return lambda sock: setter(sock, value)
+    if entry == "configure":
+        return lambda sock: nk.configure(sock, **kwargs)
+    if entry == "configure(only_lower)":
+        return lambda sock: nk.configure(sock, only_lower=True, **kwargs)
+    if entry == "socket_options":
+        return lambda sock: nk.socket_options(**kwargs)
+    if entry == "keepalive_options":
+        return lambda sock: nk.keepalive_options(**kwargs)
+    return lambda sock: checked_options(**kwargs)
+
+
+@st.composite
+def _sub_unit_call(draw: Any) -> Tuple[str, str, object, Dict[str, object]]:
+    entry = draw(st.sampled_from(ENTRY_POINTS))
+    time_knobs = [knob for knob in KNOBS if SPEC[knob][1] is not None]
+    knob = _ENTRY_KNOB.get(entry) or draw(st.sampled_from(time_knobs))
+    value = draw(_under_one_unit_of(knob))
+    others = {
+        other: draw(_in_range(other)) for other in KNOBS if other != knob and draw(st.booleans())
+    }
+    return entry, knob, value, others
+
+
+@given(call=_sub_unit_call())
+def test_a_time_under_one_unit_is_refused_everywhere(
+    server: socket.socket, call: Tuple[str, str, object, Dict[str, object]]
+) -> None:
+    """Whatever its type, with any valid other knobs: a ValueError naming
+    the knob and the option's real unit, and the socket untouched."""
+    entry, knob, value, others = call
+    label = "initial_delay" if entry == "set_keepalive" else knob
+    unit = "one millisecond" if SPEC[knob][1] == 1 else "one second"
+    with connection(server) as sock:
+        with pytest.raises(ValueError, match=f"^{label}: .* is less than {unit}, the unit of "):
+            _entry_call(entry, knob, value, others)(sock)
+        assert snapshot(sock) == PRIMED
+
+
 def _result(call: Callable[[socket.socket], object], server: socket.socket) -> object:
     """What *call* did on a fresh connection: its error (type and text), or
     what it returned and the kernel's state after it."""
@@ -354,7 +538,10 @@ def _result(call: Callable[[socket.socket], object], server: socket.socket) -> o
 @given(
     value=int_subclasses,
     where=st.sampled_from(
-        ["idle", "interval", "probes", "user_timeout", "initial_delay", "configure", "options"]
+        [
+            *("idle", "interval", "probes", "user_timeout", "initial_delay"),
+            *("configure", "only_lower", "options", "mapping"),
+        ]
     ),
 )
 def test_int_subclass_is_the_int_it_equals(server: socket.socket, value: int, where: str) -> None:
@@ -367,6 +554,12 @@ def test_int_subclass_is_the_int_it_equals(server: socket.socket, value: int, wh
             return lambda sock: nk.configure(sock, idle=value, probes=value, user_timeout=value)
         if where == "options":
             return lambda sock: nk.socket_options(interval=value, user_timeout=value)
+        if where == "mapping":
+            return lambda sock: nk.keepalive_options(idle=value, probes=value)
+        if where == "only_lower":
+            return lambda sock: nk.configure(
+                sock, probes=value, user_timeout=value, only_lower=True
+            )
         setter = dict(SETTERS)[where]
         return lambda sock: setter(sock, value)
 
