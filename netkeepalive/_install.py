@@ -16,14 +16,12 @@ nothing else.  :func:`uninstall` puts the original methods back exactly.
 
 from __future__ import annotations
 
-import os
 import socket
-import threading
 import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api
+from . import _api, _forksafe
 from ._convert import Milliseconds, from_native, to_native
 from .errors import UnsupportedOptionError
 
@@ -74,20 +72,11 @@ _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
 _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
 _raw_fileno = socket.socket.fileno
 
-_lock = threading.Lock()
-_warned_lock = threading.Lock()
+#: install()/uninstall() and the warn-once memory run under the package's
+#: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
+#: child never inherits it held, nor a half-replaced set of methods.
+_lock = _warned_lock = _forksafe.lock
 _warned: set[Tuple[str, ...]] = set()
-
-
-def _new_locks() -> None:
-    """Fresh locks in a forked child: another thread may have held them at the fork."""
-    global _lock, _warned_lock
-    _lock = threading.Lock()
-    _warned_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_new_locks)
 
 
 def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
