@@ -14,7 +14,7 @@ import sys
 from collections import namedtuple
 
 from . import _sys
-from ._convert import from_native, plan, to_native
+from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError, UnsupportedOptionError
 
@@ -104,7 +104,7 @@ class Settings(_SettingsFields):
         idle, interval, probes = self.idle, self.interval, self.probes
         if not self.enabled or idle is None or interval is None or probes is None:
             return None
-        if self.user_timeout and (sys.platform.startswith("linux") or sys.platform == "android"):
+        if self.user_timeout and linux_kernel():
             wait = self.user_timeout - idle
             rounds = max(1, -(-wait // interval))  # ceiling division
             return idle + rounds * interval
@@ -128,6 +128,11 @@ class Settings(_SettingsFields):
         from ._defaults import default_data_timeout
 
         return default_data_timeout()
+
+
+def linux_kernel() -> bool:
+    """Whether this process runs on a Linux kernel (Android included)."""
+    return sys.platform.startswith("linux") or sys.platform == "android"
 
 
 def _is_zero(value: object) -> bool:
@@ -239,12 +244,11 @@ def _span(opt: Option) -> Optional[Tuple[int, int, int]]:
     """(lo, hi, scale): the plain ints to_native takes for *opt*, and their scaling."""
     from .constants import Unit
 
-    if opt.unit is Unit.SECONDS:
-        # 1..999 ms truncate to 0 s, which to_native refuses for a non-zero
-        # time: those take the general path.
-        return max(opt.minimum, 1) * 1000, opt.maximum * 1000 + 999, 1000
-    if opt.unit is Unit.HALF_SECONDS:  # NetBSD's 500 ms ticks, as seconds above
-        return max(opt.minimum, 1) * 500, opt.maximum * 500 + 499, 500
+    if opt.unit in (Unit.SECONDS, Unit.HALF_SECONDS):
+        # Times under one unit (1..999 ms for seconds) truncate to 0, which
+        # to_native refuses for a non-zero time: those take the general path.
+        grain = ms_per_unit(opt)
+        return max(opt.minimum, 1) * grain, opt.maximum * grain + grain - 1, grain
     if opt.unit is Unit.MILLISECONDS:
         return max(opt.minimum, 0), opt.maximum, 1  # negative: refused
     if opt.unit in (Unit.COUNT, Unit.FLAG):
@@ -336,12 +340,16 @@ def _get(knob: str, sock: Any) -> int:
     return from_native(opt, backend.get(fileno(sock), opt))
 
 
+def _public(opt: Option, native: int) -> Optional[int]:
+    """*native* in the public unit; ``None`` where the kernel's 0 means "never set"."""
+    return None if native == 0 and opt.zero_is_unset else from_native(opt, native)
+
+
 def _get_or_unset(knob: str, sock: Any) -> Optional[int]:
     """:func:`_get`, with ``None`` where the kernel's 0 means "never set"."""
     backend = _backend()
     opt = backend.option(knob)
-    native = backend.get(fileno(sock), opt)
-    return None if native == 0 and opt.zero_is_unset else from_native(opt, native)
+    return _public(opt, backend.get(fileno(sock), opt))
 
 
 def _set_keepalive(sock: Any, enable: object, initial_delay: object) -> bool:
@@ -379,9 +387,7 @@ def _get_settings(sock: Any) -> Settings:
         if opt is None or not opt.readable:
             values.append(None)
         else:
-            native = backend.get(fd, opt)
-            unset = native == 0 and opt.zero_is_unset
-            values.append(None if unset else from_native(opt, native))
+            values.append(_public(opt, backend.get(fd, opt)))
     return Settings(backend.get(fd, enable) != 0, *values)
 
 

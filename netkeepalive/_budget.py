@@ -52,11 +52,6 @@ __all__ = [
 #: does not drop a healthy connection, few enough to leave each probe time.
 DEFAULT_PROBES = 3
 
-#: Windows Vista and later send 10 probes and cannot be told otherwise
-#: before build 15063 (``TCP_KEEPCNT``); learn.microsoft.com, "SIO_KEEPALIVE_VALS
-#: control code": "the number of keep-alive probes ... is set to 10 and
-#: cannot be changed".
-_WINDOWS_FIXED_PROBES = 10
 
 #: Timer slack kept in the budget: Linux's timer wheel runs a timer of length
 #: *t* up to ``t * 8 / 63`` late (a level's granularity is 8 ** n jiffies and
@@ -144,7 +139,9 @@ def _probe_range(table: PlatformTable, probes: Optional[int]) -> Tuple[int, ...]
                 "probes", table.name, "the probe count is fixed by the system there"
             )
         if table.name.startswith("win32"):
-            return (_WINDOWS_FIXED_PROBES,)
+            from ._defaults import WINDOWS_KEEPALIVE_PROBES  # fixed before build 15063
+
+            return (WINDOWS_KEEPALIVE_PROBES,)
         raise UnsupportedOptionError.for_knob(
             "probes",
             table.name,

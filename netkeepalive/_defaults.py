@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import List, Optional
 
-from ._api import Settings
+from ._api import Settings, linux_kernel
 
 __all__ = [
     "LINUX_RTO_MAX",
@@ -78,10 +78,6 @@ def _sysctl(name: str) -> Optional[int]:
         return None
 
 
-def _is_linux() -> bool:
-    return sys.platform.startswith("linux") or sys.platform == "android"
-
-
 def default_data_timeout() -> Optional[int]:
     """How long unacknowledged data takes to fail with user timeout 0, in ms.
 
@@ -91,7 +87,7 @@ def default_data_timeout() -> Optional[int]:
     depends on the connection's round-trip time, and where the sysctl
     cannot be read.
     """
-    if not _is_linux():
+    if not linux_kernel():
         return None
     retries2 = _sysctl("tcp_retries2")
     if retries2 is None or retries2 < 0:
