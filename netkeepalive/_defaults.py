@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import List, Optional
 
-from ._api import Settings, linux_kernel
+from ._api import Settings, _public, linux_kernel
 
 __all__ = [
     "LINUX_RTO_MAX",
@@ -124,12 +124,11 @@ def system_defaults() -> Settings:
     ``KeepAliveInterval`` (``HKLM\\...\\Tcpip\\Parameters``, ms), else their
     documented defaults (2 h, 1 s), and 10 probes; ``user_timeout`` is
     ``None`` there (no documented default value).  An option the platform
-    lacks, or cannot report, is ``None``.  See
+    lacks, or cannot report, or reports as never set (illumos' 0), is ``None``.  See
     :attr:`~netkeepalive.Settings.data_timeout` for how long unacknowledged
     data takes to fail.
     """
     from . import _sys
-    from ._convert import from_native
 
     backend = _sys.backend()
     table = backend.table
@@ -153,7 +152,7 @@ def system_defaults() -> Settings:
                 values.append(None)
                 continue
             try:
-                values.append(from_native(opt, backend.get(fd, opt)))
+                values.append(_public(opt, backend.get(fd, opt)))
             except OSError:  # the kernel cannot report it for a fresh socket
                 values.append(None)
     return Settings(False, *values)

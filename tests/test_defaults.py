@@ -263,6 +263,14 @@ def test_macos_defaults_are_a_fresh_sockets(simulate: Callable[..., Any]) -> Non
     assert nk.system_defaults().data_timeout is None
 
 
+def test_illumos_unset_values_are_none_not_zero(simulate: Callable[..., Any]) -> None:
+    sim = simulate("sunos5", release="5.11", version="omnios-r151046-2b8a7ab")
+    # TCP_KEEPIDLE 34 reports the system's idle time; TCP_KEEPINTVL 36 and
+    # TCP_KEEPCNT 35 read back 0 while never set (tcp_opt_data.c).
+    sim.kernel.defaults = {(TCP, 34): 7200}
+    assert nk.system_defaults() == nk.Settings(False, 7_200_000, None, None, None)
+
+
 def test_openbsd_has_no_per_socket_defaults(simulate: Callable[..., Any]) -> None:
     sim = simulate("openbsd7", release="7.5", version="GENERIC.MP#82")
     assert nk.system_defaults() == nk.Settings(False, None, None, None, None)
