@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional, Tuple, TypedDict
 
-from ._convert import ms_per_unit, range_text
+from ._convert import ms_per_unit, range_text, to_native
 from .constants import Option, PlatformTable
 from .errors import UnsupportedOptionError
 
@@ -87,11 +87,6 @@ class KeepaliveParams(TypedDict):
     interval: Optional[int]
     probes: Optional[int]
     user_timeout: Optional[int]
-
-
-def _grain(opt: Option) -> int:
-    """Milliseconds per unit of *opt*'s kernel value."""
-    return ms_per_unit(opt)
 
 
 def _budget_ms(ms: object) -> int:
@@ -148,11 +143,7 @@ def _probe_range(table: PlatformTable, probes: Optional[int]) -> Tuple[int, ...]
             "detect_within needs TCP_KEEPCNT or a known fixed probe count to keep a budget",
         )
     if probes is not None:
-        if isinstance(probes, bool) or not isinstance(probes, int):
-            raise TypeError(f"probes: expected an int, got {type(probes).__name__}")
-        if not opt.minimum <= probes <= opt.maximum:
-            raise ValueError(f"probes: {probes!r} is out of range; {range_text(opt)}")
-        return (int(probes),)
+        return (to_native(opt, probes, "probes"),)  # configure's own check
     top = max(opt.minimum, min(DEFAULT_PROBES, opt.maximum))
     return tuple(range(top, max(opt.minimum, 1) - 1, -1))
 
@@ -165,7 +156,7 @@ def _split(budget: int, probes: int, idle: Option, interval: Option) -> Optional
     down to the interval's unit and at least its minimum; the idle time
     gets what is left, rounded down to its unit, within its range.
     """
-    gi, gv = _grain(idle), _grain(interval)
+    gi, gv = ms_per_unit(idle), ms_per_unit(interval)
     lo_i, lo_v = max(idle.minimum, 1), max(interval.minimum, 1)
     step = max(lo_v, min(interval.maximum, budget // (2 * probes) // gv))
     left = budget - probes * step * gv
@@ -186,10 +177,9 @@ def minimum_budget(table: PlatformTable, probes: int) -> int:
     minimums) plus its timer slack.
     """
     idle, interval = _options(table)
-    shortest = max(idle.minimum, 1) * _grain(idle) + probes * max(interval.minimum, 1) * _grain(
-        interval
-    )
-    return _budget_for(shortest)
+    shortest_idle = max(idle.minimum, 1) * ms_per_unit(idle)
+    shortest_interval = max(interval.minimum, 1) * ms_per_unit(interval)
+    return _budget_for(shortest_idle + probes * shortest_interval)
 
 
 def _user_timeout(table: PlatformTable, detection: int) -> Optional[int]:
@@ -200,7 +190,7 @@ def _user_timeout(table: PlatformTable, detection: int) -> Optional[int]:
     opt = table.user_timeout
     if opt is None:
         return None
-    grain = _grain(opt)
+    grain = ms_per_unit(opt)
     if table.name.startswith(_CHECKED_AT_RETRANSMISSION):
         detection = max(detection // 2, detection - _MAX_RTO_MS - 1000)
     units = detection // grain  # never past the budget
