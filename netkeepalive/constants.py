@@ -459,7 +459,7 @@ AIX = PlatformTable(
 # Windows (mingw-w64 headers ws2ipdef.h and mstcpip.h for the numbers;
 # Microsoft's "IPPROTO_TCP socket options" page for units and versions).
 # What exists depends on the build of the running kernel (RtlGetVersion;
-# see _windows_build):
+# see _kernel_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
 #   15063+ (1703)  TCP_KEEPCNT, at most 255
 #   14393+ (1607)  TCP_MAXRTMS, milliseconds; before it TCP_MAXRT, seconds
@@ -595,15 +595,21 @@ def detect_platform(
     return "illumos"
 
 
+def _interpreter_enable() -> Optional[Option]:
+    """``SO_KEEPALIVE`` as this interpreter's :mod:`socket` knows it, if it does."""
+    level = getattr(socket, "SOL_SOCKET", None)
+    number = getattr(socket, "SO_KEEPALIVE", None)
+    if isinstance(level, int) and isinstance(number, int):
+        return _enable(level, number)
+    return None
+
+
 def _running_linux_table() -> PlatformTable:
     """Linux's table, with SOL_SOCKET/SO_KEEPALIVE as this interpreter knows them."""
     machine = os.uname().machine if hasattr(os, "uname") else ""
     table = linux_table(machine)
-    level = getattr(socket, "SOL_SOCKET", None)
-    number = getattr(socket, "SO_KEEPALIVE", None)
-    if isinstance(level, int) and isinstance(number, int):
-        table = replace(table, enable=_enable(level, number))
-    return table
+    enable = _interpreter_enable()
+    return table if enable is None else replace(table, enable=enable)
 
 
 def _kernel_build() -> Optional[int]:
@@ -663,14 +669,9 @@ def generic_table(name: str) -> PlatformTable:
     TCP knob is ``None``, so it raises
     :class:`~netkeepalive.UnsupportedOptionError` naming *name*.
     """
-    level = getattr(socket, "SOL_SOCKET", None)
-    number = getattr(socket, "SO_KEEPALIVE", None)
-    enable = None
-    if isinstance(level, int) and isinstance(number, int):
-        enable = _enable(level, number)
     return PlatformTable(
         name=name,
-        enable=enable,
+        enable=_interpreter_enable(),
         idle=None,
         interval=None,
         probes=None,
