@@ -21,7 +21,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 __all__ = [
     "AIX",
@@ -177,9 +177,22 @@ def _tcp(
     lo: int,
     hi: int,
     fallback: Optional[Option] = None,
-    **extra: Any,
+    *,
+    zero_is_unset: bool = False,
+    einval_hint: str = "",
 ) -> Option:
-    return Option(knob, IPPROTO_TCP, name, number, unit, lo, hi, fallback, **extra)
+    return Option(
+        knob,
+        IPPROTO_TCP,
+        name,
+        number,
+        unit,
+        lo,
+        hi,
+        fallback,
+        zero_is_unset=zero_is_unset,
+        einval_hint=einval_hint,
+    )
 
 
 # Every row below names where its number, unit and range come from: the
