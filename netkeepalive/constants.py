@@ -548,6 +548,18 @@ WINDOWS = windows_table(WINDOWS_BUILD_KEEPIDLE)
 # --------------------------------------------------------------------------
 # Choosing the table for the running system.
 # --------------------------------------------------------------------------
+#: BSD ``sys.platform`` prefix -> (first release of its newer table, the
+#: table before that), decided by ``uname -r``.
+_BY_RELEASE = {
+    # "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
+    "freebsd": ((14,), "freebsd-pre-14"),
+    # "10.0", "9.3", "7.2"; getsockopt answers from 8.0 on.
+    "netbsd": ((8,), "netbsd-pre-8"),
+    # "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
+    "dragonfly": ((5, 8), "dragonfly-pre-5.8"),
+}
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     m = re.match(r"(\d+)(?:\.(\d+))?", text)
     if not m:
@@ -582,21 +594,15 @@ def detect_platform(
         return "aix"
     if plat.startswith("openbsd"):
         return "openbsd"
-    if not plat.startswith(("freebsd", "dragonfly", "netbsd", "sunos")):
+    if not plat.startswith((*_BY_RELEASE, "sunos")):
         return plat
     if release is None or version is None:
         uname = os.uname()
         release = uname.release if release is None else release
         version = uname.version if version is None else version
-    if plat.startswith("freebsd"):
-        # uname -r: "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
-        return "freebsd" if _version_tuple(release) >= (14,) else "freebsd-pre-14"
-    if plat.startswith("netbsd"):
-        # uname -r: "10.0", "9.3", "7.2"; getsockopt answers from 8.0 on.
-        return "netbsd" if _version_tuple(release) >= (8,) else "netbsd-pre-8"
-    if plat.startswith("dragonfly"):
-        # uname -r: "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
-        return "dragonfly" if _version_tuple(release) >= (5, 8) else "dragonfly-pre-5.8"
+    for bsd, (first, older) in _BY_RELEASE.items():
+        if plat.startswith(bsd):
+            return bsd if _version_tuple(release) >= first else older
     # illumos and Solaris both report release "5.11".  Solaris reports its
     # update as the uname version: "11.4.0.15.0", "11.3"; Solaris 10 and
     # OpenSolaris report "Generic_..." and "snv_...".  illumos distributions
