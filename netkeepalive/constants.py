@@ -21,7 +21,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 __all__ = [
     "AIX",
@@ -177,9 +177,22 @@ def _tcp(
     lo: int,
     hi: int,
     fallback: Optional[Option] = None,
-    **extra: Any,
+    *,
+    zero_is_unset: bool = False,
+    einval_hint: str = "",
 ) -> Option:
-    return Option(knob, IPPROTO_TCP, name, number, unit, lo, hi, fallback, **extra)
+    return Option(
+        knob,
+        IPPROTO_TCP,
+        name,
+        number,
+        unit,
+        lo,
+        hi,
+        fallback,
+        zero_is_unset=zero_is_unset,
+        einval_hint=einval_hint,
+    )
 
 
 # Every row below names where its number, unit and range come from: the
@@ -459,7 +472,7 @@ AIX = PlatformTable(
 # Windows (mingw-w64 headers ws2ipdef.h and mstcpip.h for the numbers;
 # Microsoft's "IPPROTO_TCP socket options" page for units and versions).
 # What exists depends on the build of the running kernel (RtlGetVersion;
-# see _windows_build):
+# see _kernel_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
 #   15063+ (1703)  TCP_KEEPCNT, at most 255
 #   14393+ (1607)  TCP_MAXRTMS, milliseconds; before it TCP_MAXRT, seconds
@@ -535,6 +548,18 @@ WINDOWS = windows_table(WINDOWS_BUILD_KEEPIDLE)
 # --------------------------------------------------------------------------
 # Choosing the table for the running system.
 # --------------------------------------------------------------------------
+#: BSD ``sys.platform`` prefix -> (first release of its newer table, the
+#: table before that), decided by ``uname -r``.
+_BY_RELEASE = {
+    # "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
+    "freebsd": ((14,), "freebsd-pre-14"),
+    # "10.0", "9.3", "7.2"; getsockopt answers from 8.0 on.
+    "netbsd": ((8,), "netbsd-pre-8"),
+    # "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
+    "dragonfly": ((5, 8), "dragonfly-pre-5.8"),
+}
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     m = re.match(r"(\d+)(?:\.(\d+))?", text)
     if not m:
@@ -569,21 +594,15 @@ def detect_platform(
         return "aix"
     if plat.startswith("openbsd"):
         return "openbsd"
-    if not plat.startswith(("freebsd", "dragonfly", "netbsd", "sunos")):
+    if not plat.startswith((*_BY_RELEASE, "sunos")):
         return plat
     if release is None or version is None:
         uname = os.uname()
         release = uname.release if release is None else release
         version = uname.version if version is None else version
-    if plat.startswith("freebsd"):
-        # uname -r: "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
-        return "freebsd" if _version_tuple(release) >= (14,) else "freebsd-pre-14"
-    if plat.startswith("netbsd"):
-        # uname -r: "10.0", "9.3", "7.2"; getsockopt answers from 8.0 on.
-        return "netbsd" if _version_tuple(release) >= (8,) else "netbsd-pre-8"
-    if plat.startswith("dragonfly"):
-        # uname -r: "5.8-RELEASE", "6.4-RELEASE", "5.7-DEVELOPMENT".
-        return "dragonfly" if _version_tuple(release) >= (5, 8) else "dragonfly-pre-5.8"
+    for bsd, (first, older) in _BY_RELEASE.items():
+        if plat.startswith(bsd):
+            return bsd if _version_tuple(release) >= first else older
     # illumos and Solaris both report release "5.11".  Solaris reports its
     # update as the uname version: "11.4.0.15.0", "11.3"; Solaris 10 and
     # OpenSolaris report "Generic_..." and "snv_...".  illumos distributions
@@ -595,15 +614,21 @@ def detect_platform(
     return "illumos"
 
 
+def _interpreter_enable() -> Optional[Option]:
+    """``SO_KEEPALIVE`` as this interpreter's :mod:`socket` knows it, if it does."""
+    level = getattr(socket, "SOL_SOCKET", None)
+    number = getattr(socket, "SO_KEEPALIVE", None)
+    if isinstance(level, int) and isinstance(number, int):
+        return _enable(level, number)
+    return None
+
+
 def _running_linux_table() -> PlatformTable:
     """Linux's table, with SOL_SOCKET/SO_KEEPALIVE as this interpreter knows them."""
     machine = os.uname().machine if hasattr(os, "uname") else ""
     table = linux_table(machine)
-    level = getattr(socket, "SOL_SOCKET", None)
-    number = getattr(socket, "SO_KEEPALIVE", None)
-    if isinstance(level, int) and isinstance(number, int):
-        table = replace(table, enable=_enable(level, number))
-    return table
+    enable = _interpreter_enable()
+    return table if enable is None else replace(table, enable=enable)
 
 
 def _kernel_build() -> Optional[int]:
@@ -663,14 +688,9 @@ def generic_table(name: str) -> PlatformTable:
     TCP knob is ``None``, so it raises
     :class:`~netkeepalive.UnsupportedOptionError` naming *name*.
     """
-    level = getattr(socket, "SOL_SOCKET", None)
-    number = getattr(socket, "SO_KEEPALIVE", None)
-    enable = None
-    if isinstance(level, int) and isinstance(number, int):
-        enable = _enable(level, number)
     return PlatformTable(
         name=name,
-        enable=enable,
+        enable=_interpreter_enable(),
         idle=None,
         interval=None,
         probes=None,

@@ -276,6 +276,11 @@ def _positive_unsigned(value: int) -> bool:
     return value & UINT_MAX > 0
 
 
+def _at_least_one_tick(ms: int) -> bool:
+    """DragonFly before 5.8: ms * hz / 1000 ticks (hz = 100), 0 ticks refused."""
+    return ms * 100 // 1000 >= 1
+
+
 #: What each simulated kernel refuses with EINVAL, in its own unit, from the
 #: function cited (table name -> {(level, option): predicate}); and the
 #: options it takes but never reports.  Kept apart from netkeepalive's own
@@ -304,8 +309,8 @@ KERNEL_RULES: Dict[str, Dict[Tuple[int, int], Callable[[int], bool]]] = {
     },
     # sys/netinet/tcp_usrreq.c tcp_ctloutput: ms * hz / 1000 >= 1, hz = 100
     "dragonfly-pre-5.8": {
-        (TCP, 256): lambda ms: ms * 100 // 1000 >= 1,
-        (TCP, 512): lambda ms: ms * 100 // 1000 >= 1,
+        (TCP, 256): _at_least_one_tick,
+        (TCP, 512): _at_least_one_tick,
         (TCP, 1024): lambda n: n > 0,
     },
     # sys/netinet/tcp_usrreq.c tcp_ctloutput: ui > 0

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import pytest
 from fakelib import SIO_KEEPALIVE_VALS, Call
+from fakelib import WRITE_ONLY as WRITE_ONLY_TABLES
 
 import netkeepalive
 from netkeepalive import UnsupportedOptionError
@@ -90,8 +91,8 @@ CASES = [
 ]  # fmt: skip
 CASE_IDS = [c.id for c in CASES]
 #: Cases whose kernel takes the keepalive options but never reports them
-#: (NetBSD's tcp_ctloutput has no PRCO_GETOPT case for them before 8.0).
-WRITE_ONLY = {"netbsd-7"}
+#: (fakelib.WRITE_ONLY: NetBSD before 8.0).
+WRITE_ONLY = {c.id for c in CASES if c.table in WRITE_ONLY_TABLES}
 
 #: knob -> (setter, getter, a public value to set)
 KNOB_API: dict[str, Tuple[Callable[..., bool], Callable[[Any], int], int]] = {

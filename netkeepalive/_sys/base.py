@@ -35,6 +35,12 @@ class Backend:
             raise UnsupportedOptionError.for_knob(knob, self.table.name)
         return opt
 
+    def _unreadable(self, opt: Option, detail: str) -> UnsupportedOptionError:
+        """The error for *opt*, which this kernel cannot report (``getsockopt``)."""
+        exc = UnsupportedOptionError.for_knob(opt.knob, self.table.name, detail)
+        exc.call = "getsockopt"
+        return exc
+
     def set(self, fd: int, opt: Option, value: int) -> None:  # pragma: no cover
         """``setsockopt(fd, opt.level, opt.number, &value, sizeof value)``."""
         raise NotImplementedError

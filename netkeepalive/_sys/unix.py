@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Tuple
 from .._convert import range_text
 from .._libc import libc
 from ..constants import Option, PlatformTable, Unit
-from ..errors import SocketOptionError, UnsupportedOptionError
+from ..errors import SocketOptionError
 from .base import Backend
 
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
@@ -117,7 +117,7 @@ class UnixBackend(Backend):
         raises :class:`UnsupportedOptionError` without a call.
         """
         if not opt.readable:
-            raise _unreadable(opt, self.table.name)
+            raise self._unreadable(opt, f"the kernel does not answer getsockopt({opt.name})")
         buf = self._tls
         buf.length.value = _INT_SIZE
         if self._getsockopt(fd, opt.level, opt.number, buf.value_ref, buf.length_ref):
@@ -125,14 +125,6 @@ class UnixBackend(Backend):
         if buf.length.value != _INT_SIZE:
             return _short_value(buf, opt)
         return buf.value.value
-
-
-def _unreadable(opt: Option, platform: str) -> UnsupportedOptionError:
-    exc = UnsupportedOptionError.for_knob(
-        opt.knob, platform, f"the kernel does not answer getsockopt({opt.name})"
-    )
-    exc.call = "getsockopt"
-    return exc
 
 
 def _short_value(buf: _Buffers, opt: Option) -> int:

@@ -32,7 +32,7 @@ from typing import Any, Optional, Tuple
 
 from .._libc import ws2_32
 from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
-from ..errors import SocketOptionError, UnsupportedOptionError
+from ..errors import SocketOptionError
 from .base import Backend
 
 __all__ = ["WindowsBackend", "tcp_keepalive"]
@@ -200,14 +200,11 @@ class WindowsBackend(Backend):
         ``SIO_KEEPALIVE_VALS`` cannot be read back.
         """
         if not opt.readable:
-            unreadable = UnsupportedOptionError.for_knob(
-                opt.knob,
-                self.table.name,
+            raise self._unreadable(
+                opt,
                 f"{opt.name} cannot be read back; reading it needs TCP_KEEPIDLE and "
                 f"TCP_KEEPINTVL, Windows build {WINDOWS_BUILD_KEEPIDLE} and later",
             )
-            unreadable.call = "getsockopt"
-            raise unreadable
         getsockopt = self._bind()[1]
         buf = self._tls
         buf.value.value = 0
