@@ -269,7 +269,6 @@ def _build(backend: Backend) -> None:
             complete = False
         else:
             records[knob] = _Fast(backend, opt, span)
-            complete = complete and opt.readable
     _enable, _idle, _interval = records["enable"], records["idle"], records["interval"]
     _probes, _user_timeout = records["probes"], records["user_timeout"]
     _all_for = backend if complete else _NEVER
