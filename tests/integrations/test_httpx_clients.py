@@ -14,14 +14,13 @@ import asyncio
 import inspect
 import socket
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any, Callable
 
 import kernel_view
 import pytest
 from kernel_view import Kernel
-from wire_servers import serving
+from wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 import netkeepalive
 
@@ -44,7 +43,7 @@ def _closed_port() -> int:
     return port
 
 
-class _ConnectHandler(BaseHTTPRequestHandler):
+class _ConnectHandler(QuietHandler):
     server: _ConnectProxy
 
     def do_CONNECT(self) -> None:
@@ -52,21 +51,11 @@ class _ConnectHandler(BaseHTTPRequestHandler):
         self.server.seen.append((self.path, kernel_view.read_peer(self.connection)))
         self.send_error(403, "no tunnels here")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _ConnectProxy(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ConnectProxy(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ConnectHandler)
+        super().__init__(_ConnectHandler)
         self.seen: list[tuple[str, Kernel]] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 @pytest.fixture
