@@ -13,7 +13,6 @@ Needs aiohttp 3.12 or later: ``pip install 'netkeepalive[aiohttp]'``.
 
 from __future__ import annotations
 
-import re
 import socket
 from typing import Any, Callable, Optional, Tuple
 
@@ -28,6 +27,7 @@ except ImportError as exc:
 from ._api import configure
 from ._convert import Milliseconds
 from ._sockopts import checked_options
+from .constants import _version_tuple
 
 __all__ = ["SocketFactory", "socket_factory"]
 
@@ -36,11 +36,7 @@ __all__ = ["SocketFactory", "socket_factory"]
 SocketFactory = Callable[[Tuple[Any, ...]], socket.socket]
 
 
-def _version(text: str) -> Tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:2])
-
-
-if _version(aiohttp.__version__) < (3, 12):
+if _version_tuple(aiohttp.__version__) < (3, 12):
     raise ImportError(
         f"netkeepalive.aiohttp needs aiohttp 3.12 or later, for "
         f"TCPConnector(socket_factory=...); aiohttp {aiohttp.__version__} is installed: "

@@ -36,7 +36,7 @@ from urllib3.poolmanager import PoolManager
 
 from ._convert import Milliseconds
 from ._sockopts import checked_options
-from .urllib3 import keepalive_pool_classes
+from .urllib3 import _pool_class, keepalive_pool_classes
 
 __all__ = ["configure_client"]
 
@@ -113,10 +113,12 @@ def configure_client(
     options = checked_options(idle, interval, probes, user_timeout)
     session = _http_session(client)
     classes = _pool_classes(session)
-    originals = {scheme: _original(cls) for scheme, cls in classes.items()}
+    settings = tuple(options.items())  # checked above: not again for each class
     # Every manager holds this very mapping: updating it in place reaches
     # the pool manager and every proxy manager, present and future.
-    classes.update(keepalive_pool_classes(originals, **options))
+    classes.update(
+        {scheme: _pool_class(_original(cls), settings) for scheme, cls in classes.items()}
+    )
     for manager in [session._manager, *session._proxy_managers.values()]:
         manager.clear()  # pools made before keep their class: start afresh
     return options

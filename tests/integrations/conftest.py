@@ -5,20 +5,19 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
-from wire_servers import serving
+from wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"  # keep connections open between requests
     timeout = 10  # bounds how long a handler waits on an idle connection
     server: _Server
@@ -34,21 +33,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.requests: list[tuple[tuple[str, int], str]] = []
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"{super().url}/"
 
     def client_addresses(self) -> list[tuple[str, int]]:
         return [address for address, _ in self.requests]

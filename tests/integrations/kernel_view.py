@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
 import pytest
 
@@ -58,6 +58,16 @@ def read(sock: socket.socket) -> Kernel:
         sock.getsockopt(tcp, socket.TCP_KEEPCNT),
         sock.getsockopt(tcp, getattr(socket, "TCP_USER_TIMEOUT", 18)),
     )
+
+
+def httpx_socket(response: Any) -> socket.socket:
+    """The socket an httpx *response* came over.
+
+    httpx exposes the connection as the response's ``network_stream``
+    extension; ``get_extra_info("socket")`` is its socket.
+    """
+    sock: socket.socket = response.extensions["network_stream"].get_extra_info("socket")
+    return sock
 
 
 def find_socket(local: Address, peer: Address) -> Optional[socket.socket]:

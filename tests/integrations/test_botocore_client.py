@@ -9,7 +9,6 @@ from the client's pool.  Both with ``sock.getsockopt``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -24,7 +23,7 @@ pytest.importorskip("botocore")
 import botocore
 import botocore.config
 import botocore.session
-from wire_servers import serving
+from wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 import netkeepalive.botocore
 
@@ -38,7 +37,7 @@ LIST_BUCKETS = b"""<?xml version="1.0" encoding="UTF-8"?>
 </ListAllMyBucketsResult>"""
 
 
-class _S3Handler(BaseHTTPRequestHandler):
+class _S3Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
     server: _S3
@@ -53,21 +52,11 @@ class _S3Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(LIST_BUCKETS)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _S3(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _S3(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _S3Handler)
+        super().__init__(_S3Handler)
         self.seen: list[tuple[tuple[str, int], str, Kernel]] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 @pytest.fixture

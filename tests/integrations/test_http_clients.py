@@ -266,13 +266,6 @@ def test_urllib3_pool_classes_for_a_manager_built_by_hand(http_server: Any) -> N
 # -- httpx -------------------------------------------------------------------
 
 
-def _httpx_socket(response: Any) -> socket.socket:
-    # httpx exposes the connection a response came over as the
-    # "network_stream" extension; get_extra_info("socket") is its socket.
-    sock: socket.socket = response.extensions["network_stream"].get_extra_info("socket")
-    return sock
-
-
 def test_httpx_socket_options_configure_the_pooled_connection(
     http_server: Any, example: Callable[[str], ModuleType]
 ) -> None:
@@ -281,8 +274,8 @@ def test_httpx_socket_options_configure_the_pooled_connection(
         first = client.get(http_server.url)
         second = client.get(http_server.url)
         assert (first.status_code, second.text) == (200, "ok\n")
-        sock = _httpx_socket(second)
-        assert _httpx_socket(first) is sock
+        sock = kernel_view.httpx_socket(second)
+        assert kernel_view.httpx_socket(first) is sock
         assert http_server.client_addresses() == [sock.getsockname()] * 2
         assert kernel_view.read(sock) == WANTED
 
@@ -296,7 +289,7 @@ def test_httpx_transport_keeps_the_callers_socket_options(http_server: Any) -> N
     )
     with httpx.Client(transport=transport) as client:
         response = client.get(http_server.url)
-        sock = _httpx_socket(response)
+        sock = kernel_view.httpx_socket(response)
         assert http_server.client_addresses() == [sock.getsockname()]
         kernel = kernel_view.read(sock)
         assert (kernel.keepalive, kernel.interval_s) == (1, 9)
@@ -313,7 +306,7 @@ def test_httpx_async_transport_configures_the_pooled_connection(
         async with make_async_client() as client:
             response = await client.get(http_server.url)
             assert response.status_code == 200
-            sock = _httpx_socket(response)
+            sock = kernel_view.httpx_socket(response)
             return sock.getsockname(), kernel_view.read(sock)
 
     address, kernel = asyncio.run(fetch())

@@ -14,14 +14,13 @@ import asyncio
 import inspect
 import socket
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any, Callable
 
 import kernel_view
 import pytest
 from kernel_view import Kernel
-from wire_servers import serving
+from wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 import netkeepalive
 
@@ -36,11 +35,6 @@ WANTED = Kernel(1, 10, 5, 3, 30_000)
 LOCAL_TARGET = "http://127.0.0.1:1/through-proxy"  # never contacted: the proxy answers
 
 
-def _socket(response: Any) -> socket.socket:
-    sock: socket.socket = response.extensions["network_stream"].get_extra_info("socket")
-    return sock
-
-
 def _closed_port() -> int:
     """A loopback port nobody listens on (a proxy there refuses connections)."""
     with socket.socket() as probe:
@@ -49,7 +43,7 @@ def _closed_port() -> int:
     return port
 
 
-class _ConnectHandler(BaseHTTPRequestHandler):
+class _ConnectHandler(QuietHandler):
     server: _ConnectProxy
 
     def do_CONNECT(self) -> None:
@@ -57,21 +51,11 @@ class _ConnectHandler(BaseHTTPRequestHandler):
         self.server.seen.append((self.path, kernel_view.read_peer(self.connection)))
         self.send_error(403, "no tunnels here")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-
-class _ConnectProxy(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ConnectProxy(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ConnectHandler)
+        super().__init__(_ConnectHandler)
         self.seen: list[tuple[str, Kernel]] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 @pytest.fixture
@@ -92,8 +76,8 @@ def test_client_configures_the_pooled_connection(
         first = client.get(http_server.url)
         second = client.get(http_server.url)
         assert (first.status_code, second.text) == (200, "ok\n")
-        sock = _socket(second)
-        assert _socket(first) is sock
+        sock = kernel_view.httpx_socket(second)
+        assert kernel_view.httpx_socket(first) is sock
         assert http_server.client_addresses() == [sock.getsockname()] * 2
         assert kernel_view.read(sock) == WANTED
 
@@ -103,7 +87,7 @@ def test_sdk_client_from_a_detection_budget(
 ) -> None:
     budget = netkeepalive.detect_within(60_000)
     with example("httpx_client").make_sdk_http_client() as client:
-        sock = _socket(client.get(http_server.url))
+        sock = kernel_view.httpx_socket(client.get(http_server.url))
         assert http_server.client_addresses() == [sock.getsockname()]
         assert kernel_view.read(sock) == kernel_view.expected(budget)
 
@@ -113,7 +97,7 @@ def test_client_keeps_the_callers_limits(http_server: Any) -> None:
     with netkeepalive.httpx.Client(probes=4, limits=limits, http1=True, verify=False) as client:
         pool = client._transport._pool  # httpx's httpcore.ConnectionPool
         assert pool._max_connections == 1
-        sock = _socket(client.get(http_server.url))
+        sock = kernel_view.httpx_socket(client.get(http_server.url))
         assert http_server.client_addresses() == [sock.getsockname()]
         assert kernel_view.read(sock)[:1] == (1,)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
@@ -130,7 +114,7 @@ def test_client_uses_a_given_transport_as_it_is(http_server: Any) -> None:
     transport = httpx.HTTPTransport()
     with netkeepalive.httpx.Client(idle=5_000, transport=transport) as client:
         assert client._transport is transport
-        sock = _socket(client.get(http_server.url))
+        sock = kernel_view.httpx_socket(client.get(http_server.url))
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
 
 
@@ -147,7 +131,7 @@ def test_client_configures_the_connection_to_an_environment_proxy(
         assert response.status_code == 200
         # The test server played the proxy: it got the absolute URL.
         assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
-        sock = _socket(response)
+        sock = kernel_view.httpx_socket(response)
         assert sock.getpeername() == http_server.server_address[:2]
         assert http_server.client_addresses() == [sock.getsockname()]
         keepalive, idle, interval, *_ = kernel_view.read(sock)
@@ -160,7 +144,7 @@ def test_client_configures_the_connection_to_an_environment_proxy(
 )
 def test_client_configures_the_connection_to_a_given_proxy(http_server: Any) -> None:
     with netkeepalive.httpx.Client(proxy=http_server.url, probes=5, trust_env=False) as client:
-        sock = _socket(client.get(LOCAL_TARGET))
+        sock = kernel_view.httpx_socket(client.get(LOCAL_TARGET))
         assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
         assert http_server.client_addresses() == [sock.getsockname()]
         assert kernel_view.read(sock)[:1] == (1,)
@@ -184,12 +168,12 @@ def test_no_proxy_and_trust_env_still_bypass_the_proxy(
     dead = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("HTTP_PROXY", dead)
     with netkeepalive.httpx.Client(probes=6, trust_env=False) as client:
-        sock = _socket(client.get(http_server.url))
+        sock = kernel_view.httpx_socket(client.get(http_server.url))
         assert sock.getpeername() == http_server.server_address[:2]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with netkeepalive.httpx.Client(probes=7) as client:
-        sock = _socket(client.get(http_server.url))
+        sock = kernel_view.httpx_socket(client.get(http_server.url))
         assert sock.getpeername() == http_server.server_address[:2]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 7
     monkeypatch.delenv("NO_PROXY")
@@ -219,7 +203,7 @@ def test_async_client_configures_the_connection_to_an_environment_proxy(
         async with netkeepalive.httpx.AsyncClient(**budget) as client:
             response = await client.get(LOCAL_TARGET)
             assert response.status_code == 200
-            sock = _socket(response)
+            sock = kernel_view.httpx_socket(response)
             return sock.getsockname(), sock.getpeername(), kernel_view.read(sock)
 
     local, peer, kernel = asyncio.run(fetch())
@@ -235,7 +219,7 @@ def test_async_client_direct(http_server: Any) -> None:
         async with netkeepalive.httpx.AsyncClient(
             idle=10_000, interval=5_000, probes=3, user_timeout=30_000
         ) as client:
-            sock = _socket(await client.get(http_server.url))
+            sock = kernel_view.httpx_socket(await client.get(http_server.url))
             return sock.getsockname(), kernel_view.read(sock)
 
     local, kernel = asyncio.run(fetch())
@@ -255,7 +239,7 @@ def test_plain_transport_through_a_proxy_drops_socket_options(http_server: Any) 
     options = netkeepalive.socket_options(idle=4_000)
     transport = httpx.HTTPTransport(proxy=httpx.Proxy(http_server.url), socket_options=options)
     with httpx.Client(transport=transport) as client:
-        sock = _socket(client.get(LOCAL_TARGET))
+        sock = kernel_view.httpx_socket(client.get(LOCAL_TARGET))
         assert sock.getpeername() == http_server.server_address[:2]
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
 
@@ -270,7 +254,7 @@ def test_transport_through_a_proxy_keeps_its_socket_options(http_server: Any) ->
         socket_options=[(socket.IPPROTO_IP, socket.IP_TOS, 0x04)],
     )
     with httpx.Client(transport=transport) as client:
-        sock = _socket(client.get(LOCAL_TARGET))
+        sock = kernel_view.httpx_socket(client.get(LOCAL_TARGET))
         assert [path for _, path in http_server.requests] == [LOCAL_TARGET]
         assert http_server.client_addresses() == [sock.getsockname()]
         assert sock.getpeername() == http_server.server_address[:2]
@@ -284,7 +268,7 @@ def test_async_transport_through_a_proxy_keeps_its_socket_options(http_server: A
             proxy=httpx.Proxy(http_server.url), probes=5
         )
         async with httpx.AsyncClient(transport=transport) as client:
-            sock = _socket(await client.get(LOCAL_TARGET))
+            sock = kernel_view.httpx_socket(await client.get(LOCAL_TARGET))
             return sock.getsockname(), kernel_view.read(sock)
 
     local, kernel = asyncio.run(fetch())
@@ -296,7 +280,7 @@ def test_transport_from_a_detection_budget(http_server: Any) -> None:
     budget = netkeepalive.detect_within(12_000)
     transport = netkeepalive.httpx.HTTPTransport(proxy=httpx.Proxy(http_server.url), **budget)
     with httpx.Client(transport=transport) as client:
-        sock = _socket(client.get(LOCAL_TARGET))
+        sock = kernel_view.httpx_socket(client.get(LOCAL_TARGET))
         assert http_server.client_addresses() == [sock.getsockname()]
         assert kernel_view.read(sock) == kernel_view.expected(budget)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
 import ssl
 import warnings
 from collections.abc import Iterator
@@ -51,11 +50,6 @@ def _url(server: Any) -> str:
     return f"https://{host}:{port}/"
 
 
-def _socket(response: Any) -> socket.socket:
-    sock: socket.socket = response.extensions["network_stream"].get_extra_info("socket")
-    return sock
-
-
 def _h2() -> None:
     pytest.importorskip("h2", reason="httpx needs the h2 package for http2=True")
 
@@ -77,7 +71,7 @@ def test_client_over_tls_with_the_callers_verify(https: Any, certs: Certificates
     with netkeepalive.httpx.Client(verify=_trusting(certs), **KEEPALIVE) as client:
         response = client.get(_url(https))
         assert (response.status_code, response.text) == (200, "ok\n")
-        sock = _socket(response)
+        sock = kernel_view.httpx_socket(response)
         assert isinstance(sock, ssl.SSLSocket)
         local = sock.getsockname()[:2]
         assert kernel_view.read(sock) == WANTED
@@ -127,8 +121,8 @@ def test_client_over_http2(certs: Certificates) -> None:
         first = client.get(_url(server))
         second = client.get(_url(server) + "again")
         assert (first.http_version, second.text) == ("HTTP/2", "ok\n")
-        sock = _socket(second)
-        assert _socket(first) is sock  # both streams on one connection
+        sock = kernel_view.httpx_socket(second)
+        assert kernel_view.httpx_socket(first) is sock  # both streams on one connection
         local = sock.getsockname()[:2]
         assert kernel_view.read(sock) == kernel_view.expected(budget)
     expected = kernel_view.expected(budget)
@@ -146,7 +140,7 @@ def test_async_client_over_http2(certs: Certificates) -> None:
             http2=True, verify=_trusting(certs), **KEEPALIVE
         ) as client:
             response = await client.get(url)
-            sock = _socket(response)
+            sock = kernel_view.httpx_socket(response)
             return response.http_version, sock.getsockname()[:2], kernel_view.read(sock)
 
     with tls_servers.https_server(certs, http2=True) as server:
@@ -182,7 +176,9 @@ def test_client_https_through_an_environment_connect_proxy(
         with netkeepalive.httpx.Client(http2=http2, verify=_trusting(certs), **KEEPALIVE) as client:
             response = client.get(_url(server))
             assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
-            sock = _socket(response)  # TLS to the server, over the TCP connection to the proxy
+            sock = kernel_view.httpx_socket(
+                response
+            )  # TLS to the server, over the TCP connection to the proxy
             assert sock.getpeername()[:2] == proxy_address
             local = sock.getsockname()[:2]
             assert kernel_view.read(sock) == WANTED
@@ -222,7 +218,7 @@ def test_client_https_through_an_https_proxy(certs: Certificates) -> None:
         with client:
             response = client.get(_url(server))
             assert response.text == "ok\n"
-            local = _socket(response).getsockname()[:2]
+            local = kernel_view.httpx_socket(response).getsockname()[:2]
     assert proxy.tls_clients == [local]
     assert proxy.tunnels == [Tunnel(target, WANTED)]
     assert len(server.requests) == 1
@@ -243,7 +239,7 @@ def test_client_through_a_socks5_proxy_from_all_proxy(
         with netkeepalive.httpx.Client(verify=_trusting(certs), **KEEPALIVE) as client:
             response = client.get(url)
             assert response.text == "ok\n"
-            sock = _socket(response)
+            sock = kernel_view.httpx_socket(response)
             assert sock.getpeername()[:2] == proxy.address
             local = sock.getsockname()[:2]
             assert kernel_view.read(sock) == WANTED

@@ -1,7 +1,8 @@
-"""Minimal servers on 127.0.0.1 for the Redis and AMQP client tests.
+"""Minimal servers on 127.0.0.1 for the client tests.
 
-Each speaks just enough of its protocol for a real client to connect and
-make one call, and records every connection's client address.
+The Redis and AMQP servers each speak just enough of their protocol for a
+real client to connect and make one call, and record every connection's
+client address; the HTTP test servers build on :class:`LoopbackHTTPServer`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 Address = tuple[str, int]
@@ -69,6 +71,27 @@ class _Server:
             thread.join(10)
         if self.errors:
             raise self.errors[0]
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """An HTTP request handler that logs nothing."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server on a free 127.0.0.1 port; run it with :func:`serving`."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
 
 
 # -- RESP (Redis) --------------------------------------------------------------
