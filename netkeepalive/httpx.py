@@ -149,7 +149,7 @@ def _install(transport: Any, options: List[_SocketOption]) -> None:
     """
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, _Options):  # already ours: add to its options
+    if isinstance(backend, (_KeepAliveBackend, _AsyncKeepAliveBackend)):
         backend.options = _merged(backend.options, options)
         return
     if isinstance(backend, httpcore.NetworkBackend):
