@@ -46,41 +46,7 @@ def _merged(given: Optional[Iterable[_SocketOption]], ours: List[_SocketOption])
     return options
 
 
-class _Options:
-    """The options a backend adds, merged ahead of time rather than per connection.
-
-    httpcore passes each ``connect_tcp`` its pool's own ``socket_options``
-    (the same list every time) or none (connections to a proxy); the
-    merged list for each is made once and handed out as it is.
-    """
-
-    _alone: List[_SocketOption]
-    _last: Tuple[object, List[_SocketOption]]
-
-    @property
-    def options(self) -> List[_SocketOption]:
-        """The ``(level, option, value)`` tuples every connection gets."""
-        return self._alone
-
-    @options.setter
-    def options(self, options: List[_SocketOption]) -> None:
-        self._alone = _merged(None, options)
-        self._last = (None, self._alone)  # one attribute: replaced at once
-
-    def _for(self, given: Optional[Iterable[_SocketOption]]) -> List[_SocketOption]:
-        """:func:`_merged` of *given* and :attr:`options`, made once for each list."""
-        if not given:
-            return self._alone
-        last, merged = self._last
-        if given is not last:
-            if not isinstance(given, (list, tuple)):  # an iterator: read it each time
-                return _merged(given, self._alone)
-            merged = _merged(given, self._alone)
-            self._last = (given, merged)
-        return merged
-
-
-class _KeepAliveBackend(_Options, httpcore.NetworkBackend):
+class _KeepAliveBackend(httpcore.NetworkBackend):
     """A network backend that adds the keepalive options to every ``connect_tcp``."""
 
     def __init__(self, inner: httpcore.NetworkBackend, options: List[_SocketOption]) -> None:
@@ -95,7 +61,9 @@ class _KeepAliveBackend(_Options, httpcore.NetworkBackend):
         local_address: Optional[str] = None,
         socket_options: Optional[Iterable[_SocketOption]] = None,
     ) -> httpcore.NetworkStream:
-        return self.inner.connect_tcp(host, port, timeout, local_address, self._for(socket_options))
+        return self.inner.connect_tcp(
+            host, port, timeout, local_address, _merged(socket_options, self.options)
+        )
 
     def connect_unix_socket(
         self,
@@ -109,7 +77,7 @@ class _KeepAliveBackend(_Options, httpcore.NetworkBackend):
         self.inner.sleep(seconds)
 
 
-class _AsyncKeepAliveBackend(_Options, httpcore.AsyncNetworkBackend):
+class _AsyncKeepAliveBackend(httpcore.AsyncNetworkBackend):
     """:class:`_KeepAliveBackend` for async pools."""
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend, options: List[_SocketOption]) -> None:
@@ -125,7 +93,7 @@ class _AsyncKeepAliveBackend(_Options, httpcore.AsyncNetworkBackend):
         socket_options: Optional[Iterable[_SocketOption]] = None,
     ) -> httpcore.AsyncNetworkStream:
         return await self.inner.connect_tcp(
-            host, port, timeout, local_address, self._for(socket_options)
+            host, port, timeout, local_address, _merged(socket_options, self.options)
         )
 
     async def connect_unix_socket(
