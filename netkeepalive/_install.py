@@ -274,12 +274,6 @@ def _restore(name: str) -> None:
         delattr(cls, name)
 
 
-def _check_bool(value: object, label: str) -> bool:
-    if type(value) is not bool:
-        raise TypeError(f"install: {label}: expected a bool, got {type(value).__name__}")
-    return value
-
-
 def install(
     *,
     enable: bool = True,
@@ -317,8 +311,8 @@ def install(
     Calling it again replaces the policy; :func:`uninstall` removes it.
     Safe to call from any thread.  Returns the policy, as :func:`installed`.
     """
-    _check_bool(enable, "enable")
-    _check_bool(only_lower, "only_lower")
+    _api._check_enable(enable, "install: enable")
+    _api._check_enable(only_lower, "install: only_lower")
     if where is not None and not callable(where):
         raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
     backend = _api._backend()
