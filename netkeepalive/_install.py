@@ -75,13 +75,13 @@ _raw_fileno = socket.socket.fileno
 #: install()/uninstall() and the warn-once memory run under the package's
 #: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
 #: child never inherits it held, nor a half-replaced set of methods.
-_lock = _warned_lock = _forksafe.lock
+_lock = _forksafe.lock
 _warned: set[Tuple[str, ...]] = set()
 
 
 def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
     """``warnings.warn(message)`` unless *key* was warned about in this process."""
-    with _warned_lock:
+    with _lock:
         if key in _warned:
             return
         _warned.add(key)
