@@ -158,6 +158,9 @@ _real_listen: Callable[..., Any] = socket.socket.listen
 _real_accept: Callable[..., Any] = socket.socket.accept
 
 
+# _connect and _connect_ex repeat the same lines on purpose: they run on every
+# connect, and a helper shared by both would add a Python call to each
+# (about 25 ns measured, some 4% of what the wrapper adds to a TCP connect).
 def _connect(self: socket.socket, address: Any) -> None:
     """``socket.connect``, after the installed keepalive policy (netkeepalive)."""
     plan = _active
