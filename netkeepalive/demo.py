@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Dict, Optional, TextIO
+from typing import Callable, Dict, NoReturn, Optional, TextIO
 
 from ._api import Settings, configure
 from ._silence import Outcome, silent_pair, watch
@@ -43,8 +43,6 @@ DEFAULT_EARLY = 200
 DEFAULT_LATE = 1000
 #: How long to keep watching past the latest acceptable moment, ms.
 _GRACE = 2000
-#: The keepalive knobs --detect-within chooses itself.
-_CHOSEN = ("idle", "interval", "user_timeout")
 
 
 def _non_negative(text: str) -> int:
@@ -300,6 +298,17 @@ def _say_data(
     return within
 
 
+class _Refused(Exception):
+    """Keepalive arguments :func:`._cliopts.settings_from_args` refused."""
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose ``error`` raises :class:`_Refused`: the demo reports it as its own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(message)
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     """Run ``netkeepalive demo`` with parsed *args*; return the exit status."""
     platform = detect_platform()
@@ -319,28 +328,12 @@ def run(name: str, args: argparse.Namespace) -> int:
             interval = DEFAULT_INTERVAL if interval is None else interval
             probes = DEFAULT_PROBES if probes is None else probes
         else:
-            clash = [k for k in _CHOSEN if getattr(args, k) is not None]
-            if clash:
-                names = ", ".join("--" + k.replace("_", "-") for k in clash)
-                print(
-                    f"netkeepalive {name}: error: --detect-within chooses {names} itself: "
-                    "give one or the other",
-                    file=sys.stderr,
-                )
-                return 2
-            from ._budget import detect_within
+            from ._cliopts import settings_from_args
 
-            try:
-                plan = detect_within(budget, probes=args.probes)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace("detect_within:", "--detect-within:")) from None
-            chosen_idle, chosen_interval = plan["idle"], plan["interval"]
-            chosen_probes, user_timeout = plan["probes"], plan["user_timeout"]
+            chosen = settings_from_args(args, _RaisingParser())
             # Linux has all four options (run() refuses every other system).
-            assert chosen_idle is not None
-            assert chosen_interval is not None
-            assert chosen_probes is not None
-            idle, interval, probes = chosen_idle, chosen_interval, chosen_probes
+            idle, interval, probes = chosen["idle"], chosen["interval"], chosen["probes"]
+            user_timeout = chosen.get("user_timeout")
         return demo(
             idle=idle,
             interval=interval,
@@ -351,7 +344,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             host=args.host,
             budget=budget,
         )
-    except ValueError as exc:
+    except (ValueError, _Refused) as exc:
         print(f"netkeepalive {name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

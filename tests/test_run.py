@@ -18,6 +18,8 @@ from typing import Any, Dict, List
 
 import pytest
 
+import netkeepalive as nk
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,13 +106,7 @@ def test_script_without_separator_and_detect_within(program: Path) -> None:
         ["-m", "netkeepalive", "run", "--detect-within", "30000", str(program)], program.parent
     )
     assert result.returncode == 0, result.stderr
-    sys.path.insert(0, str(ROOT))
-    try:
-        import netkeepalive as nk
-
-        params = nk.detect_within(30_000)
-    finally:
-        sys.path.remove(str(ROOT))
+    params = nk.detect_within(30_000)
     options = seen(result)["options"]
     assert options == [
         1,

@@ -126,18 +126,12 @@ def test_urllib3(http_server: Any) -> None:
         assert http_client_socket(http_server) == EXPECTED
 
 
-def test_requests(http_server: Any) -> None:
-    requests = pytest.importorskip("requests")
+@pytest.mark.parametrize(("module", "client_class"), [("requests", "Session"), ("httpx", "Client")])
+def test_sync_client(http_server: Any, module: str, client_class: str) -> None:
+    """requests.Session and httpx.Client."""
+    make_client = getattr(pytest.importorskip(module), client_class)
     nk.install(**POLICY)
-    with requests.Session() as session:
-        assert session.get(http_server.url, timeout=10).text == "ok\n"
-        assert http_client_socket(http_server) == EXPECTED
-
-
-def test_httpx_sync(http_server: Any) -> None:
-    httpx = pytest.importorskip("httpx")
-    nk.install(**POLICY)
-    with httpx.Client() as client:
+    with make_client() as client:
         assert client.get(http_server.url, timeout=10).text == "ok\n"
         assert http_client_socket(http_server) == EXPECTED
 
