@@ -41,22 +41,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def child() -> Iterator[Child]:
-    c = Child()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def main() -> Callable[[List[str]], int]:
-    from netkeepalive import cli
-
-    return cli.main
-
-
 def _after_listing(mocker: Any, action: Callable[[], None]) -> None:
     """Run *action* right after the command has listed the target's sockets.
 
