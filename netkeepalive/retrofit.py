@@ -33,7 +33,18 @@ import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    TextIO,
+    Tuple,
+)
 
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
@@ -41,6 +52,9 @@ from ._cliopts import add_settings_arguments, settings_from_args
 from ._libc import libc
 from .constants import INT_MAX, TCP_STATES, Option, Unit
 from .errors import SocketOptionError
+
+if TYPE_CHECKING:
+    from .cgroup import Policy
 
 __all__ = ["add_arguments", "run"]
 
@@ -195,6 +209,9 @@ class _Outcome:
     blocked: Dict[str, List[int]] = field(default_factory=dict)
     #: Processes whose sockets could be looked at (or that had none).
     inspected: int = 0
+    #: ``show`` only: (pid, cgroup, policy) per process with a cgroup
+    #: keepalive policy (see :func:`_cgroup_policies`).
+    cgroup_policies: Optional[List[Tuple[int, str, Policy]]] = None
 
 
 def _verify(fd: int, sock: _procfs.TcpSocket) -> None:
@@ -485,8 +502,8 @@ def _run_show(args: argparse.Namespace) -> int:
     tables = _procfs.Tables()
     for pid in pids:
         _show_process(pid, outcome, listing_all, tables)
-    policies = _cgroup_policies([r.sock.pid for r in outcome.results])
-    written = _write_output(outcome, args.json, changed=False, cgroup_policies=policies)
+    outcome.cgroup_policies = _cgroup_policies([r.sock.pid for r in outcome.results])
+    written = _write_output(outcome, args.json, changed=False)
     failed = _report_errors("show", outcome, listing_all)
     return _exit_status("show", written, failed)
 
@@ -613,8 +630,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None) -> None:
-    out = sys.stdout if out is None else out
+def _print_table(outcome: _Outcome, changed: bool, out: TextIO) -> None:
     header = ["PID", "FD", "STATE", "LOCAL", "REMOTE"]
     if changed:
         header.append("WHEN")
@@ -646,15 +662,11 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
         f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
     )
     out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
+    for pid, where, policy in outcome.cgroup_policies or ():
+        out.write(f"pid {pid}: cgroup {where}: {policy.describe()}\n")
 
 
-def _print_json(
-    outcome: _Outcome,
-    changed: bool,
-    out: Optional[TextIO] = None,
-    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
-) -> None:
-    out = sys.stdout if out is None else out
+def _print_json(outcome: _Outcome, changed: bool, out: TextIO) -> None:
     errors = list(outcome.errors)
     errors += [(pid, message) for message, pids in outcome.blocked.items() for pid in pids]
     document: Dict[str, Any] = {
@@ -662,9 +674,10 @@ def _print_json(
         "errors": [{"pid": pid, "error": message} for pid, message in errors],
         "gone": [dict(_socket_json(sock), reason=reason) for sock, reason in outcome.gone],
     }
-    if cgroup_policies is not None:
+    if outcome.cgroup_policies is not None:
         document["cgroup_policies"] = [
-            {k: v for k, v in entry.items() if k != "text"} for entry in cgroup_policies
+            {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
+            for pid, where, policy in outcome.cgroup_policies
         ]
     # One string, then one write: json.dump() with an indent writes each
     # of its many small pieces separately, which takes a third more time.
@@ -675,12 +688,7 @@ def _print_json(
 _CLOSED_PIPE = "closed pipe"
 
 
-def _write_output(
-    outcome: _Outcome,
-    as_json: bool,
-    changed: bool,
-    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
-) -> Optional[str]:
+def _write_output(outcome: _Outcome, as_json: bool, changed: bool) -> Optional[str]:
     """Print the table or JSON; ``None`` when written, else what went wrong.
 
     Standard output is written once and flushed here, so that a closed
@@ -690,11 +698,9 @@ def _write_output(
     """
     text = io.StringIO()
     if as_json:
-        _print_json(outcome, changed, text, cgroup_policies)
+        _print_json(outcome, changed, text)
     else:
         _print_table(outcome, changed, text)
-        for entry in cgroup_policies or ():
-            text.write(f"pid {entry['pid']}: cgroup {entry['cgroup']}: {entry['text']}\n")
     out = sys.stdout
     if out is None:
         return "standard output is closed"
@@ -771,17 +777,17 @@ def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
 # -- cgroup policies (netkeepalive cgroup) ----------------------------------
 
 
-def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
+def _cgroup_policies(pids: Sequence[int]) -> List[Tuple[int, str, Policy]]:
     """The cgroup keepalive policy new connections of each process get, if any.
 
-    ``{"pid", "cgroup", "keepalive", "text"}`` per process with one (see
+    ``(pid, cgroup, policy)`` per process with one (see
     :func:`netkeepalive.cgroup.effective_policy`); nothing where it cannot
     be read (no cgroup v2, no privileges for ``bpf(2)``).
     """
     from . import cgroup
 
-    found: List[Dict[str, Any]] = []
-    seen: Dict[str, Optional[Tuple[str, Any]]] = {}
+    found: List[Tuple[int, str, Policy]] = []
+    seen: Dict[str, Optional[Tuple[str, Policy]]] = {}
     for pid in dict.fromkeys(pids):
         try:
             name = cgroup.cgroup_of_pid(pid)
@@ -794,9 +800,7 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
                 seen[name] = None
         hit = seen[name]
         if hit is not None:
-            where, policy = hit
-            entry = {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
-            found.append(dict(entry, text=policy.describe()))
+            found.append((pid, *hit))
     return found
 
 
