@@ -50,7 +50,7 @@ from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
 from ._cliopts import add_settings_arguments, settings_from_args
 from ._libc import libc
-from .constants import INT_MAX, TCP_STATES, Option, Unit
+from .constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
 from .errors import SocketOptionError
 
 if TYPE_CHECKING:
@@ -88,19 +88,18 @@ _COLUMNS: Tuple[Tuple[str, str], ...] = (
 # -- arguments -------------------------------------------------------------
 
 
-#: Process ids and descriptors reach the kernel as a C ``int``.
-_INT_MAX = 2**31 - 1
-
-
 def _number_from(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a decimal int in *minimum*.._INT_MAX, else "not *what*"."""
+    """An argparse type: a decimal int in *minimum*..INT_MAX, else "not *what*".
+
+    Process ids and descriptors reach the kernel as a C ``int``.
+    """
 
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
             value = minimum - 1
-        if not minimum <= value <= _INT_MAX:
+        if not minimum <= value <= INT_MAX:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         return value
 
@@ -245,10 +244,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
         os.close(fd)
 
 
-#: ``TCP_INFO``'s option number on Linux.
-_TCP_INFO = getattr(socket, "TCP_INFO", 11)
-
-
 def _tcp_info_head(fd: int) -> Tuple[int, int]:
     """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
 
@@ -257,7 +252,7 @@ def _tcp_info_head(fd: int) -> Tuple[int, int]:
     """
     head = (ctypes.c_uint8 * 8)()
     length = ctypes.c_uint32(ctypes.sizeof(head))
-    if libc().getsockopt(fd, socket.IPPROTO_TCP, _TCP_INFO, head, ctypes.byref(length)):
+    if libc().getsockopt(fd, IPPROTO_TCP, LINUX.tcp_info, head, ctypes.byref(length)):
         raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
     return head[0], head[3]
 
