@@ -333,21 +333,8 @@ def _permission_text(exc: OSError) -> str:
 _CAP_SYS_PTRACE = 19
 
 
-def _own_status(field_name: str) -> Optional[str]:
-    """A field of ``/proc/self/status``, e.g. ``CapEff`` or ``Seccomp``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name == field_name:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def _has_cap_sys_ptrace() -> bool:
-    caps = _own_status("CapEff")
+    caps = _procfs.status_field("self", "CapEff")
     try:
         return caps is not None and bool(int(caps, 16) >> _CAP_SYS_PTRACE & 1)
     except ValueError:
@@ -366,7 +353,7 @@ def _permission_hint() -> str:
 
 
 def _seccomp_note() -> str:
-    mode = _own_status("Seccomp")
+    mode = _procfs.status_field("self", "Seccomp")
     if mode in ("1", "2"):
         return "; this command runs under a seccomp filter, which may be what refuses it"
     return ""
