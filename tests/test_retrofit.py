@@ -60,11 +60,13 @@ def _env() -> Dict[str, str]:
 
 
 def run_cli(
-    *args: object, prefix: Sequence[str] = (), python: str = sys.executable
+    *args: object, prefix: Sequence[str] = (), python: str = sys.executable, stdout: Any = None
 ) -> subprocess.CompletedProcess[str]:
+    """The command's result, its output captured (or written to *stdout*, if given)."""
     return subprocess.run(
         [*prefix, *cli_command(python), *(str(a) for a in args)],
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         env=_env(),
         cwd="/",
