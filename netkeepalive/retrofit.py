@@ -231,8 +231,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
     """A checked copy of *sock*'s descriptor; :class:`_SocketGone` if it was closed."""
     try:
         fd = _pidfd.pidfd_getfd(pidfd, sock.fd, sock.pid)
-    except _pidfd.PidfdUnsupportedError:
-        raise
     except OSError as exc:
         if exc.errno == errno.EBADF:
             raise _SocketGone("closed by the process") from None
