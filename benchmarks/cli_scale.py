@@ -105,7 +105,6 @@ class Helper:
         self._line(self.target)
         self._line(self.server)
         self.pid = self.target.pid
-        self.sockets = count
 
     @staticmethod
     def _start(args: List[str]) -> subprocess.Popen[str]:

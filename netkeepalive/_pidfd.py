@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
 from ._libc import libc
+from .constants import INT_MAX
 
 __all__ = [
     "PidfdUnsupportedError",
@@ -200,12 +201,9 @@ def _check(result: int, call: str) -> int:
     raise SyscallError.from_errno(err, call)
 
 
-_INT_MAX = 2**31 - 1
-
-
 def _c_int(value: int, what: str, call: str) -> ctypes.c_int:
     """*value* as a C ``int``; ``ValueError`` where ctypes would wrap it."""
-    if not -_INT_MAX - 1 <= value <= _INT_MAX:
+    if not -INT_MAX - 1 <= value <= INT_MAX:
         raise ValueError(f"{call}: {what} {value} does not fit a C int")
     return ctypes.c_int(value)
 

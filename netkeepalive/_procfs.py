@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .constants import TCP_STATES
 
@@ -31,6 +31,7 @@ __all__ = [
     "list_pids",
     "parse_tcp_table",
     "socket_fds",
+    "status_field",
     "tcp_sockets",
     "thread_group",
 ]
@@ -159,16 +160,26 @@ class Tables:
         return rows
 
 
-def thread_group(pid: int, proc: str = "/proc") -> Optional[int]:
-    """The process (thread group) id of thread *pid*, or ``None`` if unknown."""
+def status_field(pid: Union[int, str], name: str, proc: str = "/proc") -> Optional[str]:
+    """Field *name* of ``/proc/PID/status`` (*pid* may be ``"self"``), or ``None``."""
     try:
         with open(os.path.join(proc, str(pid), "status")) as f:
             for line in f:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+                key, _, value = line.partition(":")
+                if key == name:
+                    return value.strip()
+    except OSError:
+        pass
     return None
+
+
+def thread_group(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The process (thread group) id of thread *pid*, or ``None`` if unknown."""
+    tgid = status_field(pid, "Tgid", proc)
+    try:
+        return None if tgid is None else int(tgid)
+    except ValueError:
+        return None
 
 
 def socket_fds(pid: int, proc: str = "/proc") -> List[Tuple[int, int]]:

@@ -33,14 +33,28 @@ import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    TextIO,
+    Tuple,
+)
 
 from . import _pidfd, _procfs, _sys
 from ._api import configure, get_settings
 from ._cliopts import add_settings_arguments, settings_from_args
 from ._libc import libc
-from .constants import INT_MAX, TCP_STATES, Option, Unit
+from .constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
 from .errors import SocketOptionError
+
+if TYPE_CHECKING:
+    from .cgroup import Policy
 
 __all__ = ["add_arguments", "run"]
 
@@ -74,19 +88,18 @@ _COLUMNS: Tuple[Tuple[str, str], ...] = (
 # -- arguments -------------------------------------------------------------
 
 
-#: Process ids and descriptors reach the kernel as a C ``int``.
-_INT_MAX = 2**31 - 1
-
-
 def _number_from(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a decimal int in *minimum*.._INT_MAX, else "not *what*"."""
+    """An argparse type: a decimal int in *minimum*..INT_MAX, else "not *what*".
+
+    Process ids and descriptors reach the kernel as a C ``int``.
+    """
 
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
             value = minimum - 1
-        if not minimum <= value <= _INT_MAX:
+        if not minimum <= value <= INT_MAX:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         return value
 
@@ -195,6 +208,9 @@ class _Outcome:
     blocked: Dict[str, List[int]] = field(default_factory=dict)
     #: Processes whose sockets could be looked at (or that had none).
     inspected: int = 0
+    #: ``show`` only: (pid, cgroup, policy) per process with a cgroup
+    #: keepalive policy (see :func:`_cgroup_policies`).
+    cgroup_policies: Optional[List[Tuple[int, str, Policy]]] = None
 
 
 def _verify(fd: int, sock: _procfs.TcpSocket) -> None:
@@ -215,8 +231,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
     """A checked copy of *sock*'s descriptor; :class:`_SocketGone` if it was closed."""
     try:
         fd = _pidfd.pidfd_getfd(pidfd, sock.fd, sock.pid)
-    except _pidfd.PidfdUnsupportedError:
-        raise
     except OSError as exc:
         if exc.errno == errno.EBADF:
             raise _SocketGone("closed by the process") from None
@@ -228,10 +242,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
         os.close(fd)
 
 
-#: ``TCP_INFO``'s option number on Linux.
-_TCP_INFO = getattr(socket, "TCP_INFO", 11)
-
-
 def _tcp_info_head(fd: int) -> Tuple[int, int]:
     """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
 
@@ -240,7 +250,7 @@ def _tcp_info_head(fd: int) -> Tuple[int, int]:
     """
     head = (ctypes.c_uint8 * 8)()
     length = ctypes.c_uint32(ctypes.sizeof(head))
-    if libc().getsockopt(fd, socket.IPPROTO_TCP, _TCP_INFO, head, ctypes.byref(length)):
+    if libc().getsockopt(fd, IPPROTO_TCP, LINUX.tcp_info, head, ctypes.byref(length)):
         raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
     return head[0], head[3]
 
@@ -321,21 +331,8 @@ def _permission_text(exc: OSError) -> str:
 _CAP_SYS_PTRACE = 19
 
 
-def _own_status(field_name: str) -> Optional[str]:
-    """A field of ``/proc/self/status``, e.g. ``CapEff`` or ``Seccomp``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name == field_name:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def _has_cap_sys_ptrace() -> bool:
-    caps = _own_status("CapEff")
+    caps = _procfs.status_field("self", "CapEff")
     try:
         return caps is not None and bool(int(caps, 16) >> _CAP_SYS_PTRACE & 1)
     except ValueError:
@@ -354,7 +351,7 @@ def _permission_hint() -> str:
 
 
 def _seccomp_note() -> str:
-    mode = _own_status("Seccomp")
+    mode = _procfs.status_field("self", "Seccomp")
     if mode in ("1", "2"):
         return "; this command runs under a seccomp filter, which may be what refuses it"
     return ""
@@ -485,8 +482,8 @@ def _run_show(args: argparse.Namespace) -> int:
     tables = _procfs.Tables()
     for pid in pids:
         _show_process(pid, outcome, listing_all, tables)
-    policies = _cgroup_policies([r.sock.pid for r in outcome.results])
-    written = _write_output(outcome, args.json, changed=False, cgroup_policies=policies)
+    outcome.cgroup_policies = _cgroup_policies([r.sock.pid for r in outcome.results])
+    written = _write_output(outcome, args.json, changed=False)
     failed = _report_errors("show", outcome, listing_all)
     return _exit_status("show", written, failed)
 
@@ -613,8 +610,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None) -> None:
-    out = sys.stdout if out is None else out
+def _print_table(outcome: _Outcome, changed: bool, out: TextIO) -> None:
     header = ["PID", "FD", "STATE", "LOCAL", "REMOTE"]
     if changed:
         header.append("WHEN")
@@ -646,15 +642,11 @@ def _print_table(outcome: _Outcome, changed: bool, out: Optional[TextIO] = None)
         f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
     )
     out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
+    for pid, where, policy in outcome.cgroup_policies or ():
+        out.write(f"pid {pid}: cgroup {where}: {policy.describe()}\n")
 
 
-def _print_json(
-    outcome: _Outcome,
-    changed: bool,
-    out: Optional[TextIO] = None,
-    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
-) -> None:
-    out = sys.stdout if out is None else out
+def _print_json(outcome: _Outcome, changed: bool, out: TextIO) -> None:
     errors = list(outcome.errors)
     errors += [(pid, message) for message, pids in outcome.blocked.items() for pid in pids]
     document: Dict[str, Any] = {
@@ -662,9 +654,10 @@ def _print_json(
         "errors": [{"pid": pid, "error": message} for pid, message in errors],
         "gone": [dict(_socket_json(sock), reason=reason) for sock, reason in outcome.gone],
     }
-    if cgroup_policies is not None:
+    if outcome.cgroup_policies is not None:
         document["cgroup_policies"] = [
-            {k: v for k, v in entry.items() if k != "text"} for entry in cgroup_policies
+            {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
+            for pid, where, policy in outcome.cgroup_policies
         ]
     # One string, then one write: json.dump() with an indent writes each
     # of its many small pieces separately, which takes a third more time.
@@ -675,12 +668,7 @@ def _print_json(
 _CLOSED_PIPE = "closed pipe"
 
 
-def _write_output(
-    outcome: _Outcome,
-    as_json: bool,
-    changed: bool,
-    cgroup_policies: Optional[List[Dict[str, Any]]] = None,
-) -> Optional[str]:
+def _write_output(outcome: _Outcome, as_json: bool, changed: bool) -> Optional[str]:
     """Print the table or JSON; ``None`` when written, else what went wrong.
 
     Standard output is written once and flushed here, so that a closed
@@ -690,11 +678,9 @@ def _write_output(
     """
     text = io.StringIO()
     if as_json:
-        _print_json(outcome, changed, text, cgroup_policies)
+        _print_json(outcome, changed, text)
     else:
         _print_table(outcome, changed, text)
-        for entry in cgroup_policies or ():
-            text.write(f"pid {entry['pid']}: cgroup {entry['cgroup']}: {entry['text']}\n")
     out = sys.stdout
     if out is None:
         return "standard output is closed"
@@ -771,17 +757,17 @@ def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
 # -- cgroup policies (netkeepalive cgroup) ----------------------------------
 
 
-def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
+def _cgroup_policies(pids: Sequence[int]) -> List[Tuple[int, str, Policy]]:
     """The cgroup keepalive policy new connections of each process get, if any.
 
-    ``{"pid", "cgroup", "keepalive", "text"}`` per process with one (see
+    ``(pid, cgroup, policy)`` per process with one (see
     :func:`netkeepalive.cgroup.effective_policy`); nothing where it cannot
     be read (no cgroup v2, no privileges for ``bpf(2)``).
     """
     from . import cgroup
 
-    found: List[Dict[str, Any]] = []
-    seen: Dict[str, Optional[Tuple[str, Any]]] = {}
+    found: List[Tuple[int, str, Policy]] = []
+    seen: Dict[str, Optional[Tuple[str, Policy]]] = {}
     for pid in dict.fromkeys(pids):
         try:
             name = cgroup.cgroup_of_pid(pid)
@@ -794,9 +780,7 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Dict[str, Any]]:
                 seen[name] = None
         hit = seen[name]
         if hit is not None:
-            where, policy = hit
-            entry = {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
-            found.append(dict(entry, text=policy.describe()))
+            found.append((pid, *hit))
     return found
 
 

@@ -8,7 +8,7 @@ import socket
 import sys
 import types
 from collections.abc import Iterator
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 import fakelib
 import pytest
@@ -17,6 +17,9 @@ from hypothesis import HealthCheck, settings
 import netkeepalive._libc
 import netkeepalive._sys
 from netkeepalive._sys.base import Backend
+
+if TYPE_CHECKING:
+    from test_retrofit import Child
 
 
 class Simulation(NamedTuple):
@@ -160,3 +163,26 @@ settings.register_profile(
     "netkeepalive-long", settings.get_profile("netkeepalive"), max_examples=5000
 )
 settings.load_profile("netkeepalive")
+
+
+# -- show/set (tests/test_retrofit*.py, tests/test_pidfd.py) -------------------
+
+
+@pytest.fixture
+def main() -> Callable[[list[str]], int]:
+    """``netkeepalive.cli.main``, run in this process."""
+    from netkeepalive import cli
+
+    return cli.main
+
+
+@pytest.fixture
+def child() -> Iterator[Child]:
+    """The target process of tests/retrofit_child.py, stopped after the test."""
+    from test_retrofit import Child
+
+    c = Child()
+    try:
+        yield c
+    finally:
+        c.close()

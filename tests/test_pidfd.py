@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 import netkeepalive
-from netkeepalive import _pidfd, _procfs, cli
+from netkeepalive import _pidfd, _procfs
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only")
 
@@ -192,12 +192,6 @@ def test_enosys_means_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(_pidfd.PidfdUnsupportedError) as info:
         _pidfd.check_supported()
     assert "needs Linux 5.6 or later" in str(info.value)
-
-
-@pytest.fixture
-def main() -> Callable[[List[str]], int]:
-    """``netkeepalive.cli.main``, run in this process."""
-    return cli.main
 
 
 @linux_only

@@ -17,11 +17,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import pytest
 
-from netkeepalive import _pidfd, cli
+from netkeepalive import _pidfd
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("retrofit_child.py")
@@ -60,11 +60,13 @@ def _env() -> Dict[str, str]:
 
 
 def run_cli(
-    *args: object, prefix: Sequence[str] = (), python: str = sys.executable
+    *args: object, prefix: Sequence[str] = (), python: str = sys.executable, stdout: Any = None
 ) -> subprocess.CompletedProcess[str]:
+    """The command's result, its output captured (or written to *stdout*, if given)."""
     return subprocess.run(
         [*prefix, *cli_command(python), *(str(a) for a in args)],
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         env=_env(),
         cwd="/",
@@ -129,21 +131,6 @@ class Child:
             self.proc.wait(timeout=10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
-
-
-@pytest.fixture
-def child() -> Iterator[Child]:
-    c = Child()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def main() -> Callable[[List[str]], int]:
-    """``netkeepalive.cli.main``, run in this process."""
-    return cli.main
 
 
 def open_fds() -> Dict[int, str]:

@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 from test_retrofit import (
     Child,
-    cli_command,
     needs_pidfd,
     needs_root,
     open_fds,
@@ -33,28 +32,11 @@ from netkeepalive import _procfs
 
 BUSY = Path(__file__).with_name("busy_child.py")
 SECCOMP = Path(__file__).with_name("seccomp_run.py")
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd_getfd is Linux-only"),
     needs_pidfd,
 ]
-
-
-@pytest.fixture
-def child() -> Iterator[Child]:
-    c = Child()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def main() -> Callable[[List[str]], int]:
-    from netkeepalive import cli
-
-    return cli.main
 
 
 def _after_listing(mocker: Any, action: Callable[[], None]) -> None:
@@ -253,26 +235,13 @@ def test_show_a_process_that_moved_to_another_namespace() -> None:
 # -- 8: output that cannot be written -------------------------------------------
 
 
-def _run_with_stdout(args: List[object], stdout: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*cli_command(), *(str(a) for a in args)],
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        cwd="/",
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("command", [["show", "--json"], ["set", "--idle", "9000", "--json"]])
 def test_closed_pipe_ends_quietly(child: Child, command: List[str]) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # like `| head -c 10` that has finished
     try:
         args: List[object] = [command[0], child.pid, *command[1:]]
-        result = _run_with_stdout(args, write_end)
+        result = run_cli(*args, stdout=write_end)
     finally:
         os.close(write_end)
     assert result.stderr == ""
@@ -283,7 +252,7 @@ def test_closed_pipe_ends_quietly(child: Child, command: List[str]) -> None:
 
 def test_full_device_gives_one_line(child: Child) -> None:
     with open("/dev/full", "w") as full:
-        result = _run_with_stdout(["show", child.pid], full)
+        result = run_cli("show", child.pid, stdout=full)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "netkeepalive show: cannot write the output: [Errno 28] No space left on device"
@@ -297,7 +266,7 @@ def test_set_says_the_change_was_applied_when_output_fails(child: Child, where: 
         result = run_cli(*args, prefix=["sh", "-c", 'exec "$@" >&-', "sh"])
     else:
         with open(where, "w") as full:
-            result = _run_with_stdout(args, full)
+            result = run_cli(*args, stdout=full)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("netkeepalive set: cannot write the output: ")
