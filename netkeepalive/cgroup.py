@@ -250,16 +250,8 @@ def _check_kernel() -> None:
     )
 
 
-_OPTION_NAMES = tuple(
-    {
-        "enabled": "SO_KEEPALIVE",
-        "idle": "TCP_KEEPIDLE",
-        "interval": "TCP_KEEPINTVL",
-        "probes": "TCP_KEEPCNT",
-        "user_timeout": "TCP_USER_TIMEOUT",
-    }[knob]
-    for knob, _, _ in _bpf.POLICY_FIELDS
-)
+#: The C name of each :data:`_bpf.POLICY_FIELDS` option, in map order.
+_OPTION_NAMES = tuple(option.name for _, option in _bpf.POLICY_FIELDS)
 
 
 def _run_probe_client(procs: str, port: int) -> bool:
@@ -308,7 +300,7 @@ def _probe_setsockopt() -> Optional[List[int]]:
                 b"\0\0\0\0",
                 struct.pack(f"={len(_OPTION_NAMES)}q", *[_NOT_RUN] * len(_OPTION_NAMES)),
             )
-            values = [_PROBE_VALUES[knob] for knob, _, _ in _bpf.POLICY_FIELDS]
+            values = [_PROBE_VALUES[knob] for knob, _ in _bpf.POLICY_FIELDS]
             program = _bpf.setsockopt_probe_program(map_fd, values)
             prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
             try:
