@@ -201,6 +201,17 @@ def _opened(directory: str) -> Iterator[int]:
 # -- the kernel ---------------------------------------------------------------
 
 
+#: The key of the one entry of a policy (or probe result) map: entry 0.
+_KEY = struct.pack("=I", 0)
+#: Bytes of that entry: one signed 64-bit number per :data:`_bpf.POLICY_FIELDS` option.
+_VALUE_SIZE = struct.calcsize(_bpf.POLICY_FORMAT)
+
+
+def _new_map(name: str) -> int:
+    """A one-entry array map shaped like the policy (``BPF_MAP_CREATE``)."""
+    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, 1, name)
+
+
 #: What the probe asks ``bpf_setsockopt`` to set, per :data:`_bpf.POLICY_FIELDS`
 #: field: values every kernel that knows the option accepts.
 _PROBE_VALUES = {"enabled": 1, "idle": 1, "interval": 1, "probes": 1, "user_timeout": 1}
@@ -290,16 +301,12 @@ def _probe_setsockopt() -> Optional[List[int]]:
     if not sys.executable:
         return None
     directory = os.path.join(cgroup2_mount(), f"{PROGRAM_NAME}-probe-{uuid.uuid4().hex[:12]}")
-    size = 8 * len(_bpf.POLICY_FIELDS)
     os.mkdir(directory)
     try:
-        map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, size, 1, "nka_probe")
+        map_fd = _new_map("nka_probe")
         try:
-            _bpfsys.map_update(
-                map_fd,
-                b"\0\0\0\0",
-                struct.pack(f"={len(_OPTION_NAMES)}q", *[_NOT_RUN] * len(_OPTION_NAMES)),
-            )
+            not_run = [_NOT_RUN] * len(_bpf.POLICY_FIELDS)
+            _bpfsys.map_update(map_fd, _KEY, struct.pack(_bpf.POLICY_FORMAT, *not_run))
             values = [_PROBE_VALUES[knob] for knob, _ in _bpf.POLICY_FIELDS]
             program = _bpf.setsockopt_probe_program(map_fd, values)
             prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
@@ -319,13 +326,13 @@ def _probe_setsockopt() -> Optional[List[int]]:
                 os.close(prog_fd)
             if not connected:
                 return None
-            raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", size)
+            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
         finally:
             os.close(map_fd)
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(directory)
-    return list(struct.unpack(f"={len(_OPTION_NAMES)}q", raw))
+    return list(struct.unpack(_bpf.POLICY_FORMAT, raw))
 
 
 def _explain(exc: OSError, doing: str) -> CgroupError:
@@ -370,15 +377,12 @@ def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
     for map_id in info.map_ids:
         fd = _bpfsys.map_get_fd_by_id(map_id)
         try:
-            raw = _bpfsys.map_lookup(fd, b"\0\0\0\0", _VALUE_SIZE)
+            raw = _bpfsys.map_lookup(fd, _KEY, _VALUE_SIZE)
         finally:
             os.close(fd)
         values = _bpf.policy_from_value(raw)
         return _policy(values)
     raise CgroupError(errno.EIO, f"program {info.prog_id} named {PROGRAM_NAME} has no policy map")
-
-
-_VALUE_SIZE = len(_bpf.policy_value({}))
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
@@ -469,8 +473,8 @@ def attach(
         removed = 0
         try:
             try:
-                map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, _VALUE_SIZE, 1, PROGRAM_NAME)
-                _bpfsys.map_update(map_fd, b"\0\0\0\0", _bpf.policy_value(native))
+                map_fd = _new_map(PROGRAM_NAME)
+                _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
                 prog_fd = _bpfsys.prog_load(
                     _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
                 )
@@ -484,7 +488,7 @@ def attach(
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
             try:
-                raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
+                raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
             except OSError as exc:
                 raise _explain(exc, f"reading the policy of cgroup {name} back") from None
             # A cgroup runs its programs in the order they were attached, so the
