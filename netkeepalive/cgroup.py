@@ -352,11 +352,19 @@ def _explain(exc: OSError, doing: str) -> CgroupError:
     return CgroupError(exc.errno or errno.EIO, message)
 
 
-def _ours(cgroup_fd: int) -> Iterator[Tuple[int, _bpfsys.ProgInfo]]:
-    """``(program fd, info)`` of each of our programs attached to the cgroup itself.
+@contextlib.contextmanager
+def _explaining(doing: str) -> Iterator[None]:
+    """Turn an :class:`OSError` of the block into :func:`_explain`'s :class:`CgroupError`."""
+    try:
+        yield
+    except CgroupError:
+        raise
+    except OSError as exc:
+        raise _explain(exc, doing) from None
 
-    The descriptors are closed when the iteration moves on or ends.
-    """
+
+def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
+    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup itself."""
     _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
     for prog_id in ids:
         try:
@@ -368,7 +376,7 @@ def _ours(cgroup_fd: int) -> Iterator[Tuple[int, _bpfsys.ProgInfo]]:
         try:
             info = _bpfsys.prog_info(fd)
             if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
-                yield fd, info
+                yield info
         finally:
             os.close(fd)
 
@@ -462,24 +470,20 @@ def attach(
     )
     directory, name = resolve(path)
     with _opened(directory) as cgroup_fd:
-        try:
-            old = [info.prog_id for _, info in _ours(cgroup_fd)]
-        except OSError as exc:
-            raise _explain(exc, f"reading the programs attached to cgroup {name}") from None
+        with _explaining(f"reading the programs attached to cgroup {name}"):
+            old = [info.prog_id for info in _ours(cgroup_fd)]
         _check_kernel()  # after the query, so that missing privileges are named first
         _raise_memlock()
         map_fd = prog_fd = None
         attached = False
         removed = 0
         try:
-            try:
+            with _explaining("loading the keepalive program"):
                 map_fd = _new_map(PROGRAM_NAME)
                 _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
                 prog_fd = _bpfsys.prog_load(
                     _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
                 )
-            except OSError as exc:
-                raise _explain(exc, "loading the keepalive program") from None
             try:
                 _bpfsys.prog_attach(
                     cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
@@ -487,10 +491,8 @@ def attach(
             except OSError as exc:
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
-            try:
+            with _explaining(f"reading the policy of cgroup {name} back"):
                 raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
-            except OSError as exc:
-                raise _explain(exc, f"reading the policy of cgroup {name} back") from None
             # A cgroup runs its programs in the order they were attached, so the
             # new one runs after the old ones and its values win from here on.
             for prog_id in old:
@@ -535,19 +537,20 @@ def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
 
 def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
     for prog_id in prog_ids:
-        try:
-            fd = _bpfsys.prog_get_fd_by_id(prog_id)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
-        try:
-            _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
-        finally:
-            os.close(fd)
+        with _explaining(f"detaching program {prog_id} from cgroup {name}"):
+            try:
+                fd = _bpfsys.prog_get_fd_by_id(prog_id)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # detached meanwhile
+                    continue
+                raise
+            try:
+                _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+            finally:
+                os.close(fd)
 
 
 def detach(path: str) -> bool:
@@ -557,14 +560,9 @@ def detach(path: str) -> bool:
     established keep the values they were given.
     """
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd:
-        try:
-            ids = [info.prog_id for _, info in _ours(cgroup_fd)]
-            _detach_ids(cgroup_fd, ids, name)
-        except CgroupError:
-            raise
-        except OSError as exc:
-            raise _explain(exc, f"detaching from cgroup {name}") from None
+    with _opened(directory) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
+        ids = [info.prog_id for info in _ours(cgroup_fd)]
+        _detach_ids(cgroup_fd, ids, name)
     return bool(ids)
 
 
@@ -579,13 +577,9 @@ def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     """Our policy on the cgroup; with several of ours (an interrupted re-attach),
     combined in the order the kernel runs them: the last attached runs last."""
     found: Optional[Policy] = None
-    try:
-        for _, info in _ours(cgroup_fd):
+    with _explaining(f"reading the policy of cgroup {name}"):
+        for info in _ours(cgroup_fd):
             found = _combine(found, _read_policy(info))
-    except CgroupError:
-        raise
-    except OSError as exc:
-        raise _explain(exc, f"reading the policy of cgroup {name}") from None
     return found
 
 
