@@ -173,11 +173,16 @@ def resolve(path: str) -> Tuple[str, str]:
         if inside and os.path.isdir(real):
             if not os.path.exists(os.path.join(real, "cgroup.procs")):
                 break
-            return real, "/" + os.path.relpath(real, mount) if real != mount else "/"
+            return real, _cgroup_name(real, mount)
     raise CgroupError(
         errno.ENOENT,
         f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
     )
+
+
+def _cgroup_name(directory: str, mount: str) -> str:
+    """The cgroup at *directory* under *mount* as ``/proc/PID/cgroup`` names it."""
+    return "/" + os.path.relpath(directory, mount) if directory != mount else "/"
 
 
 def cgroup_of_pid(pid: int) -> str:
@@ -603,7 +608,7 @@ def policies() -> List[Tuple[str, Policy]]:
     found: List[Tuple[str, Policy]] = []
     for directory, subdirs, _ in os.walk(mount):
         subdirs.sort()
-        name = "/" + os.path.relpath(directory, mount) if directory != mount else "/"
+        name = _cgroup_name(directory, mount)
         try:
             with _opened(directory) as cgroup_fd:
                 policy = _status_fd(cgroup_fd, name)
