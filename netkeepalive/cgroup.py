@@ -27,7 +27,7 @@ import errno
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _bpf, _bpfsys
@@ -593,13 +593,8 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     the later one's values, and the earlier one's where the later leaves a value alone."""
     if earlier is None:
         return later
-    return Policy(
-        enabled=later.enabled,
-        idle=earlier.idle if later.idle is None else later.idle,
-        interval=earlier.interval if later.interval is None else later.interval,
-        probes=earlier.probes if later.probes is None else later.probes,
-        user_timeout=earlier.user_timeout if later.user_timeout is None else later.user_timeout,
-    )
+    kept = {knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None}
+    return replace(later, **kept)
 
 
 def policies() -> List[Tuple[str, Policy]]:
