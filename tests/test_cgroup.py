@@ -179,10 +179,9 @@ class Cgroup:
 
     def programs(self) -> List[str]:
         """Names of the sock_ops programs attached to this cgroup itself."""
-        from netkeepalive import _bpfsys
+        from netkeepalive import _bpfsys, cgroup
 
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+        with cgroup._opened(self.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
             names = []
             for prog_id in ids:
@@ -192,40 +191,35 @@ class Cgroup:
                 finally:
                     os.close(prog)
             return names
-        finally:
-            os.close(fd)
 
-    def attach_foreign(self) -> None:
-        """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI."""
-        from netkeepalive import _bpf, _bpfsys
+    def attach_foreign(self, multi: bool = True) -> None:
+        """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI if *multi*."""
+        from netkeepalive import _bpf, _bpfsys, cgroup
 
         prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
         self.foreign.append(prog)
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI)
-        finally:
-            os.close(fd)
+        flags = _bpfsys.F_ALLOW_MULTI if multi else 0
+        with cgroup._opened(self.directory) as fd:
+            _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, flags)
 
     def remove(self) -> None:
         """Stop the children, detach every program, remove the directory."""
-        from netkeepalive import _bpfsys
+        from netkeepalive import _bpfsys, cgroup
 
         for sub in self.subgroups:
             sub.remove()
         for child in self.children:
             child.close()
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-            for prog_id in ids:
-                prog = _bpfsys.prog_get_fd_by_id(prog_id)
-                try:
-                    _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-                finally:
-                    os.close(prog)
+            with cgroup._opened(self.directory) as fd:
+                _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                for prog_id in ids:
+                    prog = _bpfsys.prog_get_fd_by_id(prog_id)
+                    try:
+                        _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                    finally:
+                        os.close(prog)
         finally:
-            os.close(fd)
             for prog in self.foreign:
                 os.close(prog)
             os.rmdir(self.directory)
@@ -723,15 +717,7 @@ def test_no_cgroup_v2_is_one_line(
 
 def test_a_program_attached_without_allow_multi_is_left_alone(cg: Cgroup) -> None:
     """Another tool's program attached exclusively: attach says so and adds nothing."""
-    from netkeepalive import _bpf, _bpfsys
-
-    prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
-    cg.foreign.append(prog)
-    fd = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, 0)
-    finally:
-        os.close(fd)
+    cg.attach_foreign(multi=False)
     result = run_cli("cgroup", "attach", cg.name, "--idle", 5000)
     line = _one_line_failure(result, "netkeepalive cgroup attach: ")
     assert "attached to cgroup" in line
