@@ -241,29 +241,35 @@ def _check_kernel() -> None:
     found = re.match(r"(\d+)\.(\d+)", release)
     if not found or (int(found.group(1)), int(found.group(2))) >= MINIMUM_KERNEL:
         return
-    try:
-        results = _probe_setsockopt()
-    except OSError as exc:
-        results, why = None, f"testing for a backport failed ({exc.strerror or exc})"
-    else:
-        why = "testing for a backport failed (no test connection could be made)"
-    if results is not None:
-        why = "testing for a backport failed (the probe did not run on the test connection)"
-        refused = [
-            f"{option} ({os.strerror(-result)})"
-            for option, result in zip(_OPTION_NAMES, results)
-            if result < 0
-        ]
-        if not refused and _NOT_RUN not in results:
-            return  # a backport: every option was accepted
-        if refused:
-            why = "a test connection here shows it refusing " + ", ".join(refused)
+    why = _why_no_backport()
+    if why is None:
+        return  # a backport: every option was accepted
     raise CgroupError(
         errno.EOPNOTSUPP,
         f"Linux {release}: bpf_setsockopt accepts SO_KEEPALIVE, TCP_KEEPIDLE, "
         f"TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from Linux 5.9, and {why}; "
         "nothing was attached",
     )
+
+
+def _why_no_backport() -> Optional[str]:
+    """What :func:`_probe_setsockopt` shows wrong, or ``None`` if every option was accepted."""
+    try:
+        results = _probe_setsockopt()
+    except OSError as exc:
+        return f"testing for a backport failed ({exc.strerror or exc})"
+    if results is None:
+        return "testing for a backport failed (no test connection could be made)"
+    refused = [
+        f"{option} ({os.strerror(-result)})"
+        for option, result in zip(_OPTION_NAMES, results)
+        if result < 0
+    ]
+    if refused:
+        return "a test connection here shows it refusing " + ", ".join(refused)
+    if _NOT_RUN in results:
+        return "testing for a backport failed (the probe did not run on the test connection)"
+    return None
 
 
 #: The C name of each :data:`_bpf.POLICY_FIELDS` option, in map order.
