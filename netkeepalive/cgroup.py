@@ -424,13 +424,10 @@ def _policy(native: Dict[str, Optional[int]]) -> Policy:
 
 
 def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
-    """Check *settings* like :func:`netkeepalive.configure`; kernel units."""
+    """Check :func:`attach`'s *settings* like :func:`netkeepalive.configure`; kernel units."""
     from . import _sys
     from ._convert import plan
 
-    unknown = sorted(set(settings) - set(_KNOBS))
-    if unknown:
-        raise TypeError(f"attach() got unexpected keyword argument(s): {', '.join(unknown)}")
     backend = _sys.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
     for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
