@@ -19,12 +19,10 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+from test_retrofit import NOBODY, ROOT, run_cli
 
 #: The child: runs one command per line of standard input, answers with one
 #: JSON line.  It has only the standard library (and never imports ours).
@@ -96,18 +94,6 @@ _REASON = _why_not()
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="cgroup sock_ops programs are Linux-only"
 )
-
-
-def run_cli(*args: object, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "netkeepalive", *(str(a) for a in args)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        cwd="/",
-        timeout=60,
-        check=False,
-    )
 
 
 def attach(path: str, *settings: object) -> None:
@@ -240,12 +226,6 @@ def cg() -> Iterator[Cgroup]:
         yield made
     finally:
         made.remove()
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        yield srv
 
 
 def local_options(sock: socket.socket) -> Dict[str, int]:
