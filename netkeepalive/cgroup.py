@@ -374,16 +374,23 @@ def _explaining(doing: str) -> Iterator[None]:
         raise _explain(exc, doing) from None
 
 
+def _program_fd(prog_id: int) -> Optional[int]:
+    """A descriptor of program *prog_id* (``BPF_PROG_GET_FD_BY_ID``), ``None`` if it is gone."""
+    try:
+        return _bpfsys.prog_get_fd_by_id(prog_id)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:  # detached meanwhile
+            return None
+        raise
+
+
 def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
     """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup itself."""
     _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
     for prog_id in ids:
-        try:
-            fd = _bpfsys.prog_get_fd_by_id(prog_id)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:  # detached meanwhile
-                continue
-            raise
+        fd = _program_fd(prog_id)
+        if fd is None:
+            continue
         try:
             info = _bpfsys.prog_info(fd)
             if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
@@ -546,12 +553,9 @@ def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
 def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
     for prog_id in prog_ids:
         with _explaining(f"detaching program {prog_id} from cgroup {name}"):
-            try:
-                fd = _bpfsys.prog_get_fd_by_id(prog_id)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:  # detached meanwhile
-                    continue
-                raise
+            fd = _program_fd(prog_id)
+            if fd is None:
+                continue
             try:
                 _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
             except OSError as exc:
