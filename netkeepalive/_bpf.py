@@ -26,6 +26,8 @@ import struct
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from .constants import LINUX, Option
+
 __all__ = [
     "POLICY_FIELDS",
     "POLICY_FORMAT",
@@ -72,16 +74,23 @@ _SOCK_OPS_OP = 0
 
 # -- the policy map ----------------------------------------------------------
 
+
+def _linux(knob: str) -> Option:
+    option = LINUX.option(knob)
+    assert option is not None  # Linux has every knob
+    return option
+
+
 #: The map's one value: five signed 64-bit numbers, in this order, each in
-#: the kernel's unit for Linux (whole seconds for idle and interval).
-POLICY_FIELDS: Tuple[Tuple[str, int, int], ...] = (
-    # (knob, level, option): SOL_SOCKET = 1, IPPROTO_TCP = 6 and the
-    # Linux option numbers (asm-generic/socket.h, linux/tcp.h).
-    ("enabled", 1, 9),  # SO_KEEPALIVE
-    ("idle", 6, 4),  # TCP_KEEPIDLE, seconds
-    ("interval", 6, 5),  # TCP_KEEPINTVL, seconds
-    ("probes", 6, 6),  # TCP_KEEPCNT
-    ("user_timeout", 6, 18),  # TCP_USER_TIMEOUT, milliseconds
+#: the kernel's unit for Linux (whole seconds for idle and interval):
+#: ``(field, option)``, the option's level and number as in
+#: :data:`netkeepalive.constants.LINUX`.
+POLICY_FIELDS: Tuple[Tuple[str, Option], ...] = (
+    ("enabled", _linux("enable")),  # SO_KEEPALIVE
+    ("idle", _linux("idle")),  # TCP_KEEPIDLE
+    ("interval", _linux("interval")),  # TCP_KEEPINTVL
+    ("probes", _linux("probes")),  # TCP_KEEPCNT
+    ("user_timeout", _linux("user_timeout")),  # TCP_USER_TIMEOUT
 )
 #: ``struct.pack`` format of the map value (native byte order).
 POLICY_FORMAT = "=" + "q" * len(POLICY_FIELDS)
@@ -155,8 +164,8 @@ def keepalive_program(map_fd: int) -> bytes:
         }
     """
     items = _established_policy(map_fd)
-    for index, (knob, level, option) in enumerate(POLICY_FIELDS):
-        skip = f"after_{knob}"
+    for index, (field, option) in enumerate(POLICY_FIELDS):
+        skip = f"after_{field}"
         items += [
             # r1 = policy[index]: this option's value (8 bytes each).
             _insn(_LDX_DW, dst=_R1, src=_R7, off=8 * index),
@@ -164,7 +173,7 @@ def keepalive_program(map_fd: int) -> bytes:
             _goto_if(_JMP_JEQ_K, _R1, UNSET, skip),
             # *(u32 *)(r10 - 8) = r1: the option value as a C int on the stack.
             _insn(_STX_W, dst=_R10, src=_R1, off=-8),
-            *_setsockopt(level, option),
+            *_setsockopt(option),
             skip,
         ]
     return _assemble(items + _return_one())
@@ -183,11 +192,11 @@ def setsockopt_probe_program(map_fd: int, values: Sequence[int]) -> bytes:
                 result[i] = bpf_setsockopt(ctx, level[i], option[i], &(int){values[i]}, 4);
     """
     items = _established_policy(map_fd)
-    for index, (_, level, option) in enumerate(POLICY_FIELDS):
+    for index, (_, option) in enumerate(POLICY_FIELDS):
         items += [
             # *(u32 *)(r10 - 8) = values[index]: the option value on the stack.
             _insn(_ST_W, dst=_R10, off=-8, imm=values[index]),
-            *_setsockopt(level, option),
+            *_setsockopt(option),
             # *(u64 *)(r7 + 8 * index) = r0: what bpf_setsockopt returned.
             _insn(_STX_DW, dst=_R7, src=_R0, off=8 * index),
         ]
@@ -228,16 +237,16 @@ def _established_policy(map_fd: int) -> List[_Item]:
     ]
 
 
-def _setsockopt(level: int, option: int) -> List[_Item]:
+def _setsockopt(option: Option) -> List[_Item]:
     """``r0 = bpf_setsockopt(ctx, level, option, r10 - 8, 4)``: the value is on the stack."""
     r1, r2, r3, r4, r5 = _R1, _R2, _R3, _R4, _R5
     return [
         # r1 = ctx: first argument of bpf_setsockopt.
         _insn(_ALU64_MOV_X, dst=r1, src=_R6),
         # r2 = level (SOL_SOCKET or IPPROTO_TCP).
-        _insn(_ALU64_MOV_K, dst=r2, imm=level),
+        _insn(_ALU64_MOV_K, dst=r2, imm=option.level),
         # r3 = option number.
-        _insn(_ALU64_MOV_K, dst=r3, imm=option),
+        _insn(_ALU64_MOV_K, dst=r3, imm=option.number),
         # r4 = r10 - 8: pointer to the value ...
         _insn(_ALU64_MOV_X, dst=r4, src=_R10),
         _insn(_ALU64_ADD_K, dst=r4, imm=-8),
@@ -266,11 +275,11 @@ def return_one_program() -> bytes:
 def policy_value(values: Dict[str, Optional[int]]) -> bytes:
     """The map value for *values* (kernel units; ``None`` = leave alone)."""
     return struct.pack(
-        POLICY_FORMAT, *(UNSET if values.get(k) is None else values[k] for k, _, _ in POLICY_FIELDS)
+        POLICY_FORMAT, *(UNSET if values.get(k) is None else values[k] for k, _ in POLICY_FIELDS)
     )
 
 
 def policy_from_value(raw: bytes) -> Dict[str, Optional[int]]:
     """The inverse of :func:`policy_value`."""
     numbers = struct.unpack(POLICY_FORMAT, raw[: struct.calcsize(POLICY_FORMAT)])
-    return {k: (None if n == UNSET else n) for (k, _, _), n in zip(POLICY_FIELDS, numbers)}
+    return {k: (None if n == UNSET else n) for (k, _), n in zip(POLICY_FIELDS, numbers)}

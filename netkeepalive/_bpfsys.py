@@ -11,6 +11,7 @@ call raises :class:`OSError` with the errno and the command's name.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 from typing import List, Optional, Tuple
@@ -99,7 +100,8 @@ def syscall_number() -> int:
     number = SYSCALL_NUMBERS.get(machine)
     if number is None:
         raise OSError(
-            38, f"bpf(2): the system call number for this architecture ({machine}) is not known"
+            errno.ENOSYS,
+            f"bpf(2): the system call number for this architecture ({machine}) is not known",
         )
     return number
 
@@ -108,6 +110,13 @@ class BpfError(OSError):
     """A ``bpf(2)`` command the kernel refused; :attr:`command` is its name."""
 
     command: str = ""
+
+    @classmethod
+    def of(cls, err: Optional[int], command: str, message: str) -> BpfError:
+        """The error *err* of *command* (``BPF_...``), with *message*."""
+        error = cls(err, message)
+        error.command = command
+        return error
 
 
 def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str = "") -> int:
@@ -123,9 +132,7 @@ def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str = "") -> int:
         err = ctypes.get_errno()
         name = _NAMES.get(cmd, str(cmd))
         where = f"bpf({name})" + (f" {what}" if what else "")
-        error = BpfError(err, f"{where}: {os.strerror(err)}")
-        error.command = name
-        raise error
+        raise BpfError.of(err, name, f"{where}: {os.strerror(err)}")
     return result
 
 
@@ -135,10 +142,6 @@ def _attr(*fields: Tuple[int, str, object]) -> ctypes.Array[ctypes.c_char]:
     for offset, fmt, value in fields:
         struct.pack_into("=" + fmt, block, offset, value)
     return block
-
-
-def _address(buffer: ctypes.Array[ctypes.c_char]) -> int:
-    return ctypes.addressof(buffer)
 
 
 def _name(text: str) -> bytes:
@@ -162,7 +165,7 @@ def map_update(map_fd: int, key: bytes, value: bytes) -> None:
     """``BPF_MAP_UPDATE_ELEM`` with ``BPF_ANY``."""
     k = ctypes.create_string_buffer(key, len(key))
     v = ctypes.create_string_buffer(value, len(value))
-    attr = _attr((0, "I", map_fd), (8, "Q", _address(k)), (16, "Q", _address(v)))
+    attr = _attr((0, "I", map_fd), (8, "Q", ctypes.addressof(k)), (16, "Q", ctypes.addressof(v)))
     bpf(MAP_UPDATE_ELEM, attr)
 
 
@@ -170,7 +173,7 @@ def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes:
     """``BPF_MAP_LOOKUP_ELEM``: the value stored under *key*."""
     k = ctypes.create_string_buffer(key, len(key))
     v = ctypes.create_string_buffer(value_size)
-    attr = _attr((0, "I", map_fd), (8, "Q", _address(k)), (16, "Q", _address(v)))
+    attr = _attr((0, "I", map_fd), (8, "Q", ctypes.addressof(k)), (16, "Q", ctypes.addressof(v)))
     bpf(MAP_LOOKUP_ELEM, attr)
     return v.raw
 
@@ -189,11 +192,11 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
         attr = _attr(
             (0, "I", prog_type),
             (4, "I", len(code) // 8),  # insn_cnt
-            (8, "Q", _address(insns)),
-            (16, "Q", _address(lic)),
+            (8, "Q", ctypes.addressof(insns)),
+            (16, "Q", ctypes.addressof(lic)),
             (24, "I", 1 if with_log else 0),  # log_level
             (28, "I", len(log) if with_log else 0),  # log_size
-            (32, "Q", _address(log) if with_log else 0),  # log_buf
+            (32, "Q", ctypes.addressof(log) if with_log else 0),  # log_buf
             (48, "16s", _name(name)),  # prog_name
         )
         return bpf(PROG_LOAD, attr)
@@ -201,7 +204,7 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
     try:
         return load(False)
     except OSError as exc:
-        if exc.errno not in (13, 22):  # EACCES, EINVAL: ask the verifier why
+        if exc.errno not in (errno.EACCES, errno.EINVAL):  # ask the verifier why
             raise
         try:
             return load(True)
@@ -209,9 +212,8 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
             # The log's last lines say why; kept on one line.
             lines = log.value.decode("ascii", "replace").strip().splitlines()
             text = " / ".join(line.strip() for line in lines[-3:])
-            error = BpfError(again.errno, f"{again.strerror}; verifier log: {text}")
-            error.command = "BPF_PROG_LOAD"
-            raise error from None
+            message = f"{again.strerror}; verifier log: {text}"
+            raise BpfError.of(again.errno, _NAMES[PROG_LOAD], message) from None
 
 
 def prog_attach(cgroup_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
@@ -240,7 +242,7 @@ def prog_query(cgroup_fd: int, attach_type: int) -> Tuple[int, List[int]]:
         try:
             bpf(PROG_QUERY, attr)
         except OSError as exc:
-            if exc.errno == 28 and room < 65536:  # ENOSPC: more than room
+            if exc.errno == errno.ENOSPC and room < 65536:  # more than room
                 room *= 4
                 continue
             raise
@@ -278,7 +280,7 @@ def prog_info(prog_fd: int) -> ProgInfo:
     info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
     struct.pack_into("=I", info, 52, len(maps))  # nr_map_ids
     struct.pack_into("=Q", info, 56, ctypes.addressof(maps))  # map_ids
-    attr = _attr((0, "I", prog_fd), (4, "I", len(info)), (8, "Q", _address(info)))
+    attr = _attr((0, "I", prog_fd), (4, "I", len(info)), (8, "Q", ctypes.addressof(info)))
     bpf(OBJ_GET_INFO_BY_FD, attr)
     prog_type, prog_id = struct.unpack_from("=II", info, 0)
     nr_maps = struct.unpack_from("=I", info, 52)[0]

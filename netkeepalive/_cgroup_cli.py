@@ -25,39 +25,51 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "SO_KEEPALIVE and the given settings, enforced by the kernel (Linux 5.9+, root)."
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    path_help = (
-        "cgroup v2 directory: relative to the cgroup2 mount (system.slice/nginx.service), "
-        "as in /proc/PID/cgroup, or a full path"
-    )
-    attach = actions.add_parser(
+    attach = _action(
+        actions,
         "attach",
-        help="attach (or replace) the policy of a cgroup",
-        description="Every TCP connection established from now on by a process in PATH "
+        "attach (or replace) the policy of a cgroup",
+        "Every TCP connection established from now on by a process in PATH "
         "(connections it makes and connections it accepts) gets SO_KEEPALIVE=1 and the "
         "given settings.  Stays attached after this command exits; replaces an earlier "
         "policy of ours on PATH.",
     )
-    attach.add_argument("path", metavar="PATH", help=path_help)
     add_settings_arguments(attach)
     attach.add_argument("--json", action="store_true", help="print the policy as JSON")
-    attach.set_defaults(cgroup_parser=attach)
-    status = actions.add_parser(
+    status = _action(
+        actions,
         "status",
-        help="show the policy attached to a cgroup (or to every cgroup)",
-        description="The policy attached to PATH, read back from the kernel; without "
+        "show the policy attached to a cgroup (or to every cgroup)",
+        "The policy attached to PATH, read back from the kernel; without "
         "PATH, every cgroup that has one.",
+        path_nargs="?",
     )
-    status.add_argument("path", metavar="PATH", nargs="?", help=path_help)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
-    status.set_defaults(cgroup_parser=status)
-    detach = actions.add_parser(
+    _action(
+        actions,
         "detach",
-        help="remove our policy from a cgroup (other programs stay)",
-        description="Remove this project's program from PATH; other sock_ops programs "
+        "remove our policy from a cgroup (other programs stay)",
+        "Remove this project's program from PATH; other sock_ops programs "
         "stay attached.  Connections established earlier keep their values.",
     )
-    detach.add_argument("path", metavar="PATH", help=path_help)
-    detach.set_defaults(cgroup_parser=detach)
+
+
+_PATH_HELP = (
+    "cgroup v2 directory: relative to the cgroup2 mount (system.slice/nginx.service), "
+    "as in /proc/PID/cgroup, or a full path"
+)
+
+
+def _action(
+    actions: Any, name: str, summary: str, description: str, path_nargs: Optional[str] = None
+) -> argparse.ArgumentParser:
+    """The parser of ``cgroup NAME``: its PATH argument, and itself for :func:`run`."""
+    parser: argparse.ArgumentParser = actions.add_parser(
+        name, help=summary, description=description
+    )
+    parser.add_argument("path", metavar="PATH", nargs=path_nargs, help=_PATH_HELP)
+    parser.set_defaults(cgroup_parser=parser)
+    return parser
 
 
 def _print(entries: List[Tuple[str, Any]], as_json: bool) -> None:

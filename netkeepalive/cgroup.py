@@ -27,7 +27,7 @@ import errno
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _bpf, _bpfsys
@@ -173,11 +173,16 @@ def resolve(path: str) -> Tuple[str, str]:
         if inside and os.path.isdir(real):
             if not os.path.exists(os.path.join(real, "cgroup.procs")):
                 break
-            return real, "/" + os.path.relpath(real, mount) if real != mount else "/"
+            return real, _cgroup_name(real, mount)
     raise CgroupError(
         errno.ENOENT,
         f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
     )
+
+
+def _cgroup_name(directory: str, mount: str) -> str:
+    """The cgroup at *directory* under *mount* as ``/proc/PID/cgroup`` names it."""
+    return "/" + os.path.relpath(directory, mount) if directory != mount else "/"
 
 
 def cgroup_of_pid(pid: int) -> str:
@@ -199,6 +204,17 @@ def _opened(directory: str) -> Iterator[int]:
 
 
 # -- the kernel ---------------------------------------------------------------
+
+
+#: The key of the one entry of a policy (or probe result) map: entry 0.
+_KEY = struct.pack("=I", 0)
+#: Bytes of that entry: one signed 64-bit number per :data:`_bpf.POLICY_FIELDS` option.
+_VALUE_SIZE = struct.calcsize(_bpf.POLICY_FORMAT)
+
+
+def _new_map(name: str) -> int:
+    """A one-entry array map shaped like the policy (``BPF_MAP_CREATE``)."""
+    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, 1, name)
 
 
 #: What the probe asks ``bpf_setsockopt`` to set, per :data:`_bpf.POLICY_FIELDS`
@@ -225,23 +241,9 @@ def _check_kernel() -> None:
     found = re.match(r"(\d+)\.(\d+)", release)
     if not found or (int(found.group(1)), int(found.group(2))) >= MINIMUM_KERNEL:
         return
-    try:
-        results = _probe_setsockopt()
-    except OSError as exc:
-        results, why = None, f"testing for a backport failed ({exc.strerror or exc})"
-    else:
-        why = "testing for a backport failed (no test connection could be made)"
-    if results is not None:
-        why = "testing for a backport failed (the probe did not run on the test connection)"
-        refused = [
-            f"{option} ({os.strerror(-result)})"
-            for option, result in zip(_OPTION_NAMES, results)
-            if result < 0
-        ]
-        if not refused and _NOT_RUN not in results:
-            return  # a backport: every option was accepted
-        if refused:
-            why = "a test connection here shows it refusing " + ", ".join(refused)
+    why = _why_no_backport()
+    if why is None:
+        return  # a backport: every option was accepted
     raise CgroupError(
         errno.EOPNOTSUPP,
         f"Linux {release}: bpf_setsockopt accepts SO_KEEPALIVE, TCP_KEEPIDLE, "
@@ -250,16 +252,28 @@ def _check_kernel() -> None:
     )
 
 
-_OPTION_NAMES = tuple(
-    {
-        "enabled": "SO_KEEPALIVE",
-        "idle": "TCP_KEEPIDLE",
-        "interval": "TCP_KEEPINTVL",
-        "probes": "TCP_KEEPCNT",
-        "user_timeout": "TCP_USER_TIMEOUT",
-    }[knob]
-    for knob, _, _ in _bpf.POLICY_FIELDS
-)
+def _why_no_backport() -> Optional[str]:
+    """What :func:`_probe_setsockopt` shows wrong, or ``None`` if every option was accepted."""
+    try:
+        results = _probe_setsockopt()
+    except OSError as exc:
+        return f"testing for a backport failed ({exc.strerror or exc})"
+    if results is None:
+        return "testing for a backport failed (no test connection could be made)"
+    refused = [
+        f"{option} ({os.strerror(-result)})"
+        for option, result in zip(_OPTION_NAMES, results)
+        if result < 0
+    ]
+    if refused:
+        return "a test connection here shows it refusing " + ", ".join(refused)
+    if _NOT_RUN in results:
+        return "testing for a backport failed (the probe did not run on the test connection)"
+    return None
+
+
+#: The C name of each :data:`_bpf.POLICY_FIELDS` option, in map order.
+_OPTION_NAMES = tuple(option.name for _, option in _bpf.POLICY_FIELDS)
 
 
 def _run_probe_client(procs: str, port: int) -> bool:
@@ -298,17 +312,13 @@ def _probe_setsockopt() -> Optional[List[int]]:
     if not sys.executable:
         return None
     directory = os.path.join(cgroup2_mount(), f"{PROGRAM_NAME}-probe-{uuid.uuid4().hex[:12]}")
-    size = 8 * len(_bpf.POLICY_FIELDS)
     os.mkdir(directory)
     try:
-        map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, size, 1, "nka_probe")
+        map_fd = _new_map("nka_probe")
         try:
-            _bpfsys.map_update(
-                map_fd,
-                b"\0\0\0\0",
-                struct.pack(f"={len(_OPTION_NAMES)}q", *[_NOT_RUN] * len(_OPTION_NAMES)),
-            )
-            values = [_PROBE_VALUES[knob] for knob, _, _ in _bpf.POLICY_FIELDS]
+            not_run = [_NOT_RUN] * len(_bpf.POLICY_FIELDS)
+            _bpfsys.map_update(map_fd, _KEY, struct.pack(_bpf.POLICY_FORMAT, *not_run))
+            values = [_PROBE_VALUES[knob] for knob, _ in _bpf.POLICY_FIELDS]
             program = _bpf.setsockopt_probe_program(map_fd, values)
             prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
             try:
@@ -327,13 +337,13 @@ def _probe_setsockopt() -> Optional[List[int]]:
                 os.close(prog_fd)
             if not connected:
                 return None
-            raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", size)
+            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
         finally:
             os.close(map_fd)
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(directory)
-    return list(struct.unpack(f"={len(_OPTION_NAMES)}q", raw))
+    return list(struct.unpack(_bpf.POLICY_FORMAT, raw))
 
 
 def _explain(exc: OSError, doing: str) -> CgroupError:
@@ -353,23 +363,38 @@ def _explain(exc: OSError, doing: str) -> CgroupError:
     return CgroupError(exc.errno or errno.EIO, message)
 
 
-def _ours(cgroup_fd: int) -> Iterator[Tuple[int, _bpfsys.ProgInfo]]:
-    """``(program fd, info)`` of each of our programs attached to the cgroup itself.
+@contextlib.contextmanager
+def _explaining(doing: str) -> Iterator[None]:
+    """Turn an :class:`OSError` of the block into :func:`_explain`'s :class:`CgroupError`."""
+    try:
+        yield
+    except CgroupError:
+        raise
+    except OSError as exc:
+        raise _explain(exc, doing) from None
 
-    The descriptors are closed when the iteration moves on or ends.
-    """
+
+def _program_fd(prog_id: int) -> Optional[int]:
+    """A descriptor of program *prog_id* (``BPF_PROG_GET_FD_BY_ID``), ``None`` if it is gone."""
+    try:
+        return _bpfsys.prog_get_fd_by_id(prog_id)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:  # detached meanwhile
+            return None
+        raise
+
+
+def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
+    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup itself."""
     _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
     for prog_id in ids:
-        try:
-            fd = _bpfsys.prog_get_fd_by_id(prog_id)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:  # detached meanwhile
-                continue
-            raise
+        fd = _program_fd(prog_id)
+        if fd is None:
+            continue
         try:
             info = _bpfsys.prog_info(fd)
             if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
-                yield fd, info
+                yield info
         finally:
             os.close(fd)
 
@@ -378,15 +403,12 @@ def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
     for map_id in info.map_ids:
         fd = _bpfsys.map_get_fd_by_id(map_id)
         try:
-            raw = _bpfsys.map_lookup(fd, b"\0\0\0\0", _VALUE_SIZE)
+            raw = _bpfsys.map_lookup(fd, _KEY, _VALUE_SIZE)
         finally:
             os.close(fd)
         values = _bpf.policy_from_value(raw)
         return _policy(values)
     raise CgroupError(errno.EIO, f"program {info.prog_id} named {PROGRAM_NAME} has no policy map")
-
-
-_VALUE_SIZE = len(_bpf.policy_value({}))
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
@@ -409,13 +431,10 @@ def _policy(native: Dict[str, Optional[int]]) -> Policy:
 
 
 def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
-    """Check *settings* like :func:`netkeepalive.configure`; kernel units."""
+    """Check :func:`attach`'s *settings* like :func:`netkeepalive.configure`; kernel units."""
     from . import _sys
     from ._convert import plan
 
-    unknown = sorted(set(settings) - set(_KNOBS))
-    if unknown:
-        raise TypeError(f"attach() got unexpected keyword argument(s): {', '.join(unknown)}")
     backend = _sys.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
     for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
@@ -466,24 +485,20 @@ def attach(
     )
     directory, name = resolve(path)
     with _opened(directory) as cgroup_fd:
-        try:
-            old = [info.prog_id for _, info in _ours(cgroup_fd)]
-        except OSError as exc:
-            raise _explain(exc, f"reading the programs attached to cgroup {name}") from None
+        with _explaining(f"reading the programs attached to cgroup {name}"):
+            old = [info.prog_id for info in _ours(cgroup_fd)]
         _check_kernel()  # after the query, so that missing privileges are named first
         _raise_memlock()
         map_fd = prog_fd = None
         attached = False
         removed = 0
         try:
-            try:
-                map_fd = _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, 4, _VALUE_SIZE, 1, PROGRAM_NAME)
-                _bpfsys.map_update(map_fd, b"\0\0\0\0", _bpf.policy_value(native))
+            with _explaining("loading the keepalive program"):
+                map_fd = _new_map(PROGRAM_NAME)
+                _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
                 prog_fd = _bpfsys.prog_load(
                     _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
                 )
-            except OSError as exc:
-                raise _explain(exc, "loading the keepalive program") from None
             try:
                 _bpfsys.prog_attach(
                     cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
@@ -491,10 +506,8 @@ def attach(
             except OSError as exc:
                 raise _attach_error(exc, cgroup_fd, name) from None
             attached = True
-            try:
-                raw = _bpfsys.map_lookup(map_fd, b"\0\0\0\0", _VALUE_SIZE)
-            except OSError as exc:
-                raise _explain(exc, f"reading the policy of cgroup {name} back") from None
+            with _explaining(f"reading the policy of cgroup {name} back"):
+                raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
             # A cgroup runs its programs in the order they were attached, so the
             # new one runs after the old ones and its values win from here on.
             for prog_id in old:
@@ -539,19 +552,17 @@ def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
 
 def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
     for prog_id in prog_ids:
-        try:
-            fd = _bpfsys.prog_get_fd_by_id(prog_id)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
+        with _explaining(f"detaching program {prog_id} from cgroup {name}"):
+            fd = _program_fd(prog_id)
+            if fd is None:
                 continue
-            raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
-        try:
-            _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise _explain(exc, f"detaching program {prog_id} from cgroup {name}") from None
-        finally:
-            os.close(fd)
+            try:
+                _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+            finally:
+                os.close(fd)
 
 
 def detach(path: str) -> bool:
@@ -561,14 +572,9 @@ def detach(path: str) -> bool:
     established keep the values they were given.
     """
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd:
-        try:
-            ids = [info.prog_id for _, info in _ours(cgroup_fd)]
-            _detach_ids(cgroup_fd, ids, name)
-        except CgroupError:
-            raise
-        except OSError as exc:
-            raise _explain(exc, f"detaching from cgroup {name}") from None
+    with _opened(directory) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
+        ids = [info.prog_id for info in _ours(cgroup_fd)]
+        _detach_ids(cgroup_fd, ids, name)
     return bool(ids)
 
 
@@ -583,13 +589,9 @@ def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     """Our policy on the cgroup; with several of ours (an interrupted re-attach),
     combined in the order the kernel runs them: the last attached runs last."""
     found: Optional[Policy] = None
-    try:
-        for _, info in _ours(cgroup_fd):
+    with _explaining(f"reading the policy of cgroup {name}"):
+        for info in _ours(cgroup_fd):
             found = _combine(found, _read_policy(info))
-    except CgroupError:
-        raise
-    except OSError as exc:
-        raise _explain(exc, f"reading the policy of cgroup {name}") from None
     return found
 
 
@@ -598,13 +600,8 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     the later one's values, and the earlier one's where the later leaves a value alone."""
     if earlier is None:
         return later
-    return Policy(
-        enabled=later.enabled,
-        idle=earlier.idle if later.idle is None else later.idle,
-        interval=earlier.interval if later.interval is None else later.interval,
-        probes=earlier.probes if later.probes is None else later.probes,
-        user_timeout=earlier.user_timeout if later.user_timeout is None else later.user_timeout,
-    )
+    kept = {knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None}
+    return replace(later, **kept)
 
 
 def policies() -> List[Tuple[str, Policy]]:
@@ -613,7 +610,7 @@ def policies() -> List[Tuple[str, Policy]]:
     found: List[Tuple[str, Policy]] = []
     for directory, subdirs, _ in os.walk(mount):
         subdirs.sort()
-        name = "/" + os.path.relpath(directory, mount) if directory != mount else "/"
+        name = _cgroup_name(directory, mount)
         try:
             with _opened(directory) as cgroup_fd:
                 policy = _status_fd(cgroup_fd, name)

@@ -19,12 +19,10 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+from test_retrofit import NOBODY, ROOT, run_cli
 
 #: The child: runs one command per line of standard input, answers with one
 #: JSON line.  It has only the standard library (and never imports ours).
@@ -98,18 +96,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_cli(*args: object, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "netkeepalive", *(str(a) for a in args)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        cwd="/",
-        timeout=60,
-        check=False,
-    )
-
-
 def attach(path: str, *settings: object) -> None:
     result = run_cli("cgroup", "attach", path, *settings)
     assert result.returncode == 0, result.stderr
@@ -179,10 +165,9 @@ class Cgroup:
 
     def programs(self) -> List[str]:
         """Names of the sock_ops programs attached to this cgroup itself."""
-        from netkeepalive import _bpfsys
+        from netkeepalive import _bpfsys, cgroup
 
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+        with cgroup._opened(self.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
             names = []
             for prog_id in ids:
@@ -192,40 +177,35 @@ class Cgroup:
                 finally:
                     os.close(prog)
             return names
-        finally:
-            os.close(fd)
 
-    def attach_foreign(self) -> None:
-        """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI."""
-        from netkeepalive import _bpf, _bpfsys
+    def attach_foreign(self, multi: bool = True) -> None:
+        """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI if *multi*."""
+        from netkeepalive import _bpf, _bpfsys, cgroup
 
         prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
         self.foreign.append(prog)
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI)
-        finally:
-            os.close(fd)
+        flags = _bpfsys.F_ALLOW_MULTI if multi else 0
+        with cgroup._opened(self.directory) as fd:
+            _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, flags)
 
     def remove(self) -> None:
         """Stop the children, detach every program, remove the directory."""
-        from netkeepalive import _bpfsys
+        from netkeepalive import _bpfsys, cgroup
 
         for sub in self.subgroups:
             sub.remove()
         for child in self.children:
             child.close()
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-            for prog_id in ids:
-                prog = _bpfsys.prog_get_fd_by_id(prog_id)
-                try:
-                    _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-                finally:
-                    os.close(prog)
+            with cgroup._opened(self.directory) as fd:
+                _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                for prog_id in ids:
+                    prog = _bpfsys.prog_get_fd_by_id(prog_id)
+                    try:
+                        _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                    finally:
+                        os.close(prog)
         finally:
-            os.close(fd)
             for prog in self.foreign:
                 os.close(prog)
             os.rmdir(self.directory)
@@ -246,12 +226,6 @@ def cg() -> Iterator[Cgroup]:
         yield made
     finally:
         made.remove()
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        yield srv
 
 
 def local_options(sock: socket.socket) -> Dict[str, int]:
@@ -723,15 +697,7 @@ def test_no_cgroup_v2_is_one_line(
 
 def test_a_program_attached_without_allow_multi_is_left_alone(cg: Cgroup) -> None:
     """Another tool's program attached exclusively: attach says so and adds nothing."""
-    from netkeepalive import _bpf, _bpfsys
-
-    prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
-    cg.foreign.append(prog)
-    fd = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, 0)
-    finally:
-        os.close(fd)
+    cg.attach_foreign(multi=False)
     result = run_cli("cgroup", "attach", cg.name, "--idle", 5000)
     line = _one_line_failure(result, "netkeepalive cgroup attach: ")
     assert "attached to cgroup" in line
