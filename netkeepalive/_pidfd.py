@@ -19,13 +19,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
 from ._libc import libc
-from .constants import INT_MAX
+from .constants import INT_MAX, _version_tuple
 
 __all__ = [
     "PidfdUnsupportedError",
@@ -169,10 +168,9 @@ def _call(number: int, *args: Any) -> int:
 _SINCE = {"pidfd_open": (5, 3), "pidfd_getfd": (5, 6)}
 
 
-def _kernel_version() -> Optional[Tuple[int, int]]:
+def _kernel_version() -> Optional[Tuple[int, ...]]:
     """``(major, minor)`` of the running kernel (``uname -r``), or ``None``."""
-    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    return _version_tuple(os.uname().release)[:2] or None
 
 
 def _unsupported(call: str) -> PidfdUnsupportedError:

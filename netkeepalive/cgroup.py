@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _bpf, _bpfsys
+from .constants import _version_tuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -238,8 +239,8 @@ def _check_kernel() -> None:
     (:func:`_probe_setsockopt`), and only a refusal or a failed test is fatal.
     """
     release = os.uname().release
-    found = re.match(r"(\d+)\.(\d+)", release)
-    if not found or (int(found.group(1)), int(found.group(2))) >= MINIMUM_KERNEL:
+    found = _version_tuple(release)
+    if not found or found >= MINIMUM_KERNEL:
         return
     why = _why_no_backport()
     if why is None:
