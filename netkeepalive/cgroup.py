@@ -47,6 +47,7 @@ __all__ = [
     "cgroup_of_pid",
     "detach",
     "effective_policy",
+    "effective_policy_of",
     "policies",
     "resolve",
     "status",
@@ -629,7 +630,11 @@ def effective_policy(pid: int) -> Optional[Tuple[str, Policy]]:
     cgroup first); when several have our policy, the one nearest the root
     runs last, so its values win.  ``None`` when none applies.
     """
-    name = cgroup_of_pid(pid)
+    return effective_policy_of(cgroup_of_pid(pid))
+
+
+def effective_policy_of(name: str) -> Optional[Tuple[str, Policy]]:
+    """:func:`effective_policy` for the cgroup *name* (as ``/proc/PID/cgroup`` gives it)."""
     chain = []
     while True:
         chain.append(name)

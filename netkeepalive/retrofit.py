@@ -775,7 +775,7 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Tuple[int, str, Policy]]:
             continue
         if name not in seen:
             try:
-                seen[name] = cgroup.effective_policy(pid)
+                seen[name] = cgroup.effective_policy_of(name)
             except OSError:
                 seen[name] = None
         hit = seen[name]
