@@ -1,0 +1,412 @@
+"""The cgroup policy before the SYN, and ``cgroup attach --enforce`` (Linux, root).
+
+Processes in the test cgroup are plain Python children (they never import
+netkeepalive): each is moved into the cgroup by this process before it
+makes a socket, does what the test asks, and reports what the kernel says
+(``socket.getsockopt``, errno) as JSON.  The connect-phase tests run in a
+network namespace made for the test: a veth pair whose far end answers
+nothing, so no packet leaves it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any, Dict, Iterator, List, Sequence
+
+import pytest
+from test_cgroup import _REASON, Cgroup, attach, cg, run_cli  # noqa: F401  (cg: a fixture)
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="cgroup BPF programs are Linux-only"
+)
+
+#: The policy of the enforcement tests (CLI units) and what it is in the kernel's.
+POLICY = ("--idle", 30000, "--interval", 5000, "--probes", 4, "--user-timeout", 20000)
+KERNEL = {"enabled": 1, "idle": 30, "interval": 5, "probes": 4, "user_timeout": 20000}
+
+#: Prelude of every child: say ready, wait for "go" (by then it is in the cgroup).
+GO = "import json, socket, sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+
+#: Writes each option of argv[2] (JSON: [name, level, number, value]) on a
+#: connected socket and reports the value read back after each write.
+WRITER = (
+    GO
+    + r"""
+listener = socket.create_server(("127.0.0.1", 0))
+s = socket.create_connection(listener.getsockname())
+report = {}
+for name, level, number, value in json.loads(sys.argv[1]):
+    try:
+        s.setsockopt(level, number, value)
+        report[name] = s.getsockopt(level, number)
+    except OSError as exc:
+        report[name] = "errno %d" % exc.errno
+print(json.dumps(report), flush=True)
+"""
+)
+
+#: Connects to argv[1] (an address that never answers), reports how it ended.
+CONNECTOR = (
+    GO
+    + r"""
+s = socket.socket()
+try:
+    s.connect((sys.argv[1], 9))
+    report = {"errno": None}
+except OSError as exc:
+    report = {"errno": exc.errno}
+report["user_timeout"] = s.getsockopt(socket.IPPROTO_TCP, 18)
+print(json.dumps(report), flush=True)
+"""
+)
+
+TCP, SOL = socket.IPPROTO_TCP, socket.SOL_SOCKET
+
+
+def start(code: str, args: Sequence[str], group: Cgroup, prefix: Sequence[str] = ()) -> Any:
+    """A child running *code*, moved into *group* before it goes on."""
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-I", "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    with open(os.path.join(group.directory, "cgroup.procs"), "w") as f:
+        f.write(str(proc.pid))
+    assert proc.stdout.readline() == "ready\n"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return proc
+
+
+def report_of(proc: Any, timeout: float = 60) -> Dict[str, Any]:
+    """The child's JSON report; a child still running after *timeout* s is killed."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, out
+    result: Dict[str, Any] = json.loads(out)
+    return result
+
+
+def write_options(group: Cgroup, writes: List[List[Any]]) -> Dict[str, Any]:
+    return report_of(start(WRITER, [json.dumps(writes)], group))
+
+
+def setsockopt_programs(group: Cgroup) -> List[str]:
+    """Names of the cgroup/setsockopt programs attached to *group* itself."""
+    from netkeepalive import _bpfsys, cgroup
+
+    with cgroup._opened(group.directory) as fd:
+        _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
+        names = []
+        for prog_id in ids:
+            prog = _bpfsys.prog_get_fd_by_id(prog_id)
+            try:
+                names.append(_bpfsys.prog_info(prog).name)
+            finally:
+                os.close(prog)
+        return names
+
+
+@pytest.fixture
+def enforced(cg: Cgroup) -> Iterator[Cgroup]:  # noqa: F811
+    """*cg* with :data:`POLICY` attached with ``--enforce``; its setsockopt programs
+    are removed afterwards too (``cg`` removes the sock_ops ones)."""
+    attach(cg.name, *POLICY, "--enforce")
+    try:
+        yield cg
+    finally:
+        from netkeepalive import _bpfsys, cgroup
+
+        with cgroup._opened(cg.directory) as fd:
+            _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
+            for prog_id in ids:
+                prog = _bpfsys.prog_get_fd_by_id(prog_id)
+                try:
+                    _bpfsys.prog_detach(fd, prog, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
+                finally:
+                    os.close(prog)
+
+
+# -- enforcing ---------------------------------------------------------------
+
+
+def test_longer_values_are_clamped_shorter_ones_kept(enforced: Cgroup) -> None:
+    report = write_options(
+        enforced,
+        [
+            ["keepalive_off", SOL, socket.SO_KEEPALIVE, 0],
+            ["idle_7200", TCP, socket.TCP_KEEPIDLE, 7200],
+            ["interval_75", TCP, socket.TCP_KEEPINTVL, 75],
+            ["probes_9", TCP, socket.TCP_KEEPCNT, 9],
+            ["user_timeout_0", TCP, 18, 0],
+            ["user_timeout_long", TCP, 18, 600000],
+            ["idle_10", TCP, socket.TCP_KEEPIDLE, 10],  # shorter: the application's choice
+            ["interval_5", TCP, socket.TCP_KEEPINTVL, 5],  # equal: kept
+            ["probes_2", TCP, socket.TCP_KEEPCNT, 2],
+            ["user_timeout_1000", TCP, 18, 1000],
+            ["idle_0", TCP, socket.TCP_KEEPIDLE, 0],  # refused by the kernel, as without us
+            ["nodelay", TCP, socket.TCP_NODELAY, 1],  # not ours
+        ],
+    )
+    assert report == {
+        "keepalive_off": 1,
+        "idle_7200": KERNEL["idle"],
+        "interval_75": KERNEL["interval"],
+        "probes_9": KERNEL["probes"],
+        "user_timeout_0": KERNEL["user_timeout"],
+        "user_timeout_long": KERNEL["user_timeout"],
+        "idle_10": 10,
+        "interval_5": 5,
+        "probes_2": 2,
+        "user_timeout_1000": 1000,
+        "idle_0": f"errno {errno.EINVAL}",
+        "nodelay": 1,
+    }
+    from netkeepalive import cgroup
+
+    policy = cgroup.status(enforced.name)
+    assert policy is not None
+    assert (policy.enforced, policy.clamped) == (True, 6)
+
+
+def test_status_shows_enforcement_and_the_count(enforced: Cgroup) -> None:
+    write_options(enforced, [["idle", TCP, socket.TCP_KEEPIDLE, 7200]])
+    keepalive = {
+        "enabled": True,
+        "idle_ms": 30000,
+        "interval_ms": 5000,
+        "probes": 4,
+        "user_timeout_ms": 20000,
+    }
+    one = run_cli("cgroup", "status", enforced.name, "--json")
+    assert one.returncode == 0, one.stderr
+    entry = {"cgroup": enforced.name, "keepalive": keepalive}
+    assert json.loads(one.stdout) == [{**entry, "enforce": {"enabled": True, "clamped": 1}}]
+    every = run_cli("cgroup", "status", "--json")
+    assert {**entry, "enforce": {"enabled": True, "clamped": 1}} in json.loads(every.stdout)
+    text = run_cli("cgroup", "status", enforced.name)
+    assert text.stdout == (
+        f"{enforced.name}: keepalive on, idle 30000 ms, interval 5000 ms, probes 4, "
+        "user timeout 20000 ms; enforced, 1 clamped\n"
+    )
+
+
+def test_attach_reports_enforcement_and_plain_status_says_off(cg: Cgroup) -> None:  # noqa: F811
+    attached = run_cli("cgroup", "attach", cg.name, "--idle", 5000, "--enforce", "--json")
+    assert attached.returncode == 0, attached.stderr
+    assert json.loads(attached.stdout)[0]["enforce"] == {"enabled": True, "clamped": 0}
+    assert setsockopt_programs(cg) == ["netkeepalive"]
+    # Re-attaching without --enforce replaces the policy and ends enforcement.
+    plain = run_cli("cgroup", "attach", cg.name, "--idle", 5000, "--json")
+    assert json.loads(plain.stdout)[0]["enforce"] == {"enabled": False, "clamped": None}
+    assert setsockopt_programs(cg) == []
+    assert write_options(cg, [["idle", TCP, socket.TCP_KEEPIDLE, 7200]]) == {"idle": 7200}
+    none = run_cli("cgroup", "status", cg.name, "--json")
+    assert json.loads(none.stdout)[0]["enforce"] == {"enabled": False, "clamped": None}
+    run_cli("cgroup", "detach", cg.name)
+    gone = run_cli("cgroup", "status", cg.name, "--json")
+    assert json.loads(gone.stdout) == [{"cgroup": cg.name, "keepalive": None, "enforce": None}]
+
+
+def test_reattach_with_enforce_replaces_both(enforced: Cgroup) -> None:
+    attach(enforced.name, "--idle", 20000, "--enforce")
+    assert setsockopt_programs(enforced) == ["netkeepalive"]
+    assert enforced.programs() == ["netkeepalive"]
+    report = write_options(enforced, [["idle", TCP, socket.TCP_KEEPIDLE, 25]])
+    assert report == {"idle": 20}
+
+
+def test_detach_removes_both_programs_and_keeps_others(enforced: Cgroup) -> None:
+    from netkeepalive import _bpf, _bpfsys, cgroup
+
+    foreign = _bpfsys.prog_load(
+        _bpfsys.PROG_TYPE_CGROUP_SOCKOPT,
+        _bpf.return_one_program(),
+        "foreign",
+        attach_type=_bpfsys.ATTACH_CGROUP_SETSOCKOPT,
+    )
+    try:
+        with cgroup._opened(enforced.directory) as fd:
+            _bpfsys.prog_attach(
+                fd, foreign, _bpfsys.ATTACH_CGROUP_SETSOCKOPT, _bpfsys.F_ALLOW_MULTI
+            )
+    finally:
+        os.close(foreign)
+    result = run_cli("cgroup", "detach", enforced.name)
+    assert (result.returncode, result.stdout) == (0, f"{enforced.name}: policy removed\n")
+    assert setsockopt_programs(enforced) == ["foreign"]
+    assert enforced.programs() == []
+    assert write_options(enforced, [["off", SOL, socket.SO_KEEPALIVE, 0]]) == {"off": 0}
+
+
+def test_py_amqp_transport_options_are_clamped(enforced: Cgroup) -> None:
+    """py-amqp writes keepalive 60/10/9 and TCP_USER_TIMEOUT 1000 after connecting."""
+    pytest.importorskip("amqp")
+    code = (
+        GO
+        + r"""
+import amqp.transport
+listener = socket.create_server(("127.0.0.1", 0))
+t = amqp.transport.Transport("127.0.0.1:%d" % listener.getsockname()[1], connect_timeout=5)
+t.connect()
+get = t.sock.getsockopt
+print(json.dumps({
+    "enabled": get(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    "idle": get(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    "interval": get(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+    "probes": get(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    "user_timeout": get(socket.IPPROTO_TCP, 18),
+}), flush=True)
+"""
+    )
+    report = report_of(start(code, [], enforced))
+    # 60 s idle, 10 s interval and 9 probes are above the policy; 1000 ms is below.
+    assert report == {**KERNEL, "user_timeout": 1000}
+    from netkeepalive import cgroup
+
+    policy = cgroup.status(enforced.name)
+    assert policy is not None
+    assert policy.clamped == 3
+
+
+class FailingNth:
+    """``syscall`` whose *nth* ``bpf(2)`` command *command* fails with ENOMEM."""
+
+    def __init__(self, command: int, nth: int) -> None:
+        from netkeepalive._libc import libc
+
+        self.real = libc()
+        self.command = command
+        self.left = nth
+
+    def syscall(self, number: Any, cmd: Any, *args: Any) -> int:
+        if cmd.value == self.command:
+            self.left -= 1
+            if self.left == 0:
+                import ctypes
+
+                ctypes.set_errno(errno.ENOMEM)
+                return -1
+        result: int = self.real.syscall(number, cmd, *args)
+        return result
+
+
+@pytest.mark.parametrize(("command", "nth"), [("PROG_LOAD", 2), ("PROG_ATTACH", 2)])
+def test_a_failing_enforce_attach_leaves_the_old_policy(
+    cg: Cgroup,  # noqa: F811
+    mocker: Any,
+    command: str,
+    nth: int,
+) -> None:
+    """Loading or attaching the enforcing program fails: nothing new stays."""
+    from netkeepalive import _bpfsys, cgroup
+
+    old = cgroup.attach(cg.directory, idle=7000)
+    before = len(os.listdir("/proc/self/fd"))
+    mocker.patch.object(_bpfsys, "libc", return_value=FailingNth(getattr(_bpfsys, command), nth))
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=4000, enforce=True)
+    mocker.stopall()
+    assert caught.value.errno == errno.ENOMEM
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert (cg.programs(), setsockopt_programs(cg)) == (["netkeepalive"], [])
+    assert cgroup.status(cg.name) == old
+
+
+def test_enforce_must_be_a_bool(cg: Cgroup) -> None:  # noqa: F811
+    from netkeepalive import cgroup
+
+    with pytest.raises(TypeError, match="enforce: expected a bool"):
+        cgroup.attach(cg.directory, idle=5000, enforce=1)  # type: ignore[arg-type]
+    assert cg.programs() == []
+
+
+# -- the connect phase -------------------------------------------------------
+
+#: The address that never answers, and this end's, inside the test's namespace
+#: (TEST-NET-1, RFC 5737).
+SILENT, LOCAL = "192.0.2.2", "192.0.2.1"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def silent_netns() -> Iterator[str]:
+    """A network namespace where :data:`SILENT` is a neighbour that never answers.
+
+    A veth pair, both ends inside; :data:`SILENT` has a permanent neighbour
+    entry to a MAC address nobody has, so each SYN goes out and is dropped.
+    """
+    if _REASON is not None:
+        pytest.skip(_REASON)
+    name = f"nka-silent-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        ip("netns", "add", name)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot make a network namespace here: {exc}")
+    try:
+        ip("-n", name, "link", "add", "nka0", "type", "veth", "peer", "name", "nka1")
+        ip("-n", name, "addr", "add", f"{LOCAL}/24", "dev", "nka0")
+        for link in ("lo", "nka0", "nka1"):
+            ip("-n", name, "link", "set", link, "up")
+        ip(
+            "-n",
+            name,
+            "neigh",
+            "add",
+            SILENT,
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "nka0",
+            "nud",
+            "permanent",
+        )
+        yield name
+    finally:
+        ip("netns", "del", name)
+
+
+def test_connect_to_a_silent_peer_ends_within_the_user_timeout(
+    cg: Cgroup,  # noqa: F811
+    silent_netns: str,
+) -> None:
+    """The policy's TCP_USER_TIMEOUT is set before the SYN, so it bounds the SYN retries.
+
+    A second child with no policy connects to the same address at the same
+    time: it is still waiting well after the first has given up (the
+    kernel's SYN retries take minutes), and is then killed.
+    """
+    attach(cg.name, "--user-timeout", 2000)
+    # A sibling, not a sub-cgroup: programs of a cgroup run for its sub-cgroups too.
+    outside = Cgroup(cg.directory + "-plain", cg.name + "-plain")
+    os.mkdir(outside.directory)
+    prefix = ["ip", "netns", "exec", silent_netns]
+    try:
+        bounded = start(CONNECTOR, [SILENT], cg, prefix)
+        unbounded = start(CONNECTOR, [SILENT], outside, prefix)
+        try:
+            report = report_of(bounded, timeout=30)  # minutes without the policy
+            assert report == {"errno": errno.ETIMEDOUT, "user_timeout": 2000}
+            time.sleep(3)  # margin: as long again, and more
+            assert unbounded.poll() is None, "the connect without a policy ended too"
+        finally:
+            unbounded.kill()
+            unbounded.communicate()
+    finally:
+        outside.remove()
