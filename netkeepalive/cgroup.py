@@ -134,7 +134,9 @@ class Policy:
                 parts.append(f"{label} {value}{unit}")
         text = ", ".join(parts)
         if self.enforced:
-            text += "; enforced" + ("" if self.clamped is None else f", {self.clamped} clamped")
+            text += "; enforced"
+            if self.clamped is not None:
+                text += f", {self.clamped} write{'' if self.clamped == 1 else 's'} clamped"
         return text
 
 

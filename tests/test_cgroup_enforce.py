@@ -200,7 +200,7 @@ def test_status_shows_enforcement_and_the_count(enforced: Cgroup) -> None:
     text = run_cli("cgroup", "status", enforced.name)
     assert text.stdout == (
         f"{enforced.name}: keepalive on, idle 30000 ms, interval 5000 ms, probes 4, "
-        "user timeout 20000 ms; enforced, 1 clamped\n"
+        "user timeout 20000 ms; enforced, 1 write clamped\n"
     )
 
 
@@ -410,3 +410,53 @@ def test_connect_to_a_silent_peer_ends_within_the_user_timeout(
             unbounded.communicate()
     finally:
         outside.remove()
+
+
+class Before53:
+    """``syscall`` of a kernel without cgroup/setsockopt programs (before Linux 5.3):
+    ``BPF_PROG_QUERY`` of that hook and ``BPF_PROG_LOAD`` of that type fail with EINVAL."""
+
+    def __init__(self) -> None:
+        from netkeepalive._libc import libc
+
+        self.real = libc()
+
+    def syscall(self, number: Any, cmd: Any, attr: Any, *rest: Any) -> int:
+        import ctypes
+        import struct
+
+        from netkeepalive import _bpfsys
+
+        first, second = struct.unpack_from("=II", attr, 0)
+        if (cmd.value, second) == (_bpfsys.PROG_QUERY, _bpfsys.ATTACH_CGROUP_SETSOCKOPT) or (
+            cmd.value,
+            first,
+        ) == (_bpfsys.PROG_LOAD, _bpfsys.PROG_TYPE_CGROUP_SOCKOPT):
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+        result: int = self.real.syscall(number, cmd, attr, *rest)
+        return result
+
+
+def test_a_kernel_without_the_hook_works_without_enforce(
+    cg: Cgroup,  # noqa: F811
+    mocker: Any,
+) -> None:
+    """Before 5.3: attach, status and detach as before; --enforce says what it needs."""
+    from netkeepalive import _bpfsys, cgroup
+
+    real = os.uname()
+    fake = os.uname_result((real.sysname, real.nodename, "5.2.21", real.version, real.machine))
+    mocker.patch("os.uname", return_value=fake)
+    mocker.patch.object(_bpfsys, "libc", return_value=Before53())
+    plain = cgroup.Policy(True, 5000, None, None, None)
+    assert cgroup.attach(cg.directory, idle=5000) == plain
+    assert cgroup.status(cg.name) == plain
+    with pytest.raises(cgroup.CgroupError) as caught:
+        cgroup.attach(cg.directory, idle=4000, enforce=True)
+    assert caught.value.errno == errno.EINVAL
+    assert "which arrived in Linux 5.3" in str(caught.value)
+    assert cgroup.status(cg.name) == plain
+    assert cgroup.detach(cg.name) is True
+    mocker.stopall()
+    assert cg.programs() == []
