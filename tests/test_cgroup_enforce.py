@@ -304,26 +304,41 @@ class FailingNth:
         return result
 
 
-@pytest.mark.parametrize(("command", "nth"), [("PROG_LOAD", 2), ("PROG_ATTACH", 2)])
+@pytest.mark.parametrize(
+    ("command", "nth", "old_enforced"),
+    [
+        ("MAP_CREATE", 2, False),  # the counter map
+        ("PROG_LOAD", 2, False),  # the enforcing program
+        ("PROG_ATTACH", 2, False),  # the enforcing program, after the sock_ops one
+        ("PROG_DETACH", 1, True),  # the old enforcing program: both new ones go again
+    ],
+)
 def test_a_failing_enforce_attach_leaves_the_old_policy(
     cg: Cgroup,  # noqa: F811
     mocker: Any,
     command: str,
     nth: int,
+    old_enforced: bool,
 ) -> None:
-    """Loading or attaching the enforcing program fails: nothing new stays."""
+    """One step of an enforcing attach fails: the old policy stays, alone."""
     from netkeepalive import _bpfsys, cgroup
 
-    old = cgroup.attach(cg.directory, idle=7000)
+    old = cgroup.attach(cg.directory, idle=7000, enforce=old_enforced)
     before = len(os.listdir("/proc/self/fd"))
     mocker.patch.object(_bpfsys, "libc", return_value=FailingNth(getattr(_bpfsys, command), nth))
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.attach(cg.directory, idle=4000, enforce=True)
     mocker.stopall()
     assert caught.value.errno == errno.ENOMEM
+    assert f"bpf(BPF_{command})" in str(caught.value)
     assert len(os.listdir("/proc/self/fd")) == before
-    assert (cg.programs(), setsockopt_programs(cg)) == (["netkeepalive"], [])
+    enforcing = ["netkeepalive"] if old_enforced else []
+    assert (cg.programs(), setsockopt_programs(cg)) == (["netkeepalive"], enforcing)
     assert cgroup.status(cg.name) == old
+    report = write_options(cg, [["idle", TCP, socket.TCP_KEEPIDLE, 7200]])
+    assert report == {"idle": 7 if old_enforced else 7200}
+    if old_enforced:  # the cg fixture removes sock_ops programs only
+        cgroup.detach(cg.name)
 
 
 def test_enforce_must_be_a_bool(cg: Cgroup) -> None:  # noqa: F811
