@@ -224,7 +224,7 @@ def prog_load(
             # The log's last lines say why; kept on one line.
             lines = log.value.decode("ascii", "replace").strip().splitlines()
             text = " / ".join(line.strip() for line in lines[-3:])
-            message = f"{again.strerror}; verifier log: {text}"
+            message = f"{again.strerror}; verifier log: {text}" if text else str(again.strerror)
             raise BpfError.of(again.errno, _NAMES[PROG_LOAD], message) from None
 
 

@@ -4,9 +4,12 @@
 :mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
 ``BPF_F_ALLOW_MULTI``.  From then on, whenever a TCP connection of a
 process in that cgroup (or below it) becomes established, on either end,
-the kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the
-policy's ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
-``TCP_USER_TIMEOUT``.  The attachment stays until :func:`detach`, the
+and when such a process's ``connect()`` is about to send its SYN, the
+kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the policy's
+``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
+``TCP_USER_TIMEOUT``.  ``attach(..., enforce=True)`` adds a
+``cgroup/setsockopt`` program that keeps applications from raising them
+(:mod:`netkeepalive._enforce`).  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
 The program is recognised by its name, ``netkeepalive``; its policy lives
