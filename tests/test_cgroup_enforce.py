@@ -282,6 +282,55 @@ print(json.dumps({
     assert policy.clamped == 3
 
 
+#: Connects to argv[1], turns keepalive down as an application might, reports the
+#: options in force, then waits for the connection to fail and reports how.
+DOWNGRADER = (
+    GO
+    + r"""
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 7200)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 9)
+print(json.dumps({
+    "enabled": s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    "idle": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    "probes": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+}), flush=True)
+try:
+    s.recv(1)
+    print(json.dumps({"errno": None}), flush=True)
+except OSError as exc:
+    print(json.dumps({"errno": exc.errno}), flush=True)
+"""
+)
+
+
+@pytest.mark.slow
+def test_an_application_that_turns_keepalive_down_still_detects_a_silent_peer(
+    cg: Cgroup,  # noqa: F811
+    listener: socket.socket,
+) -> None:
+    """Keepalive off, 2 hours idle, 9 probes from the application; the policy
+    (1 s, 1 s, 2 probes, enforced) is what the kernel uses: the silent peer is
+    detected in seconds instead of never."""
+    from netkeepalive._silence import silence
+
+    attach(cg.name, "--idle", 1000, "--interval", 1000, "--probes", 2, "--enforce")
+    child = start(DOWNGRADER, [str(listener.getsockname()[1])], cg)
+    try:
+        server_end, _ = listener.accept()
+        with server_end:
+            assert json.loads(child.stdout.readline()) == {"enabled": 1, "idle": 1, "probes": 2}
+            silence(server_end)
+            assert report_of(child, timeout=30) == {"errno": errno.ETIMEDOUT}
+    finally:
+        child.kill()
+        child.communicate()
+        from netkeepalive import cgroup
+
+        cgroup.detach(cg.name)
+
+
 class FailingNth:
     """``syscall`` whose *nth* ``bpf(2)`` command *command* fails with ENOMEM."""
 
