@@ -19,15 +19,19 @@ from typing import List, Optional, Tuple
 from ._libc import libc
 
 __all__ = [
+    "ATTACH_CGROUP_SETSOCKOPT",
     "ATTACH_CGROUP_SOCK_OPS",
     "F_ALLOW_MULTI",
     "MAP_TYPE_ARRAY",
+    "PROG_TYPE_CGROUP_SOCKOPT",
     "PROG_TYPE_SOCK_OPS",
     "BpfError",
+    "MapInfo",
     "ProgInfo",
     "bpf",
     "map_create",
     "map_get_fd_by_id",
+    "map_info",
     "map_lookup",
     "map_update",
     "prog_attach",
@@ -83,7 +87,9 @@ _NAMES = {
 
 MAP_TYPE_ARRAY = 2  # enum bpf_map_type: BPF_MAP_TYPE_ARRAY
 PROG_TYPE_SOCK_OPS = 13  # enum bpf_prog_type: BPF_PROG_TYPE_SOCK_OPS
+PROG_TYPE_CGROUP_SOCKOPT = 25  # enum bpf_prog_type: BPF_PROG_TYPE_CGROUP_SOCKOPT (5.3+)
 ATTACH_CGROUP_SOCK_OPS = 3  # enum bpf_attach_type: BPF_CGROUP_SOCK_OPS
+ATTACH_CGROUP_SETSOCKOPT = 22  # enum bpf_attach_type: BPF_CGROUP_SETSOCKOPT (5.3+)
 F_ALLOW_MULTI = 1 << 1  # BPF_F_ALLOW_MULTI (attach flags)
 OBJ_NAME_LEN = 16  # BPF_OBJ_NAME_LEN, with the terminating NUL
 
@@ -178,8 +184,13 @@ def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes:
     return v.raw
 
 
-def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> int:
+def prog_load(
+    prog_type: int, code: bytes, name: str, license: str = "MIT", attach_type: int = 0
+) -> int:
     """``BPF_PROG_LOAD``: the loaded program's descriptor.
+
+    *attach_type* is ``expected_attach_type``, which some program types
+    need (``BPF_PROG_TYPE_CGROUP_SOCKOPT``: get or set); 0 for the others.
 
     On a refusal by the verifier (``EINVAL``/``EACCES``) the ``OSError``
     message ends with the verifier's log.
@@ -198,6 +209,7 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
             (28, "I", len(log) if with_log else 0),  # log_size
             (32, "Q", ctypes.addressof(log) if with_log else 0),  # log_buf
             (48, "16s", _name(name)),  # prog_name
+            (68, "I", attach_type),  # expected_attach_type
         )
         return bpf(PROG_LOAD, attr)
 
@@ -212,7 +224,7 @@ def prog_load(prog_type: int, code: bytes, name: str, license: str = "MIT") -> i
             # The log's last lines say why; kept on one line.
             lines = log.value.decode("ascii", "replace").strip().splitlines()
             text = " / ".join(line.strip() for line in lines[-3:])
-            message = f"{again.strerror}; verifier log: {text}"
+            message = f"{again.strerror}; verifier log: {text}" if text else str(again.strerror)
             raise BpfError.of(again.errno, _NAMES[PROG_LOAD], message) from None
 
 
@@ -287,6 +299,31 @@ def prog_info(prog_fd: int) -> ProgInfo:
     raw_name = struct.unpack_from("=16s", info, 64)[0]
     name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
     return ProgInfo(prog_type, prog_id, name, list(maps[: min(nr_maps, len(maps))]))
+
+
+class MapInfo:
+    """What ``BPF_OBJ_GET_INFO_BY_FD`` says about a map (the fields used here)."""
+
+    def __init__(self, map_type: int, map_id: int, value_size: int, name: str) -> None:
+        self.map_type = map_type
+        self.map_id = map_id
+        self.value_size = value_size
+        self.name = name
+
+
+#: Bytes of ``struct bpf_map_info`` asked for: up to the end of ``name`` (offset 24).
+_MAP_INFO_SIZE = 40
+
+
+def map_info(map_fd: int) -> MapInfo:
+    """``BPF_OBJ_GET_INFO_BY_FD`` on a map: type, id, value size and name."""
+    info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
+    attr = _attr((0, "I", map_fd), (4, "I", len(info)), (8, "Q", ctypes.addressof(info)))
+    bpf(OBJ_GET_INFO_BY_FD, attr, "of a map")
+    map_type, map_id, _key_size, value_size = struct.unpack_from("=IIII", info, 0)
+    raw_name = struct.unpack_from("=16s", info, 24)[0]
+    name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
+    return MapInfo(map_type, map_id, value_size, name)
 
 
 def close(fd: Optional[int]) -> None:

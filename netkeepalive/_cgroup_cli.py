@@ -35,6 +35,13 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "policy of ours on PATH.",
     )
     add_settings_arguments(attach)
+    attach.add_argument(
+        "--enforce",
+        action="store_true",
+        help="make the policy a ceiling (Linux 5.3+): an application's setsockopt that turns "
+        "keepalive off, or asks for longer times, more probes or a user timeout of 0 or "
+        "longer, gets the policy's value instead",
+    )
     attach.add_argument("--json", action="store_true", help="print the policy as JSON")
     status = _action(
         actions,
@@ -75,7 +82,11 @@ def _action(
 def _print(entries: List[Tuple[str, Any]], as_json: bool) -> None:
     if as_json:
         document = [
-            {"cgroup": name, "keepalive": None if policy is None else policy.as_json()}
+            {
+                "cgroup": name,
+                "keepalive": None if policy is None else policy.as_json(),
+                "enforce": None if policy is None else policy.enforcement_json(),
+            }
             for name, policy in entries
         ]
         json.dump(document, sys.stdout, indent=2)
@@ -96,7 +107,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         settings = settings_from_args(args, parser)
     try:
         if action == "attach":
-            policy = cgroup.attach(args.path, **settings)
+            policy = cgroup.attach(args.path, enforce=args.enforce, **settings)
             _, shown = cgroup.resolve(args.path)
             _print([(shown, policy)], args.json)
         elif action == "status":

@@ -4,9 +4,12 @@
 :mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
 ``BPF_F_ALLOW_MULTI``.  From then on, whenever a TCP connection of a
 process in that cgroup (or below it) becomes established, on either end,
-the kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the
-policy's ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
-``TCP_USER_TIMEOUT``.  The attachment stays until :func:`detach`, the
+and when such a process's ``connect()`` is about to send its SYN, the
+kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the policy's
+``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
+``TCP_USER_TIMEOUT``.  ``attach(..., enforce=True)`` adds a
+``cgroup/setsockopt`` program that keeps applications from raising them
+(:mod:`netkeepalive._enforce`).  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
 The program is recognised by its name, ``netkeepalive``; its policy lives
@@ -27,10 +30,10 @@ import errno
 import os
 import re
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from . import _bpf, _bpfsys
+from . import _bpf, _bpfsys, _enforce
 from .constants import _version_tuple
 
 TYPE_CHECKING = False
@@ -93,6 +96,10 @@ class Policy:
 
     Times in milliseconds and counts, as :class:`netkeepalive.Settings`;
     ``None`` means the policy leaves the connection's own value.
+    *enforced*: attached with ``enforce=True`` (the policy is a ceiling for
+    the applications' own ``setsockopt`` calls); *clamped*: how many of
+    those calls the kernel has lowered to the policy so far (``None``
+    unless enforced; not part of equality).
     """
 
     enabled: bool
@@ -100,6 +107,8 @@ class Policy:
     interval: Optional[int]
     probes: Optional[int]
     user_timeout: Optional[int]
+    enforced: bool = False
+    clamped: Optional[int] = field(default=None, compare=False)
 
     def as_json(self) -> Dict[str, Any]:
         """The field names of ``netkeepalive show --json``'s ``keepalive`` object."""
@@ -111,8 +120,12 @@ class Policy:
             "user_timeout_ms": self.user_timeout,
         }
 
+    def enforcement_json(self) -> Dict[str, Any]:
+        """``{"enabled": bool, "clamped": int or None}``: the ``enforce`` object."""
+        return {"enabled": self.enforced, "clamped": self.clamped}
+
     def describe(self) -> str:
-        """One line: ``keepalive on, idle 60000 ms, ...``."""
+        """One line: ``keepalive on, idle 60000 ms, ...[; enforced, N writes clamped]``."""
         parts = ["keepalive " + ("on" if self.enabled else "off")]
         for label, value, unit in (
             ("idle", self.idle, " ms"),
@@ -122,7 +135,12 @@ class Policy:
         ):
             if value is not None:
                 parts.append(f"{label} {value}{unit}")
-        return ", ".join(parts)
+        text = ", ".join(parts)
+        if self.enforced:
+            text += "; enforced"
+            if self.clamped is not None:
+                text += f", {self.clamped} write{'' if self.clamped == 1 else 's'} clamped"
+        return text
 
 
 # -- cgroup v2 ----------------------------------------------------------------
@@ -386,19 +404,45 @@ def _program_fd(prog_id: int) -> Optional[int]:
         raise
 
 
-def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
-    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup itself."""
-    _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+#: The hooks our programs are attached at, and the program type ours has at each.
+_OUR_PROGRAM_TYPES = {
+    _bpfsys.ATTACH_CGROUP_SOCK_OPS: _bpfsys.PROG_TYPE_SOCK_OPS,
+    _bpfsys.ATTACH_CGROUP_SETSOCKOPT: _bpfsys.PROG_TYPE_CGROUP_SOCKOPT,
+}
+_SOCK_OPS = _bpfsys.ATTACH_CGROUP_SOCK_OPS
+_SETSOCKOPT = _bpfsys.ATTACH_CGROUP_SETSOCKOPT
+
+
+def _ours(cgroup_fd: int, attach_type: int = _SOCK_OPS) -> Iterator[_bpfsys.ProgInfo]:
+    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup
+    itself at *attach_type*: the one place that tells ours from others'."""
+    try:
+        _, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
+    except OSError as exc:
+        if attach_type != _SOCK_OPS and exc.errno == errno.EINVAL:
+            return  # a kernel without this hook (cgroup/setsockopt: before 5.3)
+        raise
     for prog_id in ids:
         fd = _program_fd(prog_id)
         if fd is None:
             continue
         try:
             info = _bpfsys.prog_info(fd)
-            if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
+            if info.name == PROGRAM_NAME and info.prog_type == _OUR_PROGRAM_TYPES[attach_type]:
                 yield info
         finally:
             os.close(fd)
+
+
+def _all_ours(cgroup_fd: int) -> List[Tuple[int, int]]:
+    """``(attach type, program id)`` of every program of ours on the cgroup itself,
+    the enforcing ones first (so that detaching in this order never leaves an
+    enforcing program without its policy)."""
+    return [
+        (attach_type, info.prog_id)
+        for attach_type in (_SETSOCKOPT, _SOCK_OPS)
+        for info in _ours(cgroup_fd, attach_type)
+    ]
 
 
 def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
@@ -466,6 +510,7 @@ def attach(
     interval: Optional[Milliseconds] = None,
     probes: Optional[int] = None,
     user_timeout: Optional[Milliseconds] = None,
+    enforce: bool = False,
 ) -> Policy:
     """Give every TCP connection established from now on in cgroup *path* this policy.
 
@@ -481,18 +526,28 @@ def attach(
     :class:`CgroupError`; on any failure the cgroup keeps what it had
     (the new program is detached again), except when detaching an earlier
     policy fails after part of it is gone: the new one then stays in force.
+
+    With *enforce* (Linux 5.3+) a second program, at ``setsockopt()``, makes
+    the policy a ceiling for the applications in the cgroup: turning
+    keepalive off, a longer idle time or interval, more probes, or a user
+    timeout of 0 or longer than the policy's is lowered to the policy (see
+    :mod:`netkeepalive._enforce`).  Without it, an enforcing program of an
+    earlier policy is removed with that policy.
     """
+    if not isinstance(enforce, bool):
+        raise TypeError(f"enforce: expected a bool, got {type(enforce).__name__}")
     native = _native(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
     with _opened(directory) as cgroup_fd:
         with _explaining(f"reading the programs attached to cgroup {name}"):
-            old = [info.prog_id for info in _ours(cgroup_fd)]
+            old = _all_ours(cgroup_fd)
         _check_kernel()  # after the query, so that missing privileges are named first
         _raise_memlock()
         map_fd = prog_fd = None
-        attached = False
+        opened: List[int] = []  # further descriptors to close: the enforcing program's
+        new: List[Tuple[int, int]] = []  # (attach type, program) attached so far
         removed = 0
         try:
             with _explaining("loading the keepalive program"):
@@ -501,27 +556,33 @@ def attach(
                 prog_fd = _bpfsys.prog_load(
                     _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
                 )
-            try:
-                _bpfsys.prog_attach(
-                    cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
-                )
-            except OSError as exc:
-                raise _attach_error(exc, cgroup_fd, name) from None
-            attached = True
+            programs = [(_SOCK_OPS, prog_fd)]
+            if enforce:
+                with _explaining("loading the enforcing program (cgroup/setsockopt)"):
+                    opened += _enforce.load(map_fd, PROGRAM_NAME)
+                programs.append((_SETSOCKOPT, opened[0]))
+            for attach_type, fd in programs:
+                try:
+                    _bpfsys.prog_attach(cgroup_fd, fd, attach_type, _bpfsys.F_ALLOW_MULTI)
+                except OSError as exc:
+                    raise _attach_error(exc, cgroup_fd, name, attach_type) from None
+                new.append((attach_type, fd))
             with _explaining(f"reading the policy of cgroup {name} back"):
                 raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
             # A cgroup runs its programs in the order they were attached, so the
             # new one runs after the old ones and its values win from here on.
-            for prog_id in old:
-                _detach_ids(cgroup_fd, [prog_id], name)
+            for attach_type, prog_id in old:
+                _detach_ids(cgroup_fd, [prog_id], name, attach_type)
                 removed += 1
-            return _policy(_bpf.policy_from_value(raw))
+            policy = _policy(_bpf.policy_from_value(raw))
+            return replace(policy, enforced=True, clamped=0) if enforce else policy
         except BaseException as exc:
             # Undo only while the old policy is whole: once part of it is gone,
             # the new program is the one in force and stays.
-            if attached and not removed and prog_fd is not None:
+            if new and not removed:
                 try:
-                    _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                    for attach_type, fd in reversed(new):
+                        _bpfsys.prog_detach(cgroup_fd, fd, attach_type)
                 except OSError as undo:
                     if not isinstance(exc, CgroupError):
                         raise
@@ -534,32 +595,39 @@ def attach(
         finally:
             _bpfsys.close(prog_fd)
             _bpfsys.close(map_fd)
+            for fd in opened:
+                os.close(fd)
 
 
-def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
+def _attach_error(
+    exc: OSError, cgroup_fd: int, name: str, attach_type: int = _SOCK_OPS
+) -> CgroupError:
     doing = f"attaching to cgroup {name} (BPF_PROG_ATTACH)"
     if exc.errno == errno.EPERM:
         try:
-            flags, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            flags, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
         except OSError:
             flags, ids = 0, []
         if ids and not flags & _bpfsys.F_ALLOW_MULTI:
+            kind = "sock_ops" if attach_type == _SOCK_OPS else "cgroup/setsockopt"
             return CgroupError(
                 exc.errno,
-                f"{doing}: another sock_ops program is attached to cgroup {name} without "
+                f"{doing}: another {kind} program is attached to cgroup {name} without "
                 "BPF_F_ALLOW_MULTI, so none can be added beside it; nothing was attached",
             )
     return _explain(exc, doing)
 
 
-def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
+def _detach_ids(
+    cgroup_fd: int, prog_ids: List[int], name: str, attach_type: int = _SOCK_OPS
+) -> None:
     for prog_id in prog_ids:
         with _explaining(f"detaching program {prog_id} from cgroup {name}"):
             fd = _program_fd(prog_id)
             if fd is None:
                 continue
             try:
-                _bpfsys.prog_detach(cgroup_fd, fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+                _bpfsys.prog_detach(cgroup_fd, fd, attach_type)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -570,14 +638,16 @@ def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
 def detach(path: str) -> bool:
     """Remove our policy from cgroup *path*; whether there was one.
 
-    Only programs named ``netkeepalive`` are detached; connections already
-    established keep the values they were given.
+    Only programs named ``netkeepalive`` are detached, the enforcing one
+    (if any) first; connections already established keep the values they
+    were given.
     """
     directory, name = resolve(path)
     with _opened(directory) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
-        ids = [info.prog_id for info in _ours(cgroup_fd)]
-        _detach_ids(cgroup_fd, ids, name)
-    return bool(ids)
+        ours = _all_ours(cgroup_fd)
+        for attach_type, prog_id in ours:
+            _detach_ids(cgroup_fd, [prog_id], name, attach_type)
+    return bool(ours)
 
 
 def status(path: str) -> Optional[Policy]:
@@ -594,6 +664,9 @@ def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     with _explaining(f"reading the policy of cgroup {name}"):
         for info in _ours(cgroup_fd):
             found = _combine(found, _read_policy(info))
+        counts = [_enforce.clamped(info) for info in _ours(cgroup_fd, _SETSOCKOPT)]
+    if found is not None and counts:
+        found = replace(found, enforced=True, clamped=sum(counts))
     return found
 
 
@@ -602,7 +675,13 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     the later one's values, and the earlier one's where the later leaves a value alone."""
     if earlier is None:
         return later
-    kept = {knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None}
+    kept: Dict[str, Any] = {
+        knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None
+    }
+    # Enforcing programs of both run; their counts add up.
+    kept["enforced"] = earlier.enforced or later.enforced
+    if earlier.clamped is not None:
+        kept["clamped"] = earlier.clamped + (later.clamped or 0)
     return replace(later, **kept)
 
 

@@ -297,13 +297,18 @@ def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     # as in /proc/PID/cgroup; attach --json prints what status --json prints
     attached = run_cli("cgroup", "attach", cg.name, "--idle", 5000, "--probes", 3, "--json")
     assert attached.returncode == 0, attached.stderr
-    assert json.loads(attached.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
+    entry = {
+        "cgroup": cg.name,
+        "keepalive": expected,
+        "enforce": {"enabled": False, "clamped": None},
+    }
+    assert json.loads(attached.stdout) == [entry]
     one = run_cli("cgroup", "status", cg.name, "--json")
     assert one.returncode == 0, one.stderr
-    assert json.loads(one.stdout) == [{"cgroup": cg.name, "keepalive": expected}]
+    assert json.loads(one.stdout) == [entry]
     every = run_cli("cgroup", "status", "--json")
     assert every.returncode == 0, every.stderr
-    assert {"cgroup": cg.name, "keepalive": expected} in json.loads(every.stdout)
+    assert entry in json.loads(every.stdout)
     text = run_cli("cgroup", "status", cg.name)
     assert text.stdout == f"{cg.name}: keepalive on, idle 5000 ms, probes 3\n"
     policy = cgroup.status(cg.directory)
