@@ -59,17 +59,45 @@ def _execute(program: Callable[[], object]) -> int:
     """Run *program* as the interpreter runs ``__main__``; return its status.
 
     ``SystemExit`` and ``KeyboardInterrupt`` propagate, as they would out of
-    the program; any other exception goes to ``sys.excepthook`` and gives 1.
+    the program (the interpreter then ends by ``SIGINT`` for the latter, as
+    for ``python script.py``); any other exception goes to
+    ``sys.excepthook`` and gives 1.  Neither traceback shows this command's
+    frames.
     """
     try:
         program()
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit:
+        raise
+    except KeyboardInterrupt as exc:
+        _report_from(_program_frames(exc.__traceback__))
         raise
     except BaseException as exc:
         tb = _program_frames(exc.__traceback__)
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         return 1
     return 0
+
+
+def _report_from(start: Optional[TracebackType]) -> None:
+    """Have the next ``sys.excepthook`` call print the traceback from *start* on.
+
+    The interpreter reports an uncaught exception after it has passed
+    through every frame up to the top, this command's included; those
+    frames come before *start* in the chain and are left out.
+    """
+    hook = sys.excepthook
+
+    def program_only(kind: type, value: BaseException, tb: Optional[TracebackType]) -> None:
+        sys.excepthook = hook
+        first = tb
+        while first is not None and first is not start:
+            first = first.tb_next
+        if first is not None:
+            tb = first
+            value = value.with_traceback(tb)
+        hook(kind, value, tb)
+
+    sys.excepthook = program_only
 
 
 def _set_path0(entry: Optional[str]) -> None:
@@ -112,12 +140,77 @@ def _run_module(parser: argparse.ArgumentParser, module: List[str]) -> int:
     return _execute(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
 
 
+def _interpreter() -> str:
+    """The interpreter's name as it prints it in its own errors."""
+    orig = getattr(sys, "orig_argv", None)
+    return str(orig[0]) if orig else sys.executable
+
+
+def _absolute(path: str) -> str:
+    """*path* made absolute as the interpreter does (joined, not normalised)."""
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+
+
+def _exec_main(filename: str, read: Callable[[], object], loader: object) -> int:
+    """Run the code *read* returns (source or a code object) as ``__main__``.
+
+    As the interpreter does for ``python script.py`` and ``python -``:
+    ``__file__`` is *filename*, ``__spec__`` is ``None``, and the module is
+    ``sys.modules["__main__"]`` while it runs.
+    """
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__file__ = filename
+    main.__loader__ = loader
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+
+    def program() -> None:
+        code = read()
+        if not isinstance(code, types.CodeType):
+            code = compile(code, filename, "exec")  # type: ignore[call-overload]
+        saved = sys.modules["__main__"]
+        sys.modules["__main__"] = main
+        try:
+            exec(code, main.__dict__)
+        finally:
+            sys.modules["__main__"] = saved
+
+    return _execute(program)
+
+
+def _read_file(path: str) -> object:
+    """The source or, for a compiled file, the code object of the script *path*."""
+    import io
+    import pkgutil
+
+    with io.open_code(path) as file:
+        code = pkgutil.read_code(file)
+    if code is not None:
+        return code
+    with io.open_code(path) as file:
+        return file.read()
+
+
+def _has_main(path: str) -> bool:
+    """Whether a directory or archive *path* has a ``__main__`` to run."""
+    import pkgutil
+
+    importer = pkgutil.get_importer(path)
+    find_spec = getattr(importer, "find_spec", None)
+    return find_spec is None or find_spec("__main__") is not None
+
+
 def _run_script(parser: argparse.ArgumentParser, program: List[str]) -> int:
     if program and program[0] == "--":
         program = program[1:]
     if not program:
         parser.error("give the program to run: -- script.py [args] or -m module [args]")
     script, rest = program[0], program[1:]
+    if script == "-":
+        _set_path0("")
+        sys.argv = ["-", *rest]
+        return _exec_main("<stdin>", sys.stdin.buffer.read, None)
     try:
         with open(script, "rb"):
             pass
@@ -132,12 +225,19 @@ def _run_script(parser: argparse.ArgumentParser, program: List[str]) -> int:
         return 2
     import zipfile
 
+    path = _absolute(script)  # __file__ and the traceback, as python shows them
     if os.path.isdir(script) or zipfile.is_zipfile(script):
+        if not _has_main(path):
+            print(f"{_interpreter()}: can't find '__main__' module in {path!r}", file=sys.stderr)
+            return 1
         _set_path0(None)  # runpy puts the directory or archive first
-    else:
-        _set_path0(os.path.dirname(os.path.realpath(script)))
+        sys.argv = [script, *rest]
+        return _execute(lambda: runpy.run_path(path, run_name="__main__"))
+    _set_path0(os.path.dirname(os.path.realpath(script)))
     sys.argv = [script, *rest]
-    return _execute(lambda: runpy.run_path(script, run_name="__main__"))
+    from importlib.machinery import SourceFileLoader
+
+    return _exec_main(path, lambda: _read_file(path), SourceFileLoader("__main__", path))
 
 
 def run(name: str, args: argparse.Namespace) -> int:

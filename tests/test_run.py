@@ -218,3 +218,72 @@ def test_help_lists_run(tmp_path: Path) -> None:
     assert usage.returncode == 0
     assert "--detect-within" in usage.stdout
     assert "-m" in usage.stdout
+
+
+def run_input(args: List[str], cwd: Path, stdin: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_relative_script_gets_absolute_file_and_path(program: Path) -> None:
+    """A script that changes directory still finds itself, as under python."""
+    moving = program.parent / "moving.py"
+    moving.write_text(
+        "import json, os, sys\n"
+        "os.chdir('/')\n"
+        "print(json.dumps([__file__, sys.path[0], sys.argv, os.path.exists(__file__)]))\n"
+    )
+    cwd = program.parent.parent
+    for name in ("scripts/moving.py", "./scripts/../scripts/moving.py"):
+        direct = python([name, "x"], cwd)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name, "x"], cwd)
+        assert wrapped.returncode == direct.returncode == 0, wrapped.stderr
+        assert json.loads(wrapped.stdout) == json.loads(direct.stdout)
+        file, path0, argv, exists = json.loads(wrapped.stdout)
+        assert os.path.isabs(file) and os.path.isabs(path0) and exists
+        assert argv == [name, "x"]
+
+
+def test_program_from_standard_input(program: Path) -> None:
+    source = PROGRAM.replace('"file": __main__.__file__', '"file": globals().get("__file__")')
+    direct = run_input(["-", "exit=5"], program.parent, source)
+    wrapped = run_input(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--", "-", "exit=5"], program.parent, source
+    )
+    assert (direct.returncode, wrapped.returncode) == (5, 5), wrapped.stderr
+    plain, ours = seen(direct), seen(wrapped)
+    assert ours.pop("options") == EXPECTED
+    plain.pop("options")
+    assert ours == plain
+    assert ours["argv"] == ["-", "exit=5"]
+    assert ours["path0"] == ""
+
+
+def test_directory_without_main_as_python_says(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for name in ("empty", "./empty"):
+        direct = python([name], tmp_path)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name], tmp_path)
+        assert direct.returncode == wrapped.returncode == 1
+        assert wrapped.stderr == direct.stderr
+        assert wrapped.stderr.count("\n") == 1
+        assert "can't find '__main__' module" in wrapped.stderr
+
+
+def test_keyboard_interrupt_as_python_reports_it(tmp_path: Path) -> None:
+    (tmp_path / "stop.py").write_text("def f():\n    raise KeyboardInterrupt\n\nf()\n")
+    direct = python(["stop.py"], tmp_path)
+    wrapped = python(["-m", "netkeepalive", "run", "--", "stop.py"], tmp_path)
+    assert direct.returncode == wrapped.returncode == -2  # ended by SIGINT, as python does
+    assert wrapped.stderr == direct.stderr
+    assert "netkeepalive" not in wrapped.stderr and "runpy" not in wrapped.stderr
+    assert wrapped.stderr.rstrip().endswith("KeyboardInterrupt")
