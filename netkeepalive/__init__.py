@@ -99,6 +99,7 @@ __all__ = [
     "TcpInfo",
     "UnsupportedOptionError",
     "__version__",
+    "clamped_writes",
     "configure",
     "detect_within",
     "getKeepAliveInterval",

@@ -8,10 +8,13 @@ method.  Accepted connections inherit the listener's settings on Linux;
 where that has not been verified (see :data:`netkeepalive.servers.INHERITED`)
 ``accept`` is replaced too and configures each accepted connection.
 
-Everything that can be worked out once is worked out in :func:`install`
-(validation, unit conversion, which methods to replace), so a connect pays
-for three attribute reads, one call of :func:`netkeepalive.configure` and
-nothing else.  :func:`uninstall` puts the original methods back exactly.
+Only new sockets are configured: one already connected, connecting or
+listening (``TCP_INFO``'s state on Linux) is left as it is.  Everything
+that can be worked out once is worked out in :func:`install` (validation,
+unit conversion, which methods to replace), so a connect pays for three
+attribute reads, that state, and one call of :func:`netkeepalive.configure`.
+:func:`uninstall` puts the original methods back exactly, or leaves ours as
+a pass-through under a function another library put on top of it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import _api, _enforce, _forksafe
 from ._convert import Milliseconds, from_native, to_native
+from ._enforce import clamped_writes
 from .errors import UnsupportedOptionError
 
 __all__ = [
@@ -108,6 +112,7 @@ else:
         except OSError:
             return _raw_fileno(sock) >= 0  # ENOTCONN: new
         return False
+
 
 #: install()/uninstall() and the warn-once memory run under the package's
 #: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
@@ -487,16 +492,6 @@ def uninstall() -> Optional[InstallPolicy]:
             _restore(name)
         _listeners.clear()
     return None if plan is None else plan.policy
-
-
-def clamped_writes() -> Dict[str, int]:
-    """How many application writes ``install(enforce=True)`` clamped, per option.
-
-    Keys are ``"enable"``, ``"idle"``, ``"interval"``, ``"probes"`` and
-    ``"user_timeout"``; an option appears once a write of it was clamped.
-    The counts cover the life of the process (:func:`uninstall` keeps them).
-    """
-    return _enforce.clamped_writes()
 
 
 def installed() -> Optional[InstallPolicy]:

@@ -24,7 +24,7 @@ __all__ = ["add_arguments", "run"]
 
 _USAGE = (
     "netkeepalive run [--idle MS] [--interval MS] [--probes N] [--user-timeout MS] "
-    "[--detect-within MS] (-- script.py | -m module) [args ...]"
+    "[--detect-within MS] [--enforce] (-- script.py | -m module) [args ...]"
 )
 
 
@@ -33,6 +33,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.usage = _USAGE
     parser.set_defaults(run_parser=parser)
     add_settings_arguments(parser)
+    parser.add_argument(
+        "--enforce",
+        action="store_true",
+        help="the settings are a ceiling: longer times, more probes, keepalive off or no "
+        "user timeout written by the program are replaced by them (install(enforce=True))",
+    )
     parser.add_argument(
         "-m",
         dest="module",
@@ -162,7 +168,7 @@ def _exec_main(filename: str, read: Callable[[], object], loader: object) -> int
 
     main = types.ModuleType("__main__")
     main.__file__ = filename
-    main.__loader__ = loader
+    main.__loader__ = loader  # type: ignore[assignment]
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
 
     def program() -> None:
@@ -253,6 +259,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         interval=settings.get("interval"),
         probes=settings.get("probes"),
         user_timeout=settings.get("user_timeout"),
+        enforce=args.enforce,
     )
     if args.module is not None:
         # Arguments after "-m module" are the module's, "--" included.

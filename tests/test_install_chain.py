@@ -173,7 +173,7 @@ def test_wrappers_above_and_below(listener: socket.socket) -> None:
 
 
 def test_wrapper_above_removed_with_del(listener: socket.socket) -> None:
-    """A library that deletes its attribute takes ours out of the chain: install() again puts it back."""
+    """A library deleting its attribute takes ours out of the chain: install() puts it back."""
     nk.install(**POLICY)
     nk.uninstall()
     foreign = Foreign(by_del=True)  # the class has no own attributes now
@@ -287,7 +287,8 @@ def test_enforce_clamps_what_the_program_writes(listener: socket.socket) -> None
     assert "setsockopt" not in socket.socket.__dict__
     counts = nk.clamped_writes()
     policy = nk.install(**POLICY, enforce=True)
-    assert policy.enforce is True and nk.installed() == policy
+    assert policy.enforce is True
+    assert nk.installed() == policy
     with socket.create_connection(listener.getsockname()) as client:
         assert kernel(client) == EXPECTED
         writes: List[Tuple[int, int, Any, Kernel]] = [

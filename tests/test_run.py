@@ -249,7 +249,9 @@ def test_relative_script_gets_absolute_file_and_path(program: Path) -> None:
         assert wrapped.returncode == direct.returncode == 0, wrapped.stderr
         assert json.loads(wrapped.stdout) == json.loads(direct.stdout)
         file, path0, argv, exists = json.loads(wrapped.stdout)
-        assert os.path.isabs(file) and os.path.isabs(path0) and exists
+        assert os.path.isabs(file)
+        assert os.path.isabs(path0)
+        assert exists
         assert argv == [name, "x"]
 
 
@@ -285,5 +287,36 @@ def test_keyboard_interrupt_as_python_reports_it(tmp_path: Path) -> None:
     wrapped = python(["-m", "netkeepalive", "run", "--", "stop.py"], tmp_path)
     assert direct.returncode == wrapped.returncode == -2  # ended by SIGINT, as python does
     assert wrapped.stderr == direct.stderr
-    assert "netkeepalive" not in wrapped.stderr and "runpy" not in wrapped.stderr
+    assert "netkeepalive" not in wrapped.stderr
+    assert "runpy" not in wrapped.stderr
     assert wrapped.stderr.rstrip().endswith("KeyboardInterrupt")
+
+
+def test_enforce_caps_what_the_program_writes(tmp_path: Path) -> None:
+    (tmp_path / "own.py").write_text(
+        textwrap.dedent(
+            """
+            import json, socket
+            import netkeepalive
+            TCP = socket.IPPROTO_TCP
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                with socket.create_connection(listener.getsockname()) as client:
+                    client.setsockopt(TCP, socket.TCP_KEEPIDLE, 60)
+                    client.setsockopt(TCP, socket.TCP_KEEPCNT, 2)
+                    client.setsockopt(TCP, socket.TCP_USER_TIMEOUT, 0)
+                    print(json.dumps([
+                        client.getsockopt(TCP, socket.TCP_KEEPIDLE),
+                        client.getsockopt(TCP, socket.TCP_KEEPCNT),
+                        client.getsockopt(TCP, socket.TCP_USER_TIMEOUT),
+                        netkeepalive.clamped_writes(),
+                    ]))
+            """
+        )
+    )
+    plain = python(["-m", "netkeepalive", "run", *SETTINGS, "--", "own.py"], tmp_path)
+    enforced = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--enforce", "--", "own.py"], tmp_path
+    )
+    assert plain.returncode == enforced.returncode == 0, enforced.stderr
+    assert json.loads(plain.stdout) == [60, 2, 0, {}]
+    assert json.loads(enforced.stdout) == [11, 2, 23456, {"idle": 1, "user_timeout": 1}]
