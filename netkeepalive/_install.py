@@ -285,17 +285,11 @@ for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they
 
 
 def _set_real(name: str, original: Any) -> None:
-    global _real_connect, _real_connect_ex, _real_listen, _real_accept
-    if name == "connect":
-        _real_connect = original
-    elif name == "connect_ex":
-        _real_connect_ex = original
-    elif name == "listen":
-        _real_listen = original
-    elif name == "accept":
-        _real_accept = original
-    else:
+    """Make *original* what our wrapper for *name* calls (under ``_lock``)."""
+    if name == "setsockopt":
         _enforce._real_setsockopt = original
+    else:
+        globals()[f"_real_{name}"] = original  # _real_connect, _real_listen...
 
 
 def _patch(names: List[str]) -> None:
