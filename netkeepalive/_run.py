@@ -164,12 +164,15 @@ def _exec_main(filename: str, read: Callable[[], object], loader: object) -> int
     ``__file__`` is *filename*, ``__spec__`` is ``None``, and the module is
     ``sys.modules["__main__"]`` while it runs.
     """
+    import builtins
     import types
 
     main = types.ModuleType("__main__")
     main.__file__ = filename
     main.__loader__ = loader  # type: ignore[assignment]
-    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    main.__cached__ = None  # type: ignore[attr-defined]
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    main.__annotations__ = {}
 
     def program() -> None:
         code = read()
@@ -216,7 +219,9 @@ def _run_script(parser: argparse.ArgumentParser, program: List[str]) -> int:
     if script == "-":
         _set_path0("")
         sys.argv = ["-", *rest]
-        return _exec_main("<stdin>", sys.stdin.buffer.read, None)
+        from importlib.machinery import BuiltinImporter
+
+        return _exec_main("<stdin>", sys.stdin.buffer.read, BuiltinImporter)
     try:
         with open(script, "rb"):
             pass

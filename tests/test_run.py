@@ -320,3 +320,21 @@ def test_enforce_caps_what_the_program_writes(tmp_path: Path) -> None:
     assert plain.returncode == enforced.returncode == 0, enforced.stderr
     assert json.loads(plain.stdout) == [60, 2, 0, {}]
     assert json.loads(enforced.stdout) == [11, 2, 23456, {"idle": 1, "user_timeout": 1}]
+
+
+def test_main_module_namespace_as_python(tmp_path: Path) -> None:
+    """``__main__`` holds the same names, of the same types, as under python (file and stdin)."""
+    source = (
+        "import __main__\n"
+        "print(sorted((k, type(v).__name__) for k, v in vars(__main__).items()"
+        " if k.startswith('__')))\n"
+    )
+    (tmp_path / "names.py").write_text(source)
+    assert (
+        python(["-m", "netkeepalive", "run", "--", "names.py"], tmp_path).stdout
+        == python(["names.py"], tmp_path).stdout
+    )
+    assert (
+        run_input(["-m", "netkeepalive", "run", "--", "-"], tmp_path, source).stdout
+        == run_input(["-"], tmp_path, source).stdout
+    )
