@@ -88,7 +88,7 @@ def connect_in(name: str, arm: str) -> dict[str, object]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        ["ip", "netns", "exec", name, sys.executable, "-c", CHILD, arm],
+        ["ip", "netns", "exec", name, sys.executable, "-c", CHILD, arm, str(PORT)],
         env=env,
         capture_output=True,
         text=True,
