@@ -28,7 +28,9 @@ round than the wrapper's work, so the same is measured once more with
 ``configure`` replaced by a function that does nothing (*isolated*): that
 figure is the one checked against the target.  The same is done for the
 UDP socket (left untouched: what every other socket pays) and for a TCP
-socket that a ``where`` filter turns down.
+socket that a ``where`` filter turns down.  Last, what ``enforce=True``
+adds to a ``setsockopt`` of an option the policy does not cover
+(``TCP_NODELAY``): the wrapper and one dictionary look-up.
 
 End-to-end part (``--connections N``, default 300; 0 skips it): N fresh
 loopback connections (``socket.create_connection``, closed at once) with
@@ -62,6 +64,7 @@ import netkeepalive  # noqa: E402
 #: The most install() may add to a connect, on top of configure(), in ns.
 ADDED_LIMIT_NS = 3000.0
 
+TCP = socket.IPPROTO_TCP
 POLICY: Dict[str, Any] = {"idle": 60_000, "interval": 10_000, "probes": 4, "user_timeout": 90_000}
 
 
@@ -94,6 +97,7 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 "where() says no: added": [],
                 "isolated: added": [],
                 "older socket: added": [],
+                "setsockopt(TCP_NODELAY) under enforce: added": [],
             }
 
             def nothing(sock: Any, **kwargs: Any) -> None:
@@ -114,6 +118,14 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 base = _time(lambda: real_connect_ex(s, address), number)
                 conf = _time(lambda: configure(s, **POLICY), number)
                 u_base = _time(lambda: real_connect_ex(u, u_address), number)
+                nodelay = _time(lambda: s.setsockopt(TCP, socket.TCP_NODELAY, 1), number)
+                netkeepalive.install(**POLICY, enforce=True)
+                try:
+                    nodelay_enforced = _time(
+                        lambda: s.setsockopt(TCP, socket.TCP_NODELAY, 1), number
+                    )
+                finally:
+                    netkeepalive.uninstall()
                 netkeepalive.install(**POLICY)
                 try:
                     older = _time(lambda: s.connect_ex(address), number)
@@ -142,6 +154,9 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 rows["where() says no: added"].append(skipped - base)
                 rows["isolated: added"].append(stubbed - base - call)
                 rows["older socket: added"].append(older - base)
+                rows["setsockopt(TCP_NODELAY) under enforce: added"].append(
+                    nodelay_enforced - nodelay
+                )
             return {name: statistics.median(values) for name, values in rows.items()}
         finally:
             s.close()
@@ -205,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     figures = time_per_call(args.repeat, args.number)
     for name, ns in figures.items():
-        print(f"  {name:28} {ns:8.0f} ns")
+        print(f"  {name:44} {ns:8.0f} ns")
     added = figures["isolated: added"]
     ok = added < ADDED_LIMIT_NS
     print(
