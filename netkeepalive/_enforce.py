@@ -35,6 +35,8 @@ _INT = struct.Struct("i")
 _INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
 _raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defined]
 _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
+_raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
+_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
 _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 
 #: (level, option number) -> rule, for the installed policy; empty when
@@ -77,8 +79,12 @@ def _clamp(rule: _Rule, value: int) -> Optional[int]:
 
 def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
     """*value*, or the policy's value in its place (and counted)."""
-    if _raw_type(sock) != socket.SOCK_STREAM or _raw_family(sock) not in _INET:
-        return value
+    if (
+        _raw_type(sock) != socket.SOCK_STREAM
+        or _raw_family(sock) not in _INET
+        or _raw_proto(sock) not in _TCP_PROTOCOLS
+    ):
+        return value  # not TCP: as written
     if isinstance(value, int):
         number = int(value)
     elif isinstance(value, (bytes, bytearray, memoryview)) and len(value) == _INT.size:
@@ -113,7 +119,9 @@ _setsockopt.__name__ = "setsockopt"
 _setsockopt.__qualname__ = "socket.setsockopt"
 
 
-def build_rules(backend: Any, enable: bool, values: Dict[str, Optional[int]]) -> Dict[Any, Any]:
+def build_rules(
+    backend: Any, enable: bool, values: Dict[str, Optional[int]]
+) -> Dict[Tuple[int, int], _Rule]:
     """The rules for a policy: *values* are milliseconds (counts for probes)."""
     from ._convert import to_native
 
