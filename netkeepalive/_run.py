@@ -15,7 +15,7 @@ import argparse
 import os
 import runpy
 import sys
-from types import TracebackType
+from types import CodeType, ModuleType, TracebackType
 from typing import Callable, List, Optional
 
 from ._cliopts import add_settings_arguments, settings_from_args
@@ -146,46 +146,50 @@ def _run_module(parser: argparse.ArgumentParser, module: List[str]) -> int:
     return _execute(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
 
 
-def _interpreter() -> str:
-    """The interpreter's name as it prints it in its own errors."""
-    orig = getattr(sys, "orig_argv", None)
-    return str(orig[0]) if orig else sys.executable
-
-
 def _absolute(path: str) -> str:
     """*path* made absolute as the interpreter does (joined, not normalised)."""
     return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+
+
+def _as_main(main: ModuleType, body: Callable[[], object]) -> Callable[[], None]:
+    """*body*, run with *main* as ``sys.modules["__main__"]``."""
+
+    def program() -> None:
+        saved = sys.modules["__main__"]
+        sys.modules["__main__"] = main
+        try:
+            body()
+        finally:
+            sys.modules["__main__"] = saved
+
+    return program
+
+
+def _new_main(**names: object) -> ModuleType:
+    """A fresh ``__main__`` module, with the names the interpreter gives it."""
+    import builtins
+
+    main = ModuleType("__main__")
+    main.__dict__.update(__builtins__=builtins, __annotations__={}, **names)
+    return main
 
 
 def _exec_main(filename: str, read: Callable[[], object], loader: object) -> int:
     """Run the code *read* returns (source or a code object) as ``__main__``.
 
     As the interpreter does for ``python script.py`` and ``python -``:
-    ``__file__`` is *filename*, ``__spec__`` is ``None``, and the module is
-    ``sys.modules["__main__"]`` while it runs.
+    ``__file__`` is *filename*, ``__spec__`` is ``None``.  The code is
+    compiled without this module's ``__future__`` imports.
     """
-    import builtins
-    import types
+    main = _new_main(__file__=filename, __loader__=loader, __cached__=None)
 
-    main = types.ModuleType("__main__")
-    main.__file__ = filename
-    main.__loader__ = loader  # type: ignore[assignment]
-    main.__cached__ = None  # type: ignore[attr-defined]
-    main.__builtins__ = builtins  # type: ignore[attr-defined]
-    main.__annotations__ = {}
-
-    def program() -> None:
+    def body() -> None:
         code = read()
-        if not isinstance(code, types.CodeType):
-            code = compile(code, filename, "exec")  # type: ignore[call-overload]
-        saved = sys.modules["__main__"]
-        sys.modules["__main__"] = main
-        try:
-            exec(code, main.__dict__)
-        finally:
-            sys.modules["__main__"] = saved
+        if not isinstance(code, CodeType):
+            code = compile(code, filename, "exec", dont_inherit=True)  # type: ignore[call-overload]
+        exec(code, main.__dict__)
 
-    return _execute(program)
+    return _execute(_as_main(main, body))
 
 
 def _read_file(path: str) -> object:
@@ -199,15 +203,6 @@ def _read_file(path: str) -> object:
         return code
     with io.open_code(path) as file:
         return file.read()
-
-
-def _has_main(path: str) -> bool:
-    """Whether a directory or archive *path* has a ``__main__`` to run."""
-    import pkgutil
-
-    importer = pkgutil.get_importer(path)
-    find_spec = getattr(importer, "find_spec", None)
-    return find_spec is None or find_spec("__main__") is not None
 
 
 def _run_script(parser: argparse.ArgumentParser, program: List[str]) -> int:
@@ -238,12 +233,15 @@ def _run_script(parser: argparse.ArgumentParser, program: List[str]) -> int:
 
     path = _absolute(script)  # __file__ and the traceback, as python shows them
     if os.path.isdir(script) or zipfile.is_zipfile(script):
-        if not _has_main(path):
-            print(f"{_interpreter()}: can't find '__main__' module in {path!r}", file=sys.stderr)
-            return 1
-        _set_path0(None)  # runpy puts the directory or archive first
+        # As the interpreter does: the directory or archive first on the
+        # path, then its __main__ module run in a fresh __main__, or
+        # "python: can't find '__main__' module in '...'" and status 1.
+        _set_path0(path)
         sys.argv = [script, *rest]
-        return _execute(lambda: runpy.run_path(path, run_name="__main__"))
+        run_main = getattr(runpy, "_run_module_as_main", None)
+        if run_main is None:  # pragma: no cover - every CPython since 2.x has it
+            return _execute(lambda: runpy.run_path(path, run_name="__main__"))
+        return _execute(_as_main(_new_main(), lambda: run_main("__main__", alter_argv=False)))
     _set_path0(os.path.dirname(os.path.realpath(script)))
     sys.argv = [script, *rest]
     from importlib.machinery import SourceFileLoader

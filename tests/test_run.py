@@ -338,3 +338,39 @@ def test_main_module_namespace_as_python(tmp_path: Path) -> None:
         run_input(["-m", "netkeepalive", "run", "--", "-"], tmp_path, source).stdout
         == run_input(["-"], tmp_path, source).stdout
     )
+
+
+NAMESPACE = (
+    "import sys, __main__\n"
+    "def f(x: int) -> None: pass\n"
+    "print(sorted((k, type(v).__name__) for k, v in vars(__main__).items()"
+    " if k.startswith('__')), sys.argv, sys.path[0], __file__, f.__annotations__)\n"
+)
+
+
+def test_directory_and_archive_with_main_as_python(tmp_path: Path) -> None:
+    """``sys.argv[0]`` as given, ``__file__`` and ``sys.path[0]`` absolute, as python sets them."""
+    import zipfile
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(NAMESPACE)
+    with zipfile.ZipFile(tmp_path / "app.zip", "w") as archive:
+        archive.writestr("__main__.py", NAMESPACE)
+    for name in ("app", "./app", "app.zip"):
+        direct = python([name, "x"], tmp_path)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name, "x"], tmp_path)
+        assert direct.returncode == wrapped.returncode == 0, wrapped.stderr
+        assert wrapped.stdout == direct.stdout
+        assert f"['{name}', 'x']" in wrapped.stdout
+
+
+def test_program_compiled_as_python_compiles_it(tmp_path: Path) -> None:
+    """No ``from __future__`` of this package leaks into the program (annotations stay objects)."""
+    (tmp_path / "names.py").write_text(NAMESPACE)
+    direct = python(["names.py"], tmp_path)
+    wrapped = python(["-m", "netkeepalive", "run", "--", "names.py"], tmp_path)
+    assert direct.returncode == wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.stdout == direct.stdout
+    assert "{'x': <class 'int'>, 'return': None}" in wrapped.stdout
+    piped = run_input(["-m", "netkeepalive", "run", "--", "-"], tmp_path, NAMESPACE)
+    assert piped.stdout.rstrip().endswith("{'x': <class 'int'>, 'return': None}")
