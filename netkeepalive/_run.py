@@ -2,11 +2,13 @@
 
 ``netkeepalive run [settings] -- script.py [args]`` or
 ``netkeepalive run [settings] -m module [args]``, like ``python -m cProfile``:
-the policy is installed, then the program runs in this process through
-:mod:`runpy` with ``sys.argv``, ``sys.path[0]`` and ``__main__`` as
-``python script.py`` / ``python -m module`` would set them.  Its exit status
-is the program's; an uncaught exception is reported by ``sys.excepthook``
-without this command's own frames, and the status is 1.
+the policy is installed, then the program runs in this process with
+``sys.argv``, ``sys.path[0]``, ``__file__`` and ``__main__`` as ``python
+script.py`` (a file, a directory or archive with ``__main__``, or ``-``
+for standard input) or ``python -m module`` would set them.  Its exit
+status is the program's; an uncaught exception is reported by
+``sys.excepthook`` without this command's own frames, and the status is 1
+(an uncaught ``KeyboardInterrupt`` ends the process by ``SIGINT``).
 """
 
 from __future__ import annotations
