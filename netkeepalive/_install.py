@@ -90,13 +90,14 @@ _raw_getsockopt = socket.socket.__mro__[1].getsockopt  # type: ignore[attr-defin
 _raw_getpeername = socket.socket.__mro__[1].getpeername  # type: ignore[attr-defined]
 
 if sys.platform.startswith("linux"):
+    _TCP = socket.IPPROTO_TCP
     _TCP_INFO = getattr(socket, "TCP_INFO", 11)
     _CLOSED = b"\x07"  # TCP_CLOSE: neither connected, connecting nor listening
 
     def _fresh(sock: socket.socket) -> bool:
         """Whether *sock* is new: not connected, connecting or listening (one system call)."""
         try:
-            return bool(_raw_getsockopt(sock, socket.IPPROTO_TCP, _TCP_INFO, 1) == _CLOSED)
+            return _raw_getsockopt(sock, _TCP, _TCP_INFO, 1) == _CLOSED  # type: ignore[no-any-return]
         except OSError:
             return False  # closed: the original method raises its own error
 
