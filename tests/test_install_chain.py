@@ -370,3 +370,35 @@ def test_enforce_off_again_removes_the_setsockopt_wrapper() -> None:
         with socket.socket() as sock:
             sock.setsockopt(TCP, socket.TCP_KEEPIDLE, 3600)
             assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 3600
+
+
+def test_accept_wrapper_left_under_another_is_a_pass_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A policy that no longer needs ``accept`` leaves a covered wrapper doing nothing."""
+    from netkeepalive import servers
+
+    inherited = dict(servers.INHERITED)
+    monkeypatch.setattr(servers, "INHERITED", {})
+    nk.install(**POLICY)
+    ours = socket.socket.accept
+    calls: List[int] = []
+
+    def theirs(sock: socket.socket) -> Any:
+        calls.append(1)
+        return ours(sock)
+
+    socket.socket.accept = theirs  # type: ignore[method-assign]
+    try:
+        monkeypatch.setattr(servers, "INHERITED", inherited)
+        nk.install(**POLICY)  # Linux inherits: accept() is no longer needed
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            server.setsockopt(TCP, socket.TCP_KEEPIDLE, 99)  # what accepted sockets inherit
+            with socket.create_connection(server.getsockname()):
+                conn, _ = server.accept()
+                with conn:
+                    assert kernel(conn)[1] == 99  # not configured again by ours
+        assert calls == [1]
+    finally:
+        socket.socket.accept = ours  # type: ignore[method-assign]
+    nk.uninstall()
