@@ -25,9 +25,9 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _enforce, _forksafe
+from . import _api, _forksafe, _setsockopt_ceiling
 from ._convert import Milliseconds, from_native, to_native
-from ._enforce import clamped_writes
+from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
 
 __all__ = [
@@ -278,7 +278,7 @@ _WRAPPERS: Dict[str, Callable[..., Any]] = {
     "connect_ex": _connect_ex,
     "listen": _listen,
     "accept": _accept,
-    "setsockopt": _enforce._setsockopt,
+    "setsockopt": _setsockopt_ceiling._setsockopt,
 }
 for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they stand for
     _wrapper.__name__ = _name
@@ -288,7 +288,7 @@ for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they
 def _set_real(name: str, original: Any) -> None:
     """Make *original* what our wrapper for *name* calls (under ``_lock``)."""
     if name == "setsockopt":
-        _enforce._real_setsockopt = original
+        _setsockopt_ceiling._real_setsockopt = original
     else:
         globals()[f"_real_{name}"] = original  # _real_connect, _real_listen...
 
@@ -459,13 +459,13 @@ def install(
     inherited = inherited_options()
     needs_accept = not {"enable", *(k for k in _KNOBS if k in kwargs)} <= inherited
     names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
-    rules = _enforce.build_rules(backend, enable, values) if enforce else {}
+    rules = _setsockopt_ceiling.build_rules(backend, enable, values) if enforce else {}
     if enforce:
         names.append("setsockopt")
     global _active
     with _lock:
         _patch(names)
-        _enforce.set_rules(rules, where)
+        _setsockopt_ceiling.set_rules(rules, where)
         _active = _Plan(policy, kwargs, needs_accept)
     return policy
 
@@ -482,7 +482,7 @@ def uninstall() -> Optional[InstallPolicy]:
     with _lock:
         plan = _active
         _active = None
-        _enforce.set_rules({}, None)
+        _setsockopt_ceiling.set_rules({}, None)
         for name in list(_saved):
             _restore(name)
         _listeners.clear()
