@@ -33,7 +33,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
     from ._defaults import system_defaults
-    from ._install import InstallPolicy, KeepaliveWarning, install, installed, uninstall
+    from ._install import (
+        InstallPolicy,
+        KeepaliveWarning,
+        clamped_writes,
+        install,
+        installed,
+        uninstall,
+    )
     from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -51,6 +58,7 @@ _LAZY = {
     "install": "._install",
     "uninstall": "._install",
     "installed": "._install",
+    "clamped_writes": "._install",
     "InstallPolicy": "._install",
     "KeepaliveWarning": "._install",
 }
@@ -91,6 +99,7 @@ __all__ = [
     "TcpInfo",
     "UnsupportedOptionError",
     "__version__",
+    "clamped_writes",
     "configure",
     "detect_within",
     "getKeepAliveInterval",

@@ -8,24 +8,36 @@ method.  Accepted connections inherit the listener's settings on Linux;
 where that has not been verified (see :data:`netkeepalive.servers.INHERITED`)
 ``accept`` is replaced too and configures each accepted connection.
 
-Everything that can be worked out once is worked out in :func:`install`
-(validation, unit conversion, which methods to replace), so a connect pays
-for three attribute reads, one call of :func:`netkeepalive.configure` and
-nothing else.  :func:`uninstall` puts the original methods back exactly.
+Only new sockets are configured: one already connected, connecting or
+listening (``TCP_INFO``'s state on Linux) is left as it is.  Everything
+that can be worked out once is worked out in :func:`install` (validation,
+unit conversion, which methods to replace), so a connect pays for three
+attribute reads, that state, and one call of :func:`netkeepalive.configure`.
+:func:`uninstall` puts the original methods back exactly, or leaves ours as
+a pass-through under a function another library put on top of it.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _forksafe
+from . import _api, _forksafe, _setsockopt_ceiling
 from ._convert import Milliseconds, from_native, to_native
+from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
 
-__all__ = ["InstallPolicy", "KeepaliveWarning", "install", "installed", "uninstall"]
+__all__ = [
+    "InstallPolicy",
+    "KeepaliveWarning",
+    "clamped_writes",
+    "install",
+    "installed",
+    "uninstall",
+]
 
 #: ``where(sock, address) -> bool``: whether a socket gets the policy.
 Where = Callable[[socket.socket, Any], bool]
@@ -57,6 +69,9 @@ class InstallPolicy(NamedTuple):
     where: Optional[Where]
     only_lower: bool
     skipped: Tuple[str, ...]
+    #: Whether the policy is a ceiling on what the program writes itself
+    #: (``install(enforce=True)``; counts in :func:`clamped_writes`).
+    enforce: bool = False
 
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
@@ -71,6 +86,34 @@ _raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defin
 _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
 _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
 _raw_fileno = socket.socket.fileno
+_raw_getsockopt = socket.socket.__mro__[1].getsockopt  # type: ignore[attr-defined]
+_raw_getpeername = socket.socket.__mro__[1].getpeername  # type: ignore[attr-defined]
+
+if sys.platform.startswith("linux"):
+    _TCP = socket.IPPROTO_TCP
+    _TCP_INFO = getattr(socket, "TCP_INFO", 11)
+    _CLOSED = b"\x07"  # TCP_CLOSE: neither connected, connecting nor listening
+
+    def _fresh(sock: socket.socket) -> bool:
+        """Whether *sock* is new: not connected, connecting or listening (one system call)."""
+        try:
+            return _raw_getsockopt(sock, _TCP, _TCP_INFO, 1) == _CLOSED  # type: ignore[no-any-return]
+        except OSError:
+            return False  # closed: the original method raises its own error
+
+else:
+    _ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", 0x0002)
+
+    def _fresh(sock: socket.socket) -> bool:
+        """Whether *sock* is new: neither connected nor listening."""
+        try:
+            if _raw_getsockopt(sock, socket.SOL_SOCKET, _ACCEPTCONN):
+                return False
+            _raw_getpeername(sock)
+        except OSError:
+            return _raw_fileno(sock) >= 0  # ENOTCONN: new
+        return False
+
 
 #: install()/uninstall() and the warn-once memory run under the package's
 #: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
@@ -91,13 +134,15 @@ def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
 class _Plan:
     """The installed policy, ready for the wrappers: one per :func:`install`."""
 
-    __slots__ = ("kwargs", "policy", "where")
+    __slots__ = ("accepts", "kwargs", "policy", "where")
 
-    def __init__(self, policy: InstallPolicy, kwargs: Dict[str, Any]) -> None:
+    def __init__(self, policy: InstallPolicy, kwargs: Dict[str, Any], accepts: bool) -> None:
         self.policy = policy
         self.where = policy.where
         #: Keyword arguments for configure(): only the options to set.
         self.kwargs = kwargs
+        #: Whether ``accept`` configures accepted sockets (no inheritance).
+        self.accepts = accepts
 
     def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
         """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
@@ -108,24 +153,19 @@ class _Plan:
         return True
 
     def configure(self, sock: socket.socket, stacklevel: int) -> None:
-        """Configure *sock*; a refusal is warned about once, never raised."""
+        """Configure *sock*; a refusal is warned about once, never raised.
+
+        All or nothing: :func:`netkeepalive.configure` puts back what it
+        wrote before raising, so a refused option leaves the socket as it
+        was (its error names anything it could not put back), and no other
+        option is tried on its own afterwards.
+        """
         try:
             _api.configure(sock, **self.kwargs)
-        except OSError:
+        except OSError as exc:
             if _raw_fileno(sock) < 0:
                 return  # closed: the original method raises its own error
-            self._one_by_one(sock, stacklevel + 1)
-
-    def _one_by_one(self, sock: socket.socket, stacklevel: int) -> None:
-        """After a refusal: each option on its own, so the others still apply."""
-        kwargs = self.kwargs
-        common = {k: kwargs[k] for k in ("enable", "only_lower") if k in kwargs}
-        single = [{k: kwargs[k]} for k in _KNOBS if k in kwargs] or [{}]
-        for extra in single:
-            try:
-                _api.configure(sock, **common, **extra)
-            except OSError as exc:
-                _refused(exc, stacklevel + 1)
+            _refused(exc, stacklevel + 1)
 
 
 def _refused(exc: OSError, stacklevel: int) -> None:
@@ -133,7 +173,8 @@ def _refused(exc: OSError, stacklevel: int) -> None:
     key = ("refused", option or str(exc), str(exc.errno))
     _warn_once(
         key,
-        f"netkeepalive.install: {exc}; connections go ahead without it (reported once per process)",
+        f"netkeepalive.install: {exc}; the policy was not applied to that socket, "
+        "whose connection goes ahead without it (reported once per process)",
         stacklevel + 1,
     )
 
@@ -148,7 +189,10 @@ _active: Optional[_Plan] = None
 _listeners: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
 #: name -> (whether socket.socket itself defined it, the attribute before
-#: install()); filled while a wrapper is in place.
+#: install()), for each name whose wrapper is in the chain of calls: at the
+#: top of it, or under a function another library put on top of it later.
+#: An entry goes only when our wrapper leaves the chain, so a wrapper is
+#: never captured as "the original" below a second copy of itself.
 _saved: Dict[str, Tuple[bool, Any]] = {}
 
 # The methods the wrappers call: socket.socket's own when install() ran.
@@ -169,6 +213,7 @@ def _connect(self: socket.socket, address: Any) -> None:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
+        and _fresh(self)
     ):
         where = plan.where
         if where is None or where(self, address):
@@ -184,6 +229,7 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
+        and _fresh(self)
     ):
         where = plan.where
         if where is None or where(self, address):
@@ -200,6 +246,7 @@ def _listen(self: socket.socket, *backlog: int) -> None:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
+        and _fresh(self)
     ):
         address = self.getsockname() if plan.where is not None else None
         if plan.apply(self, address, 2):
@@ -216,7 +263,7 @@ def _accept(self: socket.socket) -> Tuple[socket.socket, Any]:
     """
     conn, address = _real_accept(self)
     plan = _active
-    if plan is not None and self in _listeners:
+    if plan is not None and plan.accepts and self in _listeners:
         try:
             # The listener passed ``where`` when it was configured.
             plan.configure(conn, 2)
@@ -231,46 +278,70 @@ _WRAPPERS: Dict[str, Callable[..., Any]] = {
     "connect_ex": _connect_ex,
     "listen": _listen,
     "accept": _accept,
+    "setsockopt": _setsockopt_ceiling._setsockopt,
 }
-for _name, _wrapper in _WRAPPERS.items():  # named as the methods they stand for
+for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they stand for
     _wrapper.__name__ = _name
     _wrapper.__qualname__ = f"socket.{_name}"
 
 
+def _set_real(name: str, original: Any) -> None:
+    """Make *original* what our wrapper for *name* calls (under ``_lock``)."""
+    if name == "setsockopt":
+        _setsockopt_ceiling._real_setsockopt = original
+    else:
+        globals()[f"_real_{name}"] = original  # _real_connect, _real_listen...
+
+
 def _patch(names: List[str]) -> None:
-    """Put the wrappers for *names* in place and remove the others (under ``_lock``)."""
-    global _real_connect, _real_connect_ex, _real_listen, _real_accept
+    """Put the wrappers for *names* in the chain, take the others out (under ``_lock``).
+
+    A wrapper already in the chain stays where it is, at the top or under
+    another library's function: re-installing swaps the policy it reads.
+    """
     cls = socket.socket
     for name in list(_saved):
         if name not in names:
             _restore(name)
     for name in names:
         if name in _saved:
-            continue
+            if _in_chain(name):
+                continue
+            del _saved[name]
         own = name in cls.__dict__
         original = cls.__dict__[name] if own else getattr(cls, name)
         _saved[name] = (own, original)
-        if name == "connect":
-            _real_connect = original
-        elif name == "connect_ex":
-            _real_connect_ex = original
-        elif name == "listen":
-            _real_listen = original
-        else:
-            _real_accept = original
+        _set_real(name, original)
         setattr(cls, name, _WRAPPERS[name])
 
 
-def _restore(name: str) -> None:
-    """Put back what ``socket.socket.<name>`` was before (under ``_lock``).
+def _in_chain(name: str) -> bool:
+    """Whether our wrapper for *name* may still be called (under ``_lock``).
 
-    If something else has replaced our wrapper since, it is left in place
-    (our wrapper, still below it, does nothing without a policy).
+    It is when it is ``socket.socket``'s own attribute, or when another
+    function took its place there (which is taken to call it).  It is not
+    when the attribute is gone, or is again what ours replaced.
+    """
+    current = socket.socket.__dict__.get(name)
+    return current is not None and current is not _saved[name][1]
+
+
+def _restore(name: str) -> None:
+    """Take our wrapper for *name* out of the chain where it can be (under ``_lock``).
+
+    At the top of the chain it is replaced by what it replaced (the very
+    same object).  If another library has put its own function on top of it
+    since, that function may call ours: ours stays, doing nothing but call
+    the one below it (the policy is gone), and is reused by the next
+    :func:`install` instead of being wrapped a second time.
     """
     cls = socket.socket
-    own, original = _saved.pop(name)
+    own, original = _saved[name]
     if cls.__dict__.get(name) is not _WRAPPERS[name]:
+        if not _in_chain(name):
+            del _saved[name]
         return
+    del _saved[name]
     if own:
         setattr(cls, name, original)
     else:
@@ -286,6 +357,7 @@ def install(
     user_timeout: Optional[Milliseconds] = None,
     where: Optional[Where] = None,
     only_lower: bool = False,
+    enforce: bool = False,
 ) -> InstallPolicy:
     """Give every TCP socket of this process keepalive settings before it connects.
 
@@ -305,17 +377,27 @@ def install(
     raises ``TypeError``/``ValueError`` now, with nothing installed.  An
     option the platform lacks (with *only_lower*, also one it cannot read
     back) is skipped with one :class:`KeepaliveWarning` per process; so is
-    an option the kernel refuses on a socket, whose connection goes ahead.
+    an option the kernel refuses on a socket: that socket is left as it was
+    (all or nothing) and its connection goes ahead.  Sockets already
+    connected, connecting or listening are never changed, even when
+    ``connect`` or ``listen`` is called on them again.
     *where*, if given, is called as ``where(sock, address)`` (the address
     given to ``connect``; for ``listen``, the local address) and the socket
     is configured only if it returns true.  With *only_lower*, each value is set only where the
     socket's current one is higher (``configure(..., only_lower=True)``).
+
+    With *enforce*, the policy is also a ceiling on what the program writes
+    itself with ``socket.setsockopt`` on a TCP socket: a shorter time or
+    fewer probes stay as written; turning keepalive off, a longer time,
+    more probes or a user timeout of 0 are replaced by the policy's value
+    and counted in :func:`clamped_writes`.
 
     Calling it again replaces the policy; :func:`uninstall` removes it.
     Safe to call from any thread.  Returns the policy, as :func:`installed`.
     """
     _api._check_enable(enable, "install: enable")
     _api._check_enable(only_lower, "install: only_lower")
+    _api._check_enable(enforce, "install: enforce")
     if where is not None and not callable(where):
         raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
     backend = _api._backend()
@@ -360,6 +442,7 @@ def install(
         where,
         only_lower,
         tuple(knob for knob, _missing in skipped),
+        enforce,
     )
     kwargs: Dict[str, Any] = {"enable": enable}
     kwargs.update((k, v) for k, v in values.items() if v is not None)
@@ -376,10 +459,14 @@ def install(
     inherited = inherited_options()
     needs_accept = not {"enable", *(k for k in _KNOBS if k in kwargs)} <= inherited
     names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
+    rules = _setsockopt_ceiling.build_rules(backend, enable, values) if enforce else {}
+    if enforce:
+        names.append("setsockopt")
     global _active
     with _lock:
         _patch(names)
-        _active = _Plan(policy, kwargs)
+        _setsockopt_ceiling.set_rules(rules, where)
+        _active = _Plan(policy, kwargs, needs_accept)
     return policy
 
 
@@ -387,12 +474,15 @@ def uninstall() -> Optional[InstallPolicy]:
     """Remove the policy and put ``socket.socket``'s original methods back.
 
     New connections are left alone again; sockets already configured keep
-    their settings.  Returns the policy that was installed, or ``None``.
+    their settings.  A method another library replaced after :func:`install`
+    (calling ours) keeps its replacement: ours, under it, then only calls
+    the method it replaced.  Returns the policy that was installed, or ``None``.
     """
     global _active
     with _lock:
         plan = _active
         _active = None
+        _setsockopt_ceiling.set_rules({}, None)
         for name in list(_saved):
             _restore(name)
         _listeners.clear()

@@ -218,3 +218,159 @@ def test_help_lists_run(tmp_path: Path) -> None:
     assert usage.returncode == 0
     assert "--detect-within" in usage.stdout
     assert "-m" in usage.stdout
+
+
+def run_input(args: List[str], cwd: Path, stdin: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_relative_script_gets_absolute_file_and_path(program: Path) -> None:
+    """A script that changes directory still finds itself, as under python."""
+    moving = program.parent / "moving.py"
+    moving.write_text(
+        "import json, os, sys\n"
+        "os.chdir('/')\n"
+        "print(json.dumps([__file__, sys.path[0], sys.argv, os.path.exists(__file__)]))\n"
+    )
+    cwd = program.parent.parent
+    for name in ("scripts/moving.py", "./scripts/../scripts/moving.py"):
+        direct = python([name, "x"], cwd)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name, "x"], cwd)
+        assert wrapped.returncode == direct.returncode == 0, wrapped.stderr
+        assert json.loads(wrapped.stdout) == json.loads(direct.stdout)
+        file, path0, argv, exists = json.loads(wrapped.stdout)
+        assert os.path.isabs(file)
+        assert os.path.isabs(path0)
+        assert exists
+        assert argv == [name, "x"]
+
+
+def test_program_from_standard_input(program: Path) -> None:
+    source = PROGRAM.replace('"file": __main__.__file__', '"file": globals().get("__file__")')
+    direct = run_input(["-", "exit=5"], program.parent, source)
+    wrapped = run_input(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--", "-", "exit=5"], program.parent, source
+    )
+    assert (direct.returncode, wrapped.returncode) == (5, 5), wrapped.stderr
+    plain, ours = seen(direct), seen(wrapped)
+    assert ours.pop("options") == EXPECTED
+    plain.pop("options")
+    assert ours == plain
+    assert ours["argv"] == ["-", "exit=5"]
+    assert ours["path0"] == ""
+
+
+def test_directory_without_main_as_python_says(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for name in ("empty", "./empty"):
+        direct = python([name], tmp_path)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name], tmp_path)
+        assert direct.returncode == wrapped.returncode == 1
+        assert wrapped.stderr == direct.stderr
+        assert wrapped.stderr.count("\n") == 1
+        assert "can't find '__main__' module" in wrapped.stderr
+
+
+def test_keyboard_interrupt_as_python_reports_it(tmp_path: Path) -> None:
+    (tmp_path / "stop.py").write_text("def f():\n    raise KeyboardInterrupt\n\nf()\n")
+    direct = python(["stop.py"], tmp_path)
+    wrapped = python(["-m", "netkeepalive", "run", "--", "stop.py"], tmp_path)
+    assert direct.returncode == wrapped.returncode == -2  # ended by SIGINT, as python does
+    assert wrapped.stderr == direct.stderr
+    assert "netkeepalive" not in wrapped.stderr
+    assert "runpy" not in wrapped.stderr
+    assert wrapped.stderr.rstrip().endswith("KeyboardInterrupt")
+
+
+def test_enforce_caps_what_the_program_writes(tmp_path: Path) -> None:
+    (tmp_path / "own.py").write_text(
+        textwrap.dedent(
+            """
+            import json, socket
+            import netkeepalive
+            TCP = socket.IPPROTO_TCP
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                with socket.create_connection(listener.getsockname()) as client:
+                    client.setsockopt(TCP, socket.TCP_KEEPIDLE, 60)
+                    client.setsockopt(TCP, socket.TCP_KEEPCNT, 2)
+                    client.setsockopt(TCP, socket.TCP_USER_TIMEOUT, 0)
+                    print(json.dumps([
+                        client.getsockopt(TCP, socket.TCP_KEEPIDLE),
+                        client.getsockopt(TCP, socket.TCP_KEEPCNT),
+                        client.getsockopt(TCP, socket.TCP_USER_TIMEOUT),
+                        netkeepalive.clamped_writes(),
+                    ]))
+            """
+        )
+    )
+    plain = python(["-m", "netkeepalive", "run", *SETTINGS, "--", "own.py"], tmp_path)
+    enforced = python(
+        ["-m", "netkeepalive", "run", *SETTINGS, "--enforce", "--", "own.py"], tmp_path
+    )
+    assert plain.returncode == enforced.returncode == 0, enforced.stderr
+    assert json.loads(plain.stdout) == [60, 2, 0, {}]
+    assert json.loads(enforced.stdout) == [11, 2, 23456, {"idle": 1, "user_timeout": 1}]
+
+
+def test_main_module_namespace_as_python(tmp_path: Path) -> None:
+    """``__main__`` holds the same names, of the same types, as under python (file and stdin)."""
+    source = (
+        "import __main__\n"
+        "print(sorted((k, type(v).__name__) for k, v in vars(__main__).items()"
+        " if k.startswith('__')))\n"
+    )
+    (tmp_path / "names.py").write_text(source)
+    assert (
+        python(["-m", "netkeepalive", "run", "--", "names.py"], tmp_path).stdout
+        == python(["names.py"], tmp_path).stdout
+    )
+    assert (
+        run_input(["-m", "netkeepalive", "run", "--", "-"], tmp_path, source).stdout
+        == run_input(["-"], tmp_path, source).stdout
+    )
+
+
+NAMESPACE = (
+    "import sys, __main__\n"
+    "def f(x: int) -> None: pass\n"
+    "print(sorted((k, type(v).__name__) for k, v in vars(__main__).items()"
+    " if k.startswith('__')), sys.argv, sys.path[0], __file__, f.__annotations__)\n"
+)
+
+
+def test_directory_and_archive_with_main_as_python(tmp_path: Path) -> None:
+    """``sys.argv[0]`` as given, ``__file__`` and ``sys.path[0]`` absolute, as python sets them."""
+    import zipfile
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(NAMESPACE)
+    with zipfile.ZipFile(tmp_path / "app.zip", "w") as archive:
+        archive.writestr("__main__.py", NAMESPACE)
+    for name in ("app", "./app", "app.zip"):
+        direct = python([name, "x"], tmp_path)
+        wrapped = python(["-m", "netkeepalive", "run", "--", name, "x"], tmp_path)
+        assert direct.returncode == wrapped.returncode == 0, wrapped.stderr
+        assert wrapped.stdout == direct.stdout
+        assert f"['{name}', 'x']" in wrapped.stdout
+
+
+def test_program_compiled_as_python_compiles_it(tmp_path: Path) -> None:
+    """No ``from __future__`` of this package leaks into the program (annotations stay objects)."""
+    (tmp_path / "names.py").write_text(NAMESPACE)
+    direct = python(["names.py"], tmp_path)
+    wrapped = python(["-m", "netkeepalive", "run", "--", "names.py"], tmp_path)
+    assert direct.returncode == wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.stdout == direct.stdout
+    assert "{'x': <class 'int'>, 'return': None}" in wrapped.stdout
+    piped = run_input(["-m", "netkeepalive", "run", "--", "-"], tmp_path, NAMESPACE)
+    assert piped.stdout.rstrip().endswith("{'x': <class 'int'>, 'return': None}")

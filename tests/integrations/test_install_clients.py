@@ -332,3 +332,28 @@ def test_after_uninstall_clients_are_untouched(http_server: Any) -> None:
     with requests.Session() as session:
         assert session.get(http_server.url, timeout=10).status_code == 200
         assert http_client_socket(http_server) == fresh_tcp()
+
+
+def test_py_amqp_under_enforce_gets_the_policy_as_a_ceiling() -> None:
+    """py-amqp's own 60/10/9 are clamped to the policy; its shorter user timeout stays."""
+    amqp = pytest.importorskip("amqp")
+    defaults = amqp.transport.DEFAULT_SOCKET_SETTINGS
+    assert defaults["TCP_USER_TIMEOUT"] < POLICY["user_timeout"]
+    before = nk.clamped_writes()
+    with amqp_server() as server:
+        nk.install(**POLICY, enforce=True)
+        conn = amqp.Connection(host="{}:{}".format(*server.address), connect_timeout=10)
+        conn.connect()
+        try:
+            sock = conn.transport.sock
+            assert server.clients == [sock.getsockname()[:2]]
+            seen = kernel_view.read(sock)
+        finally:
+            conn.close()
+    assert seen == EXPECTED._replace(user_timeout_ms=defaults["TCP_USER_TIMEOUT"])
+    after = nk.clamped_writes()
+    assert {k: after[k] - before.get(k, 0) for k in ("idle", "interval", "probes")} == {
+        "idle": 1,
+        "interval": 1,
+        "probes": 1,
+    }
