@@ -98,6 +98,8 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
         if lib is None:
             win = platform == "win32"
             lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
+        # The kernel's version number (sysctlbyname) comes from the same library.
+        mocker.patch("netkeepalive._sys.sysctl._library", return_value=lib)
         backend = netkeepalive._sys.use(None, lib)
         kernel.known = fakelib.known_options(backend.table)
         fakelib.real_kernel(kernel, backend.table.name)
