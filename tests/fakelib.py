@@ -10,13 +10,13 @@ Windows Sockets error (``WSAGetLastError``).  Every call is recorded as a
 
 from __future__ import annotations
 
-import csv
 import ctypes
 import errno
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+
+# The oracle, also re-exported for the tests that drive its rows.
+from oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
 WSAEFAULT = 10014
@@ -96,8 +96,13 @@ class Kernel:
         rule = self.rules.get((level, option))
         if rule is not None:
             self.consulted.add(rule.key)
-            fixed = (rule.system, rule.option) not in REPLACES_RANGE
-            if fixed and not rule.accepts(value):
+            if (rule.system, rule.option) in HZ_CEILING:
+                # FreeBSD: u_int seconds up to UINT_MAX / hz (the row assumes hz 1000).
+                hz = self.sysctls.get("kern.hz", 1000)
+                rule = replace(rule, maximum=UINT_MAX // hz)
+                if not rule.accepts(value) or value & UINT_MAX > UINT_MAX // hz:
+                    return errno.EINVAL
+            elif (rule.system, rule.option) not in REPLACES_RANGE and not rule.accepts(value):
                 return errno.EINVAL
         if not self.accepts.get((level, option), _any)(value):
             return errno.EINVAL
@@ -322,123 +327,6 @@ def known_options(table: Any) -> Set[Tuple[int, int]]:
     return known
 
 
-#: The independent oracle: what each real kernel does with each option, read
-#: from its own source (one row per system, releases and option, each with
-#: its citation).  The simulated kernels refuse what this file says, never
-#: what netkeepalive's own tables say, so a wrong table row fails a test.
-RULES_FILE = Path(__file__).resolve().parent / "data" / "kernel-rules.tsv"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One row of :data:`RULES_FILE`."""
-
-    system: str
-    releases: str
-    option: str
-    level: Optional[int]
-    number: Optional[int]
-    unit: str
-    minimum: Optional[int]
-    maximum: Optional[int]
-    readable: bool
-    rule: str
-    source: str
-
-    @property
-    def key(self) -> Tuple[str, str, str]:
-        return (self.system, self.releases, self.option)
-
-    @property
-    def unsigned(self) -> bool:
-        """A ``u_int`` option: a negative C int arrives as a huge value."""
-        return self.maximum is not None and self.maximum > INT_MAX
-
-    def accepts(self, value: int) -> bool:
-        """Whether the kernel takes *value* (the C ``int`` that reached it)."""
-        if self.unsigned:
-            value &= UINT_MAX
-        if self.minimum is not None and value < self.minimum:
-            return False
-        return self.maximum is None or value <= self.maximum
-
-
-def _number(text: str) -> Optional[int]:
-    return None if text == "-" else int(text)
-
-
-def load_rules(path: Path = RULES_FILE) -> List[Rule]:
-    """Every row of the oracle, in file order."""
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and ln[0] != "#"]
-    rows = list(csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [
-        Rule(
-            r["system"],
-            r["releases"],
-            r["option"],
-            _number(r["level"]),
-            _number(r["number"]),
-            r["unit"],
-            _number(r["min"]),
-            _number(r["max"]),
-            r["readable"] == "yes",
-            r["rule"],
-            r["source"],
-        )
-        for r in rows
-    ]
-
-
-RULES = load_rules()
-
-#: netkeepalive table name -> (the oracle's system, the release ranges that
-#: apply).  Windows tables depend on the build: see :func:`rules_for`.
-TABLE_RULES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
-    "linux": ("linux", ("all",)),
-    "android": ("linux", ("all",)),
-    "darwin": ("macos", ("xnu-2422+", "xnu-1699+")),
-    "freebsd": ("freebsd", ("all", "14.0+")),
-    "freebsd-pre-14": ("freebsd", ("all",)),
-    "dragonfly": ("dragonfly", ("all", "5.8+")),
-    "dragonfly-pre-5.8": ("dragonfly", ("all", "pre-5.8")),
-    "netbsd": ("netbsd", ("8+",)),
-    "netbsd-pre-8": ("netbsd", ("pre-8",)),
-    "openbsd": ("openbsd", ("all",)),
-    "illumos": ("illumos", ("all", "OS-4686+")),
-    "solaris": ("solaris", ("11.4+",)),
-}
-
-
-def _windows_build(table_name: str) -> Optional[int]:
-    """16299 for "win32", N for "win32 (build N)", ``None`` for other tables."""
-    if table_name == "win32":
-        return 16299
-    match = re.fullmatch(r"win32 \(build (\d+)\)", table_name)
-    return int(match.group(1)) if match else None
-
-
-def rules_for(table_name: str) -> List[Rule]:
-    """The oracle's rows for the kernel netkeepalive's table *table_name* runs on."""
-    build = _windows_build(table_name)
-    if build is not None:
-        return [
-            r
-            for r in RULES
-            if r.system == "windows"
-            and (r.releases == "all" or build >= int(r.releases.rstrip("+")))
-        ]
-    system, releases = TABLE_RULES.get(table_name, ("", ()))
-    return [r for r in RULES if r.system == system and r.releases in releases]
-
-
-def tables_for(rule: Rule) -> List[str]:
-    """The netkeepalive table names whose simulated kernel applies *rule*."""
-    if rule.system == "windows":
-        names = ["win32 (build 14393)", "win32 (build 15063)", "win32"]
-        return [n for n in names if rule in rules_for(n)]
-    return [name for name in TABLE_RULES if rule in rules_for(name)]
-
-
 #: illumos: a connection's retransmit bounds in ms (netinet/tcp.h TCP_RTO_MIN
 #: 0x1A, TCP_RTO_MAX 0x1B; tcp_tunables.c defaults 400 ms and 60 s), which
 #: tcp_opt_get reports and TCP_KEEPINTVL x 1000 must lie within.
@@ -458,6 +346,14 @@ ILLUMOS_ABORT_INTERVAL = 480_000
 
 #: Side rules that replace the row's fixed range with the per-socket check.
 REPLACES_RANGE = {("illumos", "TCP_KEEPINTVL")}
+#: FreeBSD rows whose maximum is UINT_MAX / hz ("hz 1000 assumed"): the
+#: simulated kernel takes hz from its kern.hz sysctl.
+HZ_CEILING = {
+    ("freebsd", option) for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_MAXUNACKTIME")
+}
+assert all(r.maximum == UINT_MAX // 1000 for r in RULES if (r.system, r.option) in HZ_CEILING), (
+    "the oracle's FreeBSD ceilings assume hz 1000"
+)
 
 
 def _illumos_interval(kernel: Kernel, fd: int, seconds: int) -> Optional[int]:

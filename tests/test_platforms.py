@@ -170,7 +170,7 @@ def test_setter_passes_exact_arguments_and_getter_reads_back(
 
     sim.kernel.calls.clear()
     if case.id in WRITE_ONLY or (case.id, knob) in NOT_REPORTED:
-        with pytest.raises(UnsupportedOptionError, match="getsockopt|read back"):
+        with pytest.raises(UnsupportedOptionError, match=r"getsockopt|read back"):
             getter(FD)
         assert sim.kernel.calls == []
         return
