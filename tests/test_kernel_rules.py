@@ -1,4 +1,4 @@
-"""What each simulated kernel expects, from its own source (see fakelib.KERNEL_RULES).
+"""What each simulated kernel expects, from its own source (tests/data/kernel-rules.tsv).
 
 The call order that makes macOS honour the idle time (enable before idle),
 FreeBSD 14's user timeout, illumos' ranges and unset values, NetBSD's
