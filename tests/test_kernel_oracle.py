@@ -235,3 +235,31 @@ def check_row(sim: Any, rule: Rule, opt: Option, primary: Optional[Option], name
     if rule.maximum is not None and rule.maximum < 2**32:
         assert refused(lambda: setter(FD, rule.maximum * per + step))
     assert top <= max(INT_MAX, rule.maximum or 0)
+
+
+# -- the rows' side rules that the simulation plays ----------------------------
+
+
+def test_macos_idle_getter_answers_the_default_when_unset(simulate: Callable[..., Any]) -> None:
+    """xnu tcp_ctloutput: TCP_KEEPALIVE never set reads back the system's 2 hours."""
+    sim = simulate(**SYSTEMS["darwin"])
+    assert netkeepalive.get_keepalive_idle(FD) == 7_200_000
+    assert ("macos", "xnu-2422+", "TCP_KEEPALIVE") in sim.kernel.consulted
+
+
+def test_illumos_count_alone_derives_a_clamped_interval(simulate: Callable[..., Any]) -> None:
+    """tcp_opt_set: TCP_KEEPCNT before any TCP_KEEPINTVL sets the interval to
+    _keepalive_abort_interval (480 s) / count, clamped to the RTO bounds."""
+    simulate(**SYSTEMS["illumos"])
+    assert netkeepalive.get_keepalive_interval(FD) is None  # unset: reads back 0
+    netkeepalive.set_keepalive_probes(FD, 4)  # 480 s / 4 = 120 s, clamped to 60 s
+    assert netkeepalive.get_keepalive_interval(FD) == 60_000
+    netkeepalive.set_keepalive_interval(FD, 5_000)
+    assert netkeepalive.get_keepalive_interval(FD) == 5_000
+
+
+def test_freebsd_simulated_ceiling_follows_its_kern_hz(simulate: Callable[..., Any]) -> None:
+    """The row's maximum assumes hz 1000; the simulated kernel divides by its own kern.hz."""
+    sim = simulate(**SYSTEMS["freebsd"], sysctls={"kern.osreldate": 1_401_000, "kern.hz": 100})
+    assert netkeepalive.set_keepalive_interval(FD, (2**32 - 1) // 100 * 1000) is True
+    assert sim.kernel.calls[-1].value == (2**32 - 1) // 100
