@@ -245,7 +245,11 @@ def detect_within(ms: Milliseconds, *, probes: Optional[int] = None) -> Keepaliv
     timers' slack (up to 8/63 of it) fits in *ms*; where the platform has
     a user timeout (``TCP_USER_TIMEOUT``, ``TCP_RXT_CONNDROPTIME``,
     ``TCP_MAXRT``...), it is set so that unacknowledged data fails within
-    that time too (on Linux: the same time; see :ref:`detection`).  Times
+    that time too (on Linux: the same time; see :ref:`detection`).  On
+    macOS ``TCP_RXT_CONNDROPTIME`` only shortens retransmission, which xnu
+    ends after 12 retransmissions (at most 832 s) anyway, for established
+    connections with unacknowledged data, not for a zero window: the plan
+    never asks for more than 832 s.  Times
     are whole seconds where the kernel takes seconds.  *probes* fixes the
     probe count (default: 3, fewer when the budget is too short for 3).
 
