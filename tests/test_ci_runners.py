@@ -21,10 +21,10 @@ def _actionlint() -> str | None:
 
 def test_actionlint_accepts_the_workflow() -> None:
     """Deprecated action runtimes (node20), unknown runner labels, bad expressions."""
-    tool = _actionlint()
-    if tool is None:
+    linter = _actionlint()
+    if linter is None:
         pytest.skip("actionlint is not installed (the lint extra installs it)")
-    done = subprocess.run([tool, str(WORKFLOW)], capture_output=True, text=True, check=False)
+    done = subprocess.run([linter, str(WORKFLOW)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
