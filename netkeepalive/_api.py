@@ -122,12 +122,13 @@ class Settings(_SettingsFields):
         limit and a user timeout alike from the retransmission timer's
         first retransmission, one RTO (at least 200 ms) after the data was
         sent.  ``None`` where the limit is not a fixed time (other systems).
+        macOS: at most 832 s, however long ``user_timeout``: xnu stops after
+        12 retransmissions whatever ``TCP_RXT_CONNDROPTIME`` says, which can
+        only end them earlier (ESTABLISHED only; a zero window is not covered).
         """
-        if self.user_timeout:
-            return self.user_timeout
-        from ._defaults import default_data_timeout
+        from ._defaults import data_timeout
 
-        return default_data_timeout()
+        return data_timeout(self.user_timeout)
 
 
 def linux_kernel() -> bool:

@@ -25,7 +25,13 @@ ranges (see :mod:`netkeepalive.constants`):
     fails up to ``2 * value + 3 RTO`` (or ``value + RTO + 64 s``) after it
     was sent: the plan takes the larger of half the detection time and the
     detection time less 65 s, so data fails within the detection time plus
-    a few RTOs, not twice as late.
+    a few RTOs, not twice as late.  On macOS it can only shorten
+    retransmission, which xnu ends after ``TCP_MAXRXTSHIFT`` (12)
+    retransmissions anyway, at most 832 s after the data was sent
+    (:data:`~netkeepalive._defaults.XNU_RETRANSMIT_LIMIT`): the plan never
+    asks for more, since a longer value changes nothing.  It covers
+    ESTABLISHED connections only, and not a peer that stops reading (a
+    zero window keeps the persist timer, not the retransmit timer, running).
 """
 
 from __future__ import annotations
@@ -193,6 +199,10 @@ def _user_timeout(table: PlatformTable, detection: int) -> Optional[int]:
     grain = ms_per_unit(opt)
     if table.name.startswith(_CHECKED_AT_RETRANSMISSION):
         detection = max(detection // 2, detection - _MAX_RTO_MS - 1000)
+    if table.name == "darwin":
+        from ._defaults import XNU_RETRANSMIT_LIMIT
+
+        detection = min(detection, XNU_RETRANSMIT_LIMIT)  # no longer value does anything
     units = detection // grain  # never past the budget
     if units < max(opt.minimum, 1) or units > opt.maximum:
         return None
@@ -235,7 +245,11 @@ def detect_within(ms: Milliseconds, *, probes: Optional[int] = None) -> Keepaliv
     timers' slack (up to 8/63 of it) fits in *ms*; where the platform has
     a user timeout (``TCP_USER_TIMEOUT``, ``TCP_RXT_CONNDROPTIME``,
     ``TCP_MAXRT``...), it is set so that unacknowledged data fails within
-    that time too (on Linux: the same time; see :ref:`detection`).  Times
+    that time too (on Linux: the same time; see :ref:`detection`).  On
+    macOS ``TCP_RXT_CONNDROPTIME`` only shortens retransmission, which xnu
+    ends after 12 retransmissions (at most 832 s) anyway, for established
+    connections with unacknowledged data, not for a zero window: the plan
+    never asks for more than 832 s.  Times
     are whole seconds where the kernel takes seconds.  *probes* fixes the
     probe count (default: 3, fewer when the budget is too short for 3).
 

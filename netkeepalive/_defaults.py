@@ -22,6 +22,8 @@ __all__ = [
     "WINDOWS_KEEPALIVE_INTERVAL",
     "WINDOWS_KEEPALIVE_PROBES",
     "WINDOWS_KEEPALIVE_TIME",
+    "XNU_RETRANSMIT_LIMIT",
+    "data_timeout",
     "default_data_timeout",
     "linux_data_timeout",
     "system_defaults",
@@ -33,6 +35,13 @@ LINUX_RTO_MIN = 200
 #: ``TCP_RTO_MAX``: where the backoff stops doubling, ms.  Linux 6.15 and later
 #: take it from ``net.ipv4.tcp_rto_max_ms`` (default the same 120 s).
 LINUX_RTO_MAX = 120_000
+
+#: How long xnu retransmits at most, in ms: it drops the connection when the
+#: retransmit timer fires for the 13th time (``++t_rxtshift >
+#: TCP_MAXRXTSHIFT``, 12, in bsd/netinet/tcp_timer.c tcp_timers), and each
+#: timeout is at most ``TCPTV_REXMTMAX`` (64 s, bsd/netinet/tcp_timer.h).
+#: ``TCP_RXT_CONNDROPTIME`` can only end retransmission earlier.
+XNU_RETRANSMIT_LIMIT = (12 + 1) * 64_000
 
 #: Where Windows keeps its TCP settings (under ``HKEY_LOCAL_MACHINE``).
 WINDOWS_TCPIP_PARAMETERS = r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
@@ -67,6 +76,19 @@ def linux_data_timeout(
     if retries2 <= threshold:
         return ((2 << retries2) - 1) * rto_min
     return ((2 << threshold) - 1) * rto_min + (retries2 - threshold) * rto_max
+
+
+def data_timeout(user_timeout: Optional[int]) -> Optional[int]:
+    """:attr:`~netkeepalive.Settings.data_timeout` for a socket with *user_timeout* (ms).
+
+    macOS: ``TCP_RXT_CONNDROPTIME`` only cuts retransmission short, so the
+    time is capped at :data:`XNU_RETRANSMIT_LIMIT`.
+    """
+    if user_timeout:
+        if sys.platform in ("darwin", "ios"):
+            return min(user_timeout, XNU_RETRANSMIT_LIMIT)
+        return user_timeout
+    return default_data_timeout()
 
 
 def _sysctl(name: str) -> Optional[int]:
@@ -123,7 +145,9 @@ def system_defaults() -> Settings:
     keepcnt`` sysctls.  Windows: the registry values ``KeepAliveTime`` and
     ``KeepAliveInterval`` (``HKLM\\...\\Tcpip\\Parameters``, ms), else their
     documented defaults (2 h, 1 s), and 10 probes; ``user_timeout`` is
-    ``None`` there (no documented default value).  An option the platform
+    ``None`` there (no documented default value).  FreeBSD 14 and later:
+    ``user_timeout`` is the ``net.inet.tcp.maxunacktime`` sysctl (ms, 0 = no
+    limit), which a socket's ``TCP_MAXUNACKTIME`` of 0 stands for.  An option the platform
     lacks, or cannot report, or reports as never set (illumos' 0), is ``None``.  See
     :attr:`~netkeepalive.Settings.data_timeout` for how long unacknowledged
     data takes to fail.
@@ -155,4 +179,20 @@ def system_defaults() -> Settings:
                 values.append(_public(opt, backend.get(fd, opt)))
             except OSError:  # the kernel cannot report it for a fresh socket
                 values.append(None)
+    unack = table.user_timeout
+    if values[3] == 0 and unack is not None and unack.name == "TCP_MAXUNACKTIME":
+        values[3] = _freebsd_maxunacktime()
     return Settings(False, *values)
+
+
+def _freebsd_maxunacktime() -> Optional[int]:
+    """FreeBSD: what a ``TCP_MAXUNACKTIME`` of 0 stands for, in ms.
+
+    sys/netinet/tcp_timer.h TP_MAXUNACKTIME falls back to the
+    ``net.inet.tcp.maxunacktime`` sysctl (ms, sysctl_msec_to_ticks in
+    sys/netinet/tcp_timer.c; 0 = no limit).  ``None`` where it cannot be read.
+    """
+    from ._sys.sysctl import sysctl_int
+
+    value = sysctl_int("net.inet.tcp.maxunacktime")
+    return value if value is not None and value >= 0 else None

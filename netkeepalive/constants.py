@@ -32,6 +32,8 @@ __all__ = [
     "FREEBSD",
     "FREEBSD_PRE_14",
     "ILLUMOS",
+    "ILLUMOS_TCP_RTO_MAX",
+    "ILLUMOS_TCP_RTO_MIN",
     "INT_MAX",
     "IPPROTO_TCP",
     "KNOBS",
@@ -52,12 +54,14 @@ __all__ = [
     "UINT_MAX",
     "WINDOWS",
     "WINDOWS_BUILD_KEEPCNT",
+    "WINDOWS_BUILD_KEEPCNT_READABLE",
     "WINDOWS_BUILD_KEEPIDLE",
     "WINDOWS_BUILD_MAXRTMS",
     "Option",
     "PlatformTable",
     "Unit",
     "detect_platform",
+    "freebsd_table",
     "generic_table",
     "linux_table",
     "table_for",
@@ -266,11 +270,15 @@ DARWIN = PlatformTable(
 # FreeBSD (freebsd/freebsd-src).  sys/netinet/tcp_usrreq.c
 # tcp_default_ctloutput takes u_int seconds for TCP_KEEPIDLE, TCP_KEEPINTVL
 # and (14.0+) TCP_MAXUNACKTIME, refuses values above UINT_MAX/hz (hz = 1000
-# by default) and re-arms the keepalive timer on TCP_KEEPIDLE whatever
+# by default; the running kernel's comes from sysctl kern.hz, see
+# freebsd_table) and re-arms the keepalive timer on TCP_KEEPIDLE whatever
 # SO_KEEPALIVE says; the timer checks SO_KEEPALIVE when it fires
 # (sys/netinet/tcp_timer.c tcp_timer_keep).  tcp(4) documents the units.
+# A TCP_MAXUNACKTIME of 0 means "use sysctl net.inet.tcp.maxunacktime"
+# (sys/netinet/tcp_timer.h TP_MAXUNACKTIME), whose default 0 is no limit.
 # --------------------------------------------------------------------------
-_FREEBSD_MAX_SECONDS = UINT_MAX // 1000
+_FREEBSD_HZ = 1000
+_FREEBSD_MAX_SECONDS = UINT_MAX // _FREEBSD_HZ
 #: sys/netinet/tcp.h (68); sys/netinet/tcp_timer.c tcp_maxunacktime_check
 #: drops a connection whose sent data stayed unacknowledged that long;
 #: sys/compat/linux/linux_socket.c maps Linux TCP_USER_TIMEOUT onto it.
@@ -292,6 +300,30 @@ FREEBSD = PlatformTable(
 )
 #: FreeBSD before 14.0: no TCP_MAXUNACKTIME, so no user timeout.
 FREEBSD_PRE_14 = replace(FREEBSD, name="freebsd-pre-14", user_timeout=None)
+
+
+def freebsd_table(table: PlatformTable, hz: int) -> PlatformTable:
+    """*table* (:data:`FREEBSD` or :data:`FREEBSD_PRE_14`) for a kernel ticking *hz* times a second.
+
+    tcp_default_ctloutput refuses seconds above ``UINT_MAX / hz``, so the
+    ceiling of every seconds option follows ``kern.hz``.
+    """
+    if hz <= 0 or hz == _FREEBSD_HZ:
+        return table
+    ceiling = UINT_MAX // hz
+
+    def capped(opt: Optional[Option]) -> Optional[Option]:
+        if opt is None or opt.unit is not Unit.SECONDS:
+            return opt
+        return replace(opt, maximum=ceiling)
+
+    return replace(
+        table,
+        idle=capped(table.idle),
+        interval=capped(table.interval),
+        user_timeout=capped(table.user_timeout),
+    )
+
 
 # --------------------------------------------------------------------------
 # DragonFly BSD (DragonFlyBSD/DragonFlyBSD): FreeBSD's numbers
@@ -373,25 +405,39 @@ OPENBSD = PlatformTable(
 # illumos (illumos/illumos-gate) and Solaris share sys.platform ("sunos5")
 # but not the numbers.  illumos: usr/src/uts/common/netinet/tcp.h;
 # usr/src/uts/common/inet/tcp/tcp_opt_data.c tcp_opt_set checks
-# TCP_KEEPIDLE x 1000 and TCP_KEEPALIVE_THRESHOLD against the keepalive
-# interval range, 10 s .. 10 days, always; TCP_KEEPINTVL x 1000 against the
-# connection's retransmit bounds (tunables _rexmit_interval_min/_max,
-# defaults 400 ms and 60 s) and TCP_KEEPCNT x TCP_KEEPINTVL against the
-# _keepalive_abort_interval bounds (tunables), so only the kernel can say
-# whether those two fit.  Unset TCP_KEEPINTVL/TCP_KEEPCNT read back as 0.
+# TCP_KEEPIDLE x 1000 and TCP_KEEPALIVE_THRESHOLD against the
+# _keepalive_interval tunable's fixed bounds, which since OS-4686 (2015,
+# usr/src/uts/common/inet/tcp/tcp_tunables.c: {1*SECONDS, 10*DAYS}) are
+# 1 s .. 10 days (10 s .. 10 days before it, as Solaris still has).
+# TCP_KEEPINTVL x 1000 must lie within the connection's retransmit bounds
+# tcp_rto_min .. tcp_rto_max (from the tunables _rexmit_interval_min/_max,
+# defaults 400 ms and 60 s, each settable up to 2 hours; per socket with
+# TCP_RTO_MIN/TCP_RTO_MAX), so the table's ceiling for it is 2 hours and
+# the backend reads the socket's TCP_RTO_MIN/TCP_RTO_MAX (tcp_opt_get
+# answers both, in ms) before writing it.  TCP_KEEPCNT x TCP_KEEPINTVL
+# must lie within _keepalive_abort_interval's bounds (tunables), which
+# only the kernel knows.  Unset TCP_KEEPINTVL/TCP_KEEPCNT read back as 0.
 # --------------------------------------------------------------------------
 _TEN_DAYS_S = 10 * 24 * 3600
+#: usr/src/uts/common/netinet/tcp.h: the connection's retransmit bounds, in
+#: ms (tcp_opt_data.c tcp_opt_get returns tcp_rto_min / tcp_rto_max).
+ILLUMOS_TCP_RTO_MIN = 0x1A
+ILLUMOS_TCP_RTO_MAX = 0x1B
+#: tcp_tunables.c _rexmit_interval_max: at most 2 hours, in seconds.
+_ILLUMOS_RTO_CEILING_S = 2 * 3600
 TCP_KEEPALIVE_THRESHOLD = _tcp(
-    "idle", "TCP_KEEPALIVE_THRESHOLD", 22, Unit.MILLISECONDS, 10_000, _TEN_DAYS_S * 1000
+    "idle", "TCP_KEEPALIVE_THRESHOLD", 22, Unit.MILLISECONDS, 1_000, _TEN_DAYS_S * 1000
 )
+_SOLARIS_KEEPALIVE_THRESHOLD = replace(TCP_KEEPALIVE_THRESHOLD, minimum=10_000)
 TCP_KEEPALIVE_ABORT_THRESHOLD = _tcp(
     "", "TCP_KEEPALIVE_ABORT_THRESHOLD", 23, Unit.MILLISECONDS, 0, INT_MAX
 )
 _ILLUMOS_RTO_HINT = (
-    "illumos takes TCP_KEEPINTVL only within the retransmit bounds, the "
-    "tcp tunables _rexmit_interval_min and _rexmit_interval_max (by default "
-    "400 ms and 60 s; see ipadm show-prop -p _rexmit_interval_max tcp), and "
-    "TCP_KEEPINTVL x TCP_KEEPCNT only within _keepalive_abort_interval's range"
+    "illumos takes TCP_KEEPINTVL only within the connection's retransmit "
+    "bounds TCP_RTO_MIN..TCP_RTO_MAX (by default 400 ms to 60 s, from the tcp "
+    "tunables _rexmit_interval_min and _rexmit_interval_max; see ipadm "
+    "show-prop -p _rexmit_interval_max tcp), and TCP_KEEPINTVL x TCP_KEEPCNT "
+    "only within _keepalive_abort_interval's range"
 )
 _ILLUMOS_COUNT_HINT = (
     "illumos takes TCP_KEEPCNT x TCP_KEEPINTVL only within the tcp tunable "
@@ -401,18 +447,20 @@ _ILLUMOS_COUNT_HINT = (
 ILLUMOS = PlatformTable(
     name="illumos",
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
-    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within 10 s .. 10 days.
-    # Where the running illumos lacks TCP_KEEPIDLE, the backend retries with
-    # the millisecond threshold option (same range, in ms).
-    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 10, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD),
-    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within tcp_rto_min/max.
+    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within 1 s .. 10 days
+    # (tcp_tunables.c _keepalive_interval, OS-4686).  Where the running
+    # illumos lacks TCP_KEEPIDLE, the backend retries with the millisecond
+    # threshold option (same range, in ms).
+    idle=_tcp("idle", "TCP_KEEPIDLE", 34, Unit.SECONDS, 1, _TEN_DAYS_S, TCP_KEEPALIVE_THRESHOLD),
+    # tcp_opt_data.c tcp_opt_set: seconds x 1000 within the connection's
+    # tcp_rto_min .. tcp_rto_max (default 0.4 .. 60 s; at most 2 hours).
     interval=_tcp(
         "interval",
         "TCP_KEEPINTVL",
         36,
         Unit.SECONDS,
         1,
-        _TEN_DAYS_S,
+        _ILLUMOS_RTO_CEILING_S,
         zero_is_unset=True,
         einval_hint=_ILLUMOS_RTO_HINT,
     ),
@@ -432,8 +480,9 @@ ILLUMOS = PlatformTable(
 )
 
 # Solaris 11.4: Oracle's tcp(4P) as quoted in libuv/libuv src/unix/tcp.c
-# (seconds, 10 s .. 10 days).  Weak evidence: no Solaris source is public,
-# and Oracle's page itself was not read here.
+# (seconds, 10 s .. 10 days; OS-4686's 1 s is illumos only).  Weak
+# evidence: no Solaris source is public, and Oracle's page itself was not
+# read here.
 SOLARIS = PlatformTable(
     name="solaris",
     enable=_enable(_BSD_SOL_SOCKET, _BSD_SO_KEEPALIVE),
@@ -441,13 +490,13 @@ SOLARIS = PlatformTable(
     interval=_tcp("interval", "TCP_KEEPINTVL", 30, Unit.SECONDS, 10, _TEN_DAYS_S),
     probes=_tcp("probes", "TCP_KEEPCNT", 31, Unit.COUNT, 1, INT_MAX),
     user_timeout=None,
-    extras=(TCP_KEEPALIVE_THRESHOLD, TCP_KEEPALIVE_ABORT_THRESHOLD),
+    extras=(_SOLARIS_KEEPALIVE_THRESHOLD, TCP_KEEPALIVE_ABORT_THRESHOLD),
 )
 #: Solaris before 11.4: only the millisecond threshold options exist.
 SOLARIS_PRE_11_4 = replace(
     SOLARIS,
     name="solaris-pre-11.4",
-    idle=TCP_KEEPALIVE_THRESHOLD,
+    idle=_SOLARIS_KEEPALIVE_THRESHOLD,
     interval=None,
     probes=None,
     extras=(TCP_KEEPALIVE_ABORT_THRESHOLD,),
@@ -474,7 +523,11 @@ AIX = PlatformTable(
 # What exists depends on the build of the running kernel (RtlGetVersion;
 # see _kernel_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
-#   15063+ (1703)  TCP_KEEPCNT, at most 255
+#   15063+ (1703)  TCP_KEEPCNT, at most 255; read back only from 16299 on:
+#                  before that the times go through SIO_KEEPALIVE_VALS, whose
+#                  effect on the count is undocumented (the ioctl's page says
+#                  the count is fixed; libuv avoids TCP_KEEPCNT there), so
+#                  the count read back is not reported as the one in force
 #   14393+ (1607)  TCP_MAXRTMS, milliseconds; before it TCP_MAXRT, seconds
 # Before 16299 idle and interval go through WSAIoctl(SIO_KEEPALIVE_VALS):
 # struct tcp_keepalive {u_long onoff, keepalivetime, keepaliveinterval}, in
@@ -491,6 +544,9 @@ SIO_TCP_INFO = 0xD8000027  # mstcpip.h _WSAIORW(IOC_VENDOR, 39)
 #: Windows builds where an option first appears.
 WINDOWS_BUILD_KEEPIDLE = 16299
 WINDOWS_BUILD_KEEPCNT = 15063
+#: From this build on, the probe count read back is the one in force (no
+#: SIO_KEEPALIVE_VALS after TCP_KEEPCNT): the build of TCP_KEEPIDLE.
+WINDOWS_BUILD_KEEPCNT_READABLE = WINDOWS_BUILD_KEEPIDLE
 WINDOWS_BUILD_MAXRTMS = 14393
 
 # ws2ipdef.h TCP_MAXRT = 5 (seconds) and TCP_MAXRTMS = 14 (milliseconds, build
@@ -531,7 +587,10 @@ def windows_table(build: int) -> PlatformTable:
         ),
         probes=(
             # ws2ipdef.h TCP_KEEPCNT = 16; Microsoft: at most 255.
-            _tcp("probes", "TCP_KEEPCNT", 16, Unit.COUNT, 1, 255)
+            replace(
+                _tcp("probes", "TCP_KEEPCNT", 16, Unit.COUNT, 1, 255),
+                readable=build >= WINDOWS_BUILD_KEEPCNT_READABLE,
+            )
             if build >= WINDOWS_BUILD_KEEPCNT
             else None
         ),
@@ -548,8 +607,22 @@ WINDOWS = windows_table(WINDOWS_BUILD_KEEPIDLE)
 # --------------------------------------------------------------------------
 # Choosing the table for the running system.
 # --------------------------------------------------------------------------
-#: BSD ``sys.platform`` prefix -> (first release of its newer table, the
-#: table before that), decided by ``uname -r``.
+#: BSD ``sys.platform`` prefix -> the kernel version number (``sysctl
+#: kern.osreldate``/``kern.osrevision``, see :mod:`netkeepalive._sys.sysctl`)
+#: from which its newer table applies:
+#: FreeBSD: __FreeBSD_version 1400000 (sys/sys/param.h), 14.0 with
+#: TCP_MAXUNACKTIME.  NetBSD: __NetBSD_Version__ 800000000 (sys/sys/param.h,
+#: MMmmrrpp00: 8.0), whose tcp_usrreq.c (netbsd-8 branch, rev 1.214.6.1)
+#: answers getsockopt.  DragonFly: __DragonFly_version 500702 (sys/sys/param.h),
+#: where TCP_KEEPIDLE/TCP_KEEPINTVL became seconds (libuv src/unix/tcp.c
+#: tests the same number), so 5.7-DEVELOPMENT kernels at or past it count.
+_BY_VERSION = {
+    "freebsd": 1_400_000,
+    "netbsd": 800_000_000,
+    "dragonfly": 500_702,
+}
+#: The same split by ``uname -r`` (first release of the newer table, the
+#: table before it): the fallback where the sysctl cannot be read.
 _BY_RELEASE = {
     # "14.1-RELEASE", "13.3-STABLE"; TCP_MAXUNACKTIME is 14.0+.
     "freebsd": ((14,), "freebsd-pre-14"),
@@ -567,19 +640,32 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in m.groups() if part is not None)
 
 
+def _kernel_version(platform: str) -> Optional[int]:
+    """The running BSD kernel's version number, or ``None`` (use ``uname``)."""
+    from ._sys.sysctl import kernel_version
+
+    number = kernel_version(platform)
+    return number if number is not None and number > 0 else None
+
+
 def detect_platform(
     platform: Optional[str] = None,
     release: Optional[str] = None,
     version: Optional[str] = None,
+    osversion: Optional[int] = None,
 ) -> str:
-    """Name the table for a system: ``sys.platform`` plus ``uname`` details.
+    """Name the table for a system: ``sys.platform`` plus the kernel's version.
 
     Returns one of ``linux``, ``android``, ``darwin``, ``freebsd``,
     ``freebsd-pre-14``, ``dragonfly``, ``dragonfly-pre-5.8``, ``netbsd``,
     ``netbsd-pre-8``, ``openbsd``, ``illumos``, ``solaris``,
     ``solaris-pre-11.4``, ``aix``, ``win32``, or
     the ``sys.platform`` string itself for a system with no table.
-    *release* and *version* default to ``os.uname()``'s.
+    On FreeBSD, DragonFly and NetBSD the kernel's version number decides
+    (*osversion*; by default, when *release* is not given, the running
+    kernel's ``kern.osreldate``/``kern.osrevision``), and ``uname -r``
+    only where that cannot be read.  *release* and *version* default to
+    ``os.uname()``'s.
     """
     plat = sys.platform if platform is None else platform
     if plat.startswith("linux"):
@@ -596,6 +682,12 @@ def detect_platform(
         return "openbsd"
     if not plat.startswith((*_BY_RELEASE, "sunos")):
         return plat
+    if osversion is None and release is None and not plat.startswith("sunos"):
+        osversion = _kernel_version(plat)
+    if osversion is not None:
+        for bsd, first_number in _BY_VERSION.items():
+            if plat.startswith(bsd):
+                return bsd if osversion >= first_number else _BY_RELEASE[bsd][1]
     if release is None or version is None:
         uname = os.uname()
         release = uname.release if release is None else release
@@ -680,6 +772,14 @@ def _running_windows_table() -> PlatformTable:
     return windows_table(build)
 
 
+def _running_freebsd_table(table: PlatformTable) -> PlatformTable:
+    """FreeBSD's table with the ceilings of the running kernel's ``kern.hz``."""
+    from ._sys.sysctl import sysctl_int
+
+    hz = sysctl_int("kern.hz")
+    return freebsd_table(table, hz) if hz is not None else table
+
+
 def generic_table(name: str) -> PlatformTable:
     """The table for a system netkeepalive has no table for: ``SO_KEEPALIVE`` only.
 
@@ -729,6 +829,8 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
             return _running_linux_table()
         if name == "win32":
             return _running_windows_table()
+        if name.startswith("freebsd"):
+            return _running_freebsd_table(_TABLES[name])
     if name == "linux":
         return LINUX
     table = _TABLES.get(name)

@@ -8,7 +8,7 @@ import socket
 import sys
 import types
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional
 
 import fakelib
 import pytest
@@ -71,11 +71,12 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
 
     ``simulate("sunos5", release="5.11", version="omnios-r151046")`` patches
     ``sys.platform`` and ``os.uname`` (``build=`` patches
-    ``sys.getwindowsversion``), lets netkeepalive detect the platform and
+    ``sys.getwindowsversion``; ``sysctls=`` is what ``sysctlbyname``
+    answers), lets netkeepalive detect the platform and
     installs a backend calling a :class:`fakelib.FakeLibc` (a
     :class:`fakelib.FakeWs2` on ``win32``) whose kernel knows every option
     of the detected table and refuses what that system's kernel refuses
-    (:data:`fakelib.KERNEL_RULES`).
+    (``tests/data/kernel-rules.tsv``, see :func:`fakelib.real_kernel`).
     """
 
     def make(
@@ -87,6 +88,7 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
         build: Optional[int] = None,
         boolean_keepalive: bool = False,
         lib: Any = None,
+        sysctls: Optional[Dict[str, int]] = None,
     ) -> Simulation:
         mocker.patch.object(sys, "platform", platform)
         uname = os.uname_result((platform, "host", release, version, machine))
@@ -94,10 +96,12 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
         if build is not None:
             info = types.SimpleNamespace(major=10, minor=0, build=build)
             mocker.patch.object(sys, "getwindowsversion", create=True, return_value=info)
-        kernel = fakelib.Kernel()
+        kernel = fakelib.Kernel(sysctls=dict(sysctls or {}))
         if lib is None:
             win = platform == "win32"
             lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
+        # The kernel's version number (sysctlbyname) comes from the same library.
+        mocker.patch("netkeepalive._sys.sysctl._library", return_value=lib)
         backend = netkeepalive._sys.use(None, lib)
         kernel.known = fakelib.known_options(backend.table)
         fakelib.real_kernel(kernel, backend.table.name)

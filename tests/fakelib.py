@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+
+# The oracle, also re-exported for the tests that drive its rows.
+from oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
 WSAEFAULT = 10014
@@ -74,6 +77,41 @@ class Kernel:
     #: running timer was last armed with (the system default until then).
     timer: Optional[Tuple[Tuple[int, int], Tuple[int, int]]] = None
     armed: Dict[int, int] = field(default_factory=dict)
+    #: The oracle's rows this kernel applies, by (level, option).
+    rules: Dict[Tuple[int, int], Rule] = field(default_factory=dict)
+    #: Rows a call consulted (their :attr:`Rule.key`): a test can show it
+    #: exercised the row it names.
+    consulted: Set[Tuple[str, str, str]] = field(default_factory=set)
+    #: (level, option) -> side rule (kernel, fd, value) -> errno or None.
+    side_rules: Dict[Tuple[int, int], Callable[[Kernel, int, int], Optional[int]]] = field(
+        default_factory=dict
+    )
+    #: (level, option) -> how the kernel rounds what it stores.
+    rounding: Dict[Tuple[int, int], Callable[[int], int]] = field(default_factory=dict)
+    #: sysctlbyname(3) names and their int values (FakeLibc.sysctlbyname).
+    sysctls: Dict[str, int] = field(default_factory=dict)
+
+    def refuse(self, fd: int, level: int, option: int, value: int) -> Optional[int]:
+        """The errno the kernel's own rules give a set of *value*, or ``None``."""
+        rule = self.rules.get((level, option))
+        if rule is not None:
+            self.consulted.add(rule.key)
+            if (rule.system, rule.option) in HZ_CEILING:
+                # FreeBSD: u_int seconds up to UINT_MAX / hz (the row assumes hz 1000).
+                hz = self.sysctls.get("kern.hz", 1000)
+                rule = replace(rule, maximum=UINT_MAX // hz)
+                if not rule.accepts(value) or value & UINT_MAX > UINT_MAX // hz:
+                    return errno.EINVAL
+            elif (rule.system, rule.option) not in REPLACES_RANGE and not rule.accepts(value):
+                return errno.EINVAL
+        if not self.accepts.get((level, option), _any)(value):
+            return errno.EINVAL
+        side = self.side_rules.get((level, option))
+        return side(self, fd, value) if side is not None else None
+
+    def store(self, fd: int, level: int, option: int, value: int) -> None:
+        rounding = self.rounding.get((level, option))
+        self.values[fd, level, option] = rounding(value) if rounding is not None else value
 
     def rearm(self, fd: int, level: int, option: int, value: int) -> None:
         """xnu: setting the idle option re-arms the timer with TCP_CONN_KEEPIDLE(tp).
@@ -107,13 +145,16 @@ class FakeLibc:
         value = ctypes.c_int.from_address(_address(optval)).value if optlen == INT_SIZE else None
         k.calls.append(Call("setsockopt", fd, level, option, value, optlen))
         err = k.check("setsockopt", level, option)
-        if err is None and (optlen != INT_SIZE or not k.accepts.get((level, option), _any)(value)):
+        if err is None and optlen != INT_SIZE:
             err = errno.EINVAL
+        if err is None:
+            assert value is not None
+            err = k.refuse(fd, level, option, value)
         if err is not None:
             ctypes.set_errno(err)
             return -1
         assert value is not None
-        k.values[fd, level, option] = value
+        k.store(fd, level, option, value)
         k.rearm(fd, level, option, value)
         return 0
 
@@ -121,6 +162,9 @@ class FakeLibc:
         k = self.kernel
         length = ctypes.c_uint32.from_address(_address(optlen))
         err = k.check("getsockopt", level, option)
+        rule = k.rules.get((level, option)) if err is None else None
+        if rule is not None:
+            k.consulted.add(rule.key)
         if err is None and (level, option) in k.write_only:
             err = errno.ENOPROTOOPT
         if err is None and length.value < INT_SIZE:
@@ -133,6 +177,20 @@ class FakeLibc:
         ctypes.c_int.from_address(_address(optval)).value = value
         length.value = INT_SIZE
         k.calls.append(Call("getsockopt", fd, level, option, value, INT_SIZE))
+        return 0
+
+    def sysctlbyname(self, name: bytes, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int:
+        """sysctlbyname(3) for an int: ENOENT for an unknown name, ENOMEM for a short buffer."""
+        value = self.kernel.sysctls.get(name.decode("ascii"))
+        if value is None or newp is not None:
+            ctypes.set_errno(errno.ENOENT if value is None else errno.EPERM)
+            return -1
+        size = ctypes.c_size_t.from_address(_address(oldlenp))
+        if size.value < INT_SIZE:
+            ctypes.set_errno(errno.ENOMEM)
+            return -1
+        ctypes.c_int.from_address(_address(oldp)).value = value
+        size.value = INT_SIZE
         return 0
 
 
@@ -194,12 +252,15 @@ class FakeWs2:
         if bad is not None:
             return self._fail(bad)
         err = k.check("setsockopt", level, option)
-        if err is None and (optlen != INT_SIZE or not k.accepts.get((level, option), _any)(value)):
+        if err is None and optlen != INT_SIZE:
             err = errno.EINVAL
+        if err is None:
+            assert value is not None
+            err = k.refuse(s, level, option, value)
         if err is not None:
             return self._fail(self._wsa(err))
         assert value is not None
-        k.values[s, level, option] = value
+        k.store(s, level, option, value)
         return 0
 
     def _getsockopt(self, s: int, level: int, option: int, optval: Any, optlen: Any) -> int:
@@ -244,6 +305,9 @@ class FakeWs2:
             return self._fail(injected)
         if code != SIO_KEEPALIVE_VALS or inlen != 12 or overlapped is not None:
             return self._fail(WSAEINVAL)
+        rule = k.rules.get((0, code))
+        if rule is not None:  # three u_long: any value is in range
+            k.consulted.add(rule.key)
         ctypes.c_uint32.from_address(_address(returned)).value = 0
         onoff = int.from_bytes(raw[:4], "little")
         # The ioctl switches keepalive on or off as well.
@@ -263,89 +327,110 @@ def known_options(table: Any) -> Set[Tuple[int, int]]:
     return known
 
 
-def _between(lo: int, hi: int) -> Callable[[int], bool]:
-    return lambda value: lo <= value <= hi
+#: illumos: a connection's retransmit bounds in ms (netinet/tcp.h TCP_RTO_MIN
+#: 0x1A, TCP_RTO_MAX 0x1B; tcp_tunables.c defaults 400 ms and 60 s), which
+#: tcp_opt_get reports and TCP_KEEPINTVL x 1000 must lie within.
+ILLUMOS_RTO_MIN, ILLUMOS_RTO_MAX = (TCP, 0x1A), (TCP, 0x1B)
+#: The default maximum is the oracle's TCP_KEEPINTVL ceiling (60 s) in ms.
+ILLUMOS_RTO_DEFAULTS = {
+    ILLUMOS_RTO_MIN: 400,
+    ILLUMOS_RTO_MAX: next(
+        r.maximum * 1000
+        for r in RULES
+        if (r.system, r.option) == ("illumos", "TCP_KEEPINTVL") and r.maximum is not None
+    ),
+}
+#: illumos tcp_tunables.c _keepalive_abort_interval: 8 minutes, in ms.
+ILLUMOS_ABORT_INTERVAL = 480_000
 
 
-def _unsigned_at_most(hi: int) -> Callable[[int], bool]:
-    """A ``u_int`` the kernel bounds: a negative int arrives as a huge u_int."""
-    return lambda value: value & UINT_MAX <= hi
+#: Side rules that replace the row's fixed range with the per-socket check.
+REPLACES_RANGE = {("illumos", "TCP_KEEPINTVL")}
+#: FreeBSD rows whose maximum is UINT_MAX / hz ("hz 1000 assumed"): the
+#: simulated kernel takes hz from its kern.hz sysctl.
+HZ_CEILING = {
+    ("freebsd", option) for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_MAXUNACKTIME")
+}
+assert all(r.maximum == UINT_MAX // 1000 for r in RULES if (r.system, r.option) in HZ_CEILING), (
+    "the oracle's FreeBSD ceilings assume hz 1000"
+)
 
 
-def _positive_unsigned(value: int) -> bool:
-    return value & UINT_MAX > 0
+def _illumos_interval(kernel: Kernel, fd: int, seconds: int) -> Optional[int]:
+    """tcp_opt_set TCP_KEEPINTVL: x 1000 within the socket's tcp_rto_min..max."""
+    lo = kernel.values.get((fd, *ILLUMOS_RTO_MIN), ILLUMOS_RTO_DEFAULTS[ILLUMOS_RTO_MIN])
+    hi = kernel.values.get((fd, *ILLUMOS_RTO_MAX), ILLUMOS_RTO_DEFAULTS[ILLUMOS_RTO_MAX])
+    return None if lo <= seconds * 1000 <= hi else errno.EINVAL
 
 
-def _at_least_one_tick(ms: int) -> bool:
-    """DragonFly before 5.8: ms * hz / 1000 ticks (hz = 100), 0 ticks refused."""
-    return ms * 100 // 1000 >= 1
+def _illumos_count(kernel: Kernel, fd: int, count: int) -> Optional[int]:
+    """tcp_opt_set TCP_KEEPCNT alone: derives the interval and clamps it to the RTO bounds."""
+    if count > 0 and not kernel.values.get((fd, TCP, 36)):
+        lo = kernel.values.get((fd, *ILLUMOS_RTO_MIN), ILLUMOS_RTO_DEFAULTS[ILLUMOS_RTO_MIN])
+        hi = kernel.values.get((fd, *ILLUMOS_RTO_MAX), ILLUMOS_RTO_DEFAULTS[ILLUMOS_RTO_MAX])
+        kernel.values[fd, TCP, 36] = min(max(ILLUMOS_ABORT_INTERVAL // count, lo), hi) // 1000
+    return None
 
 
-#: What each simulated kernel refuses with EINVAL, in its own unit, from the
-#: function cited (table name -> {(level, option): predicate}); and the
-#: options it takes but never reports.  Kept apart from netkeepalive's own
-#: tables so that a test fails when the library lets through a value the
-#: real kernel would refuse.
+#: Side rules the simulation can play, by (system, option): a check run
+#: after the range (an errno refuses) that may also change other options.
+SIDE_RULES: Dict[Tuple[str, str], Callable[[Kernel, int, int], Optional[int]]] = {
+    ("illumos", "TCP_KEEPINTVL"): _illumos_interval,
+    ("illumos", "TCP_KEEPCNT"): _illumos_count,
+}
+#: What a getter reports for an option never set, by (system, option): xnu's
+#: TCP_KEEPALIVE getter answers the system default (tcp_keepidle, 2 hours).
+UNSET_DEFAULTS: Dict[Tuple[str, str], int] = {("macos", "TCP_KEEPALIVE"): XNU_DEFAULT_KEEPIDLE}
+#: Stored values the kernel rounds, by (system, option): DragonFly before 5.8
+#: keeps ms as 10 ms ticks (hz 100) and answers in whole ticks.
+ROUNDING: Dict[Tuple[str, str, str], Callable[[int], int]] = {
+    ("dragonfly", "pre-5.8", "TCP_KEEPIDLE"): lambda ms: ms // 10 * 10,
+    ("dragonfly", "pre-5.8", "TCP_KEEPINTVL"): lambda ms: ms // 10 * 10,
+}
+
+
+def _socket_options(rules: List[Rule]) -> Dict[Tuple[int, int], Rule]:
+    """(level, option) -> row; the ioctl SIO_KEEPALIVE_VALS as (0, its code)."""
+    keyed = {(r.level, r.number): r for r in rules if r.level is not None and r.number is not None}
+    for r in rules:
+        if r.option == "SIO_KEEPALIVE_VALS":
+            keyed[0, SIO_KEEPALIVE_VALS] = r
+    return keyed
+
+
+#: Backward-compatible views: table name -> {(level, option): predicate}, and
+#: table name -> options getsockopt does not answer.
 KERNEL_RULES: Dict[str, Dict[Tuple[int, int], Callable[[int], bool]]] = {
-    # net/ipv4/tcp.c do_tcp_setsockopt
-    "linux": {
-        (TCP, 4): _between(1, 32767),
-        (TCP, 5): _between(1, 32767),
-        (TCP, 6): _between(1, 127),
-        (TCP, 18): _between(0, INT_MAX),
-    },
-    # xnu bsd/netinet/tcp_usrreq.c tcp_ctloutput
-    "darwin": {
-        (TCP, 0x10): _between(0, UINT_MAX // 1000),
-        (TCP, 0x101): _between(0, UINT_MAX // 1000),
-        (TCP, 0x102): _between(0, INT_MAX),
-        (TCP, 0x80): _between(0, UINT_MAX // 1000),
-    },
-    # sys/netinet/tcp_usrreq.c tcp_default_ctloutput (hz = 1000)
-    "freebsd": {
-        (TCP, 256): _unsigned_at_most(UINT_MAX // 1000),
-        (TCP, 512): _unsigned_at_most(UINT_MAX // 1000),
-        (TCP, 68): _unsigned_at_most(UINT_MAX // 1000),
-    },
-    # sys/netinet/tcp_usrreq.c tcp_ctloutput: ms * hz / 1000 >= 1, hz = 100
-    "dragonfly-pre-5.8": {
-        (TCP, 256): _at_least_one_tick,
-        (TCP, 512): _at_least_one_tick,
-        (TCP, 1024): lambda n: n > 0,
-    },
-    # sys/netinet/tcp_usrreq.c tcp_ctloutput: ui > 0
-    "netbsd": {
-        (TCP, 3): _positive_unsigned,
-        (TCP, 5): _positive_unsigned,
-        (TCP, 6): _positive_unsigned,
-    },
-    # usr/src/uts/common/inet/tcp/tcp_opt_data.c tcp_opt_set, default tunables
-    "illumos": {
-        (TCP, 34): lambda s: 10_000 <= s * 1000 <= 864_000_000,
-        (TCP, 22): _between(10_000, 864_000_000),
-        (TCP, 36): lambda s: 400 <= s * 1000 <= 60_000,
-        (TCP, 35): lambda n: n > 0,
-    },
-    # Oracle tcp(4P) as quoted by libuv (unverified against a source)
-    "solaris": {(TCP, 29): _between(10, 864_000), (TCP, 30): _between(10, 864_000)},
-    # Microsoft, IPPROTO_TCP socket options: TCP_KEEPCNT at most 255
-    "win32": {(TCP, 16): _between(0, 255)},
+    name: {key: rule.accepts for key, rule in _socket_options(rules_for(name)).items()}
+    for name in [*TABLE_RULES, "win32"]
 }
-KERNEL_RULES["android"] = KERNEL_RULES["linux"]
-KERNEL_RULES["freebsd-pre-14"] = KERNEL_RULES["freebsd"]
-KERNEL_RULES["dragonfly"] = KERNEL_RULES["freebsd"]
-KERNEL_RULES["netbsd-pre-8"] = KERNEL_RULES["netbsd"]
 WRITE_ONLY: Dict[str, Set[Tuple[int, int]]] = {
-    # NetBSD sys/netinet/tcp_usrreq.c tcp_ctloutput before rev 1.214.6.1
-    # (netbsd-8): PRCO_GETOPT knows none of them
-    "netbsd-pre-8": {(TCP, 3), (TCP, 5), (TCP, 6)},
+    name: {key for key, rule in _socket_options(rules_for(name)).items() if not rule.readable}
+    for name in TABLE_RULES
 }
+WRITE_ONLY = {name: keys for name, keys in WRITE_ONLY.items() if keys}
 
 
 def real_kernel(kernel: Kernel, table_name: str) -> None:
-    """Make *kernel* refuse and hide what the real kernel of *table_name* does."""
-    base = table_name.split(" ")[0]  # "win32 (build 15063)" -> "win32"
-    kernel.accepts.update(KERNEL_RULES.get(table_name, KERNEL_RULES.get(base, {})))
-    kernel.write_only |= WRITE_ONLY.get(table_name, set())
-    if base == "darwin":
+    """Make *kernel* refuse and hide what the real kernel of *table_name* does (the oracle)."""
+    rules = rules_for(table_name)
+    kernel.rules.update(_socket_options(rules))
+    for key, rule in _socket_options(rules).items():
+        if not rule.readable:
+            kernel.write_only.add(key)
+        side = SIDE_RULES.get((rule.system, rule.option))
+        if side is not None:
+            kernel.side_rules[key] = side
+        default = UNSET_DEFAULTS.get((rule.system, rule.option))
+        if default is not None:
+            kernel.defaults.setdefault(key, default)
+        rounding = ROUNDING.get(rule.key)
+        if rounding is not None:
+            kernel.rounding[key] = rounding
+    systems = {r.system for r in rules}
+    if "illumos" in systems:
+        kernel.known |= set(ILLUMOS_RTO_DEFAULTS)
+        for key, value in ILLUMOS_RTO_DEFAULTS.items():
+            kernel.defaults.setdefault(key, value)
+    if "macos" in systems:
         kernel.timer = ((TCP, 0x10), (SOL_SOCKET_BSD, SO_KEEPALIVE_BSD))

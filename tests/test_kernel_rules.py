@@ -1,4 +1,4 @@
-"""What each simulated kernel expects, from its own source (see fakelib.KERNEL_RULES).
+"""What each simulated kernel expects, from its own source (tests/data/kernel-rules.tsv).
 
 The call order that makes macOS honour the idle time (enable before idle),
 FreeBSD 14's user timeout, illumos' ranges and unset values, NetBSD's
@@ -147,34 +147,72 @@ def illumos(simulate: Callable[..., Any]) -> Any:
     return simulate("sunos5", release="5.11", version="omnios-r151046-2b8a7ab")
 
 
-@pytest.mark.parametrize("ms", [1_000, 9_999, 864_001_000])
-def test_illumos_idle_outside_10s_to_10_days_is_refused_first(
+@pytest.mark.parametrize("ms", [999, 864_001_000])
+def test_illumos_idle_outside_1s_to_10_days_is_refused_first(
     simulate: Callable[..., Any], ms: int
 ) -> None:
     sim = illumos(simulate)
-    with pytest.raises(ValueError, match="TCP_KEEPIDLE takes 10 to 864000 whole seconds"):
+    with pytest.raises(ValueError, match="TCP_KEEPIDLE takes 1 to 864000 whole seconds"):
         netkeepalive.configure(FD, idle=ms, interval=5_000)
     assert sim.kernel.calls == []
 
 
 def test_illumos_idle_at_the_bounds_reaches_the_kernel(simulate: Callable[..., Any]) -> None:
     sim = illumos(simulate)
-    netkeepalive.set_keepalive_idle(FD, 10_000)
+    netkeepalive.set_keepalive_idle(FD, 1_000)
     netkeepalive.set_keepalive_idle(FD, 864_000_999)
-    assert [c.value for c in sim.kernel.calls] == [10, 864_000]
+    assert [c.value for c in sim.kernel.calls] == [1, 864_000]
 
 
-def test_illumos_interval_above_the_retransmit_maximum_names_the_tunable(
+def test_illumos_takes_an_idle_time_of_5_seconds(simulate: Callable[..., Any]) -> None:
+    """OS-4686 (tcp_tunables.c _keepalive_interval {1 s, 10 days}): 5 s is valid."""
+    sim = illumos(simulate)
+    settings = netkeepalive.configure(FD, idle=5_000)
+    assert settings.idle == 5_000
+    assert (34, 5) in setsockopts(sim)
+
+
+def test_solaris_keeps_its_10_second_minimum(simulate: Callable[..., Any]) -> None:
+    sim = simulate("sunos5", release="5.11", version="11.4.0.15.0")
+    with pytest.raises(ValueError, match="TCP_KEEPIDLE takes 10 to 864000 whole seconds"):
+        netkeepalive.configure(FD, idle=5_000)
+    assert sim.kernel.calls == []
+
+
+def test_illumos_interval_outside_the_connection_bounds_names_them(
+    simulate: Callable[..., Any],
+) -> None:
+    """The bounds are read from the socket (TCP_RTO_MIN/MAX) before writing."""
+    sim = illumos(simulate)
+    with pytest.raises(ValueError, match=r"400 ms to 60 s.*from 1 to 60 whole seconds") as info:
+        netkeepalive.set_keepalive_interval(FD, 61_000)  # default maximum: 60 s
+    assert isinstance(info.value, OSError)
+    assert info.value.errno == errno.EINVAL
+    assert "setsockopt(TCP_KEEPINTVL)" in str(info.value)
+    assert [c.option for c in sim.kernel.calls] == [0x1A, 0x1B]  # read, nothing written
+    netkeepalive.set_keepalive_interval(FD, 60_000)
+    assert netkeepalive.get_keepalive_interval(FD) == 60_000
+
+
+def test_illumos_interval_follows_a_raised_retransmit_maximum(
     simulate: Callable[..., Any],
 ) -> None:
     sim = illumos(simulate)
+    sim.kernel.values[FD, TCP, 0x1B] = 120_000  # TCP_RTO_MAX raised to 2 minutes
+    netkeepalive.set_keepalive_interval(FD, 100_000)
+    assert netkeepalive.get_keepalive_interval(FD) == 100_000
+
+
+def test_illumos_interval_without_readable_bounds_names_the_tunable(
+    simulate: Callable[..., Any],
+) -> None:
+    """Where TCP_RTO_MAX cannot be read, the kernel decides; its EINVAL names the bound."""
+    sim = illumos(simulate)
+    sim.kernel.failures["getsockopt", TCP, 0x1B] = errno.ENOPROTOOPT
     with pytest.raises(OSError, match="_rexmit_interval_max") as info:
-        netkeepalive.set_keepalive_interval(FD, 61_000)  # default maximum: 60 s
+        netkeepalive.set_keepalive_interval(FD, 61_000)
     assert info.value.errno == errno.EINVAL
-    assert "setsockopt(TCP_KEEPINTVL)" in str(info.value)
-    assert sim.kernel.calls[0] == Call("setsockopt", FD, TCP, 36, 61, 4)
-    netkeepalive.set_keepalive_interval(FD, 60_000)
-    assert netkeepalive.get_keepalive_interval(FD) == 60_000
+    assert Call("setsockopt", FD, TCP, 36, 61, 4) in sim.kernel.calls
 
 
 def test_illumos_unset_interval_and_probes_are_none_not_zero(

@@ -79,7 +79,9 @@ def test_old_build_remembers_per_socket(simulate: Callable[..., Any]) -> None:
 def test_old_build_configure_and_set_keepalive(simulate: Callable[..., Any]) -> None:
     sim = simulate("win32", build=15063)
     settings = netkeepalive.configure(FD, idle=20_000, interval=5_000, probes=4, user_timeout=900)
-    assert settings == Settings(True, None, None, 4, 900)
+    # The count is written, but SIO_KEEPALIVE_VALS follows it, and what the
+    # ioctl does to the count is undocumented: it is not reported.
+    assert settings == Settings(True, None, None, None, 900)
     sent = [c for c in sim.kernel.calls if c.func != "getsockopt"]
     assert sent == [
         Call("setsockopt", FD, TCP, 14, 900, 4),  # TCP_MAXRTMS, ms
@@ -93,6 +95,17 @@ def test_old_build_configure_and_set_keepalive(simulate: Callable[..., Any]) -> 
     sim.kernel.calls.clear()
     netkeepalive.set_keepalive(FD, False, 30_000)  # disabling: the delay is not applied
     assert sim.kernel.calls == [Call("setsockopt", FD, 0xFFFF, 8, 0, 4)]
+
+
+@pytest.mark.parametrize("build", [15063, 16298])
+def test_count_before_16299_is_not_claimed(simulate: Callable[..., Any], build: int) -> None:
+    """TCP_KEEPCNT is taken from 15063 on, but read back as the count in force only from 16299."""
+    sim = simulate("win32", build=build)
+    assert netkeepalive.set_keepalive_probes(FD, 4) is True
+    with pytest.raises(UnsupportedOptionError, match="TCP_KEEPCNT cannot be read back"):
+        netkeepalive.get_keepalive_probes(FD)
+    assert [c.func for c in sim.kernel.calls] == ["setsockopt"]
+    assert netkeepalive.get_settings(FD).probes is None
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,10 @@ def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
         from .windows import WindowsBackend
 
         return WindowsBackend(table, lib)
-    from .unix import FallbackUnixBackend, UnixBackend
+    from .unix import FallbackUnixBackend, IllumosBackend, UnixBackend
 
+    if table.name == "illumos":
+        return IllumosBackend(table, lib)
     options = (table.option(knob) for knob in KNOBS)
     if any(opt is not None and opt.fallback is not None for opt in options):
         return FallbackUnixBackend(table, lib)

@@ -214,3 +214,65 @@ class FallbackUnixBackend(UnixBackend):
         except SocketOptionError as probe:
             return probe.errno in _MISSING_ERRNOS
         return False
+
+
+# -- illumos: TCP_KEEPINTVL within the connection's retransmit bounds ------
+
+
+class RetransmitBoundsError(SocketOptionError, ValueError):
+    """An illumos interval outside the connection's ``TCP_RTO_MIN..TCP_RTO_MAX``.
+
+    Both an ``OSError`` (``EINVAL``, what the kernel would answer) and a
+    ``ValueError`` (the value, not the call, is wrong); raised before the
+    ``setsockopt`` it would fail, naming the bounds read from the socket.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.call}({self.option}): {self.strerror}"
+
+
+def _ms_text(ms: int) -> str:
+    return f"{ms // 1000} s" if ms % 1000 == 0 else f"{ms} ms"
+
+
+class IllumosBackend(FallbackUnixBackend):
+    """illumos: reads the socket's retransmit bounds before writing ``TCP_KEEPINTVL``.
+
+    usr/src/uts/common/inet/tcp/tcp_opt_data.c tcp_opt_set refuses an
+    interval whose x 1000 lies outside the connection's tcp_rto_min ..
+    tcp_rto_max, and tcp_opt_get answers both as ``TCP_RTO_MIN`` and
+    ``TCP_RTO_MAX`` (ms).  Where they cannot be read, the kernel decides
+    and its ``EINVAL`` names the tunables (:attr:`Option.einval_hint`).
+    """
+
+    def set(self, fd: int, opt: Option, value: int) -> None:
+        """``setsockopt``, after checking an interval against the socket's bounds."""
+        if opt.knob == "interval" and opt.unit is Unit.SECONDS:
+            bounds = self._rto_bounds(fd)
+            if bounds is not None and not bounds[0] <= value * 1000 <= bounds[1]:
+                lo, hi = bounds
+                exc = RetransmitBoundsError(
+                    errno.EINVAL,
+                    f"{value} s is outside this connection's retransmit bounds "
+                    f"TCP_RTO_MIN..TCP_RTO_MAX, {_ms_text(lo)} to {_ms_text(hi)}: illumos "
+                    f"takes {opt.name} from {-(-lo // 1000)} to {hi // 1000} whole seconds "
+                    f"here (the tcp tunables _rexmit_interval_min/_max set the defaults)",
+                )
+                exc.call, exc.option = "setsockopt", opt.name
+                raise exc
+        FallbackUnixBackend.set(self, fd, opt, value)
+
+    def _rto_bounds(self, fd: int) -> Optional[Tuple[int, int]]:
+        from ..constants import ILLUMOS_TCP_RTO_MAX, ILLUMOS_TCP_RTO_MIN, IPPROTO_TCP, UINT_MAX
+
+        values = []
+        for name, number in (
+            ("TCP_RTO_MIN", ILLUMOS_TCP_RTO_MIN),
+            ("TCP_RTO_MAX", ILLUMOS_TCP_RTO_MAX),
+        ):
+            bound = Option("", IPPROTO_TCP, name, number, Unit.MILLISECONDS, 0, UINT_MAX)
+            try:
+                values.append(UnixBackend.get(self, fd, bound) & UINT_MAX)
+            except SocketOptionError:
+                return None
+        return values[0], values[1]
