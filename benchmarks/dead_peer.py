@@ -1,0 +1,307 @@
+"""The dead-peer outcome matrix: how long each client takes to notice a vanished server.
+
+Run from the repository root, as root (Linux; network namespaces, nft or
+iptables, cgroup v2)::
+
+    python benchmarks/dead_peer.py                        # everything found here
+    python benchmarks/dead_peer.py --clients socket,requests --methods none,api
+    python benchmarks/dead_peer.py --json > matrix.jsonl  # one object per cell
+    python benchmarks/dead_peer.py --rst matrix.jsonl     # the docs' table from it
+
+Each client runs in a network namespace of its own, joined by a veth pair
+to a second namespace holding the servers (``_matrix_net.py``).  It
+connects, makes one request, and then the server's namespace drops every
+packet between the two (the host vanished, nothing is reset), in two
+scenarios: ``idle`` (the client waits for an answer, nothing is
+unacknowledged: keepalive must notice) and ``inflight`` (the client sends
+after the silence: the user timeout must notice).  The time from the
+silence to the client's error is ``detected_ms``; ``null`` when the client
+was still waiting after ``--limit`` ms (default: budget + 1 s): hung.
+
+Clients (``_matrix_clients.py``): ``socket``, ``requests``, ``httpx``,
+``aiohttp``, ``redis`` (redis-py, its retries off, against redis-server),
+``amqp`` (py-amqp against a stub broker: marked ``stub``), ``psycopg``
+(libpq, against PostgreSQL), ``node`` (``net.Socket``) and ``curl``.  A
+client or server missing here is skipped with the reason.
+
+Methods, each with the policy ``--detect-within BUDGET``:
+
+``none``            nothing: the client's and the system's defaults;
+``api``             the library API in the client (its integration, or ``configure()``);
+``run``             ``python -m netkeepalive run --detect-within B -- client``;
+``run-enforce``     the same with ``--enforce``;
+``cgroup``          ``netkeepalive cgroup attach CG --detect-within B``, client in CG;
+``cgroup-enforce``  the same with ``--enforce``;
+``set``             ``netkeepalive set PID --detect-within B`` once the client is connected.
+
+A method the netkeepalive in use lacks (its usage error) is skipped with the
+reason, as is one that cannot reach a client (``run`` and a Node program).
+
+Exit status: 1 when the harness itself fails, or when a cell that
+:data:`EXPLAINED` does not excuse is over budget + 1 s (what the docs
+claim); ``--report-only`` reports such cells but exits 0.  A hung cell is a
+finding, not a failure, where the table explains it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT]
+
+import _matrix_cell as cell  # noqa: E402
+
+CLIENTS = cell.CLIENTS
+METHODS = ["none", "api", "run", "run-enforce", "cgroup", "cgroup-enforce", "set"]
+SCENARIOS = ["idle", "inflight"]
+
+AMQP_OWN = "py-amqp writes its own keepalive (60 s idle) after connecting (issue 22, item 2)"
+AIOHTTP_RETRY = (
+    "aiohttp retries on a new connection, whose SYNs the cgroup policy does not bound "
+    "(issue 22, item 1)"
+)
+#: Cells the docs do not claim within budget + 1 s, and why.  Keys are
+#: ``(client, method, scenario)``, ``"*"`` matching any.  Every other cell
+#: of a method other than ``none`` must be within budget + 1 s.
+EXPLAINED: Dict[tuple, str] = {
+    ("*", "none", "idle"): "no policy: keepalive off, or on with the kernel's 2 h idle time",
+    ("*", "none", "inflight"): "no policy: the kernel retransmits for ~15 min (tcp_retries2)",
+    ("psycopg", "run", "*"): "libpq opens its socket in C: the socket module never sees it",
+    ("psycopg", "run-enforce", "*"): "libpq opens its socket in C: the socket module never sees it",
+    ("amqp", "run", "idle"): AMQP_OWN,
+    ("amqp", "cgroup", "idle"): AMQP_OWN,
+    ("aiohttp", "cgroup", "*"): AIOHTTP_RETRY,
+}
+#: ``set`` without ``--enable`` on a socket whose keepalive is off.
+SET_OFF = "set without --enable leaves keepalive off (issue 22, item 3)"
+
+
+def explanation(
+    client: str, method: str, scenario: str, options: Optional[Dict[str, Any]] = None
+) -> Optional[str]:
+    """Why the docs do not claim this cell within budget + 1 s; None when they do."""
+    for key in ((client, method, scenario), (client, method, "*"), ("*", method, scenario)):
+        if key in EXPLAINED:
+            return EXPLAINED[key]
+    if method == "set" and scenario == "idle" and options and not options.get("enabled"):
+        return SET_OFF
+    return None
+
+
+def _csv(choices: Sequence[str]) -> Any:
+    def parse(text: str) -> List[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(choices)}"
+            )
+        return items
+
+    return parse
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The dead-peer outcome matrix.")
+    parser.add_argument("--clients", type=_csv(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--methods", type=_csv(METHODS), default=list(METHODS))
+    parser.add_argument("--scenarios", type=_csv(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="the policy's --detect-within (default 5000)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="MS",
+        help="how long to wait after the silence (default: budget + 1000)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=1200,
+        metavar="S",
+        help="cells starting later than this are skipped (default 1200)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per cell")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 even when a claimed cell is over budget + 1 s",
+    )
+    parser.add_argument(
+        "--rst", metavar="FILE", help="print the reStructuredText table of a --json output and exit"
+    )
+    args = parser.parse_args(argv)
+    from netkeepalive import detect_within
+
+    try:  # the policy every method is given; the error names the minimum
+        detect_within(args.budget)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--budget: {exc}")
+    if args.limit is None:
+        args.limit = args.budget + 1000
+    if args.limit <= 0 or args.time_limit <= 0:
+        parser.error("--limit and --time-limit must be positive")
+    return args
+
+
+def verdict(result: Dict[str, Any], budget: int) -> str:
+    """``ok``, ``explained``, ``skipped``, or ``OVER`` (a claim the run broke)."""
+    if result["status"] == "skipped":
+        return "skipped"
+    if result["status"] == "error":
+        return "ERROR"
+    detected = result["detected_ms"]
+    if detected is not None and detected <= budget + 1000:
+        return "ok"
+    if explanation(result["client"], result["method"], result["scenario"], result["options"]):
+        return "explained"
+    return "OVER"
+
+
+def _cells(args: argparse.Namespace) -> Iterator[tuple]:
+    for method in args.methods:  # one cgroup attach per method
+        for client in args.clients:
+            for scenario in args.scenarios:
+                yield method, client, scenario
+
+
+def run_matrix(args: argparse.Namespace, emit: Any) -> List[Dict[str, Any]]:
+    from _matrix_net import Lab
+
+    results: List[Dict[str, Any]] = []
+    lab = Lab()
+    started = time.monotonic()
+    try:
+        lab.up()
+        attached: Optional[str] = None
+        for method, client, scenario in _cells(args):
+            base = {
+                "client": client,
+                "method": method,
+                "scenario": scenario,
+                "budget_ms": args.budget,
+            }
+            if time.monotonic() - started > args.time_limit:
+                result = {**base, **cell.skipped("the run's --time-limit was reached")}
+            else:
+                if method.startswith("cgroup") and attached != method:
+                    attached = method
+                    lab.attach_error = cell.attach(lab, method, args.budget)
+                result = {**base, **cell.run_cell(lab, client, method, scenario, args)}
+            result["verdict"] = verdict(result, args.budget)
+            result["explanation"] = explanation(client, method, scenario, result["options"])
+            results.append(result)
+            emit(result)
+    finally:
+        lab.close()
+    return results
+
+
+def _text(result: Dict[str, Any]) -> str:
+    detected = result.get("detected_ms")
+    shown = (
+        "skipped"
+        if result["status"] == "skipped"
+        else ("hung" if detected is None else f"{detected} ms")
+    )
+    note = result.get("reason") or result.get("error") or ""
+    return (
+        f"{result['client']:9} {result['method']:15} {result['scenario']:9} "
+        f"{shown:>9}  {result['verdict']:9} {note}"
+    )
+
+
+def rst_table(results: List[Dict[str, Any]]) -> str:
+    """The docs' table: one row per client and scenario, one column per method."""
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    rows: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    for r in results:
+        rows.setdefault((r["client"], r["scenario"]), {})[r["method"]] = r
+    notes: List[str] = []
+    body = []
+    for (client, scenario), by_method in rows.items():
+        line = [
+            client + (" (stub)" if any(r.get("stub") for r in by_method.values()) else ""),
+            scenario,
+        ]
+        for method in methods:
+            r = by_method.get(method)
+            if r is None:
+                line.append("")
+                continue
+            if r["status"] == "skipped":
+                text = "n/a"
+            elif r["status"] == "error":
+                text = "error"
+            else:
+                text = "hung" if r["detected_ms"] is None else f"{r['detected_ms'] / 1000:.1f} s"
+            why = r.get("reason") or (r.get("explanation") if r["verdict"] != "ok" else None)
+            if r["verdict"] == "OVER":
+                why = "over budget, unexplained"
+            if why:
+                if why not in notes:
+                    notes.append(why)
+                text += f" [{notes.index(why) + 1}]"
+            line.append(text)
+        body.append(line)
+    header = ["client", "scenario", *methods]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    rule = " ".join("=" * w for w in widths)
+    fmt = lambda cols: " ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
+    out = [rule, fmt(header), rule, *(fmt(line) for line in body), rule, ""]
+    out += [f"[{i}] {note}" + "\n" for i, note in enumerate(notes, 1)]
+    return "\n".join(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.rst:
+        with open(args.rst) as f:
+            print(rst_table([json.loads(line) for line in f if line.strip()]))
+        return 0
+    if os.geteuid() != 0 or platform.system() != "Linux":
+        print("dead_peer.py: needs root on Linux (network namespaces)", file=sys.stderr)
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if not args.json:
+        print(f"budget {args.budget} ms, wait {args.limit} ms, kernel {platform.release()}")
+
+    def emit(result: Dict[str, Any]) -> None:
+        print(json.dumps(result) if args.json else _text(result), flush=True)
+
+    try:
+        results = run_matrix(args, emit)
+    except KeyboardInterrupt:
+        print("dead_peer.py: interrupted; everything removed", file=sys.stderr)
+        return 130
+    broken = [r for r in results if r["verdict"] in ("OVER", "ERROR")]
+    for r in broken:
+        print(
+            f"dead_peer.py: {r['verdict']}: {r['client']} x {r['method']} x {r['scenario']}",
+            file=sys.stderr,
+        )
+    if any(r["verdict"] == "ERROR" for r in results):
+        return 1
+    return 1 if broken and not args.report_only else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
