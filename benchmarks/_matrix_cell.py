@@ -66,7 +66,7 @@ def attach(lab: Any, method: str, budget: int) -> Optional[str]:
 def _unreachable(client: str, method: str) -> Optional[str]:
     python = CLIENTS[client][1] is not None
     if not python and method in ("api", "run", "run-enforce"):
-        return f"{client} is not a Python program: netkeepalive's {method} cannot reach it"
+        return "not a Python program: the library API and run cannot reach it"
     return None
 
 
