@@ -119,7 +119,7 @@ def _socket_options(pid: int, port: int) -> Optional[Dict[str, Any]]:
 class _Lines:
     """Lines of a child's stdout, with a deadline."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.buffer = b""
         self.selector = selectors.DefaultSelector()
@@ -141,7 +141,7 @@ class _Lines:
         return line.decode(errors="replace")
 
 
-def _stop(proc: subprocess.Popen) -> str:
+def _stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
@@ -159,7 +159,7 @@ def _stop(proc: subprocess.Popen) -> str:
 def run_cell(lab: Any, client: str, method: str, scenario: str, args: Any) -> Dict[str, Any]:
     reason = _missing(client) or _unreachable(client, method)
     if reason is None and method.startswith("cgroup"):
-        reason = getattr(lab, "attach_error", None)
+        reason = lab.attach_error
     if reason is not None:
         return skipped(reason)
     kind = CLIENTS[client][0]
@@ -193,7 +193,7 @@ def run_cell(lab: Any, client: str, method: str, scenario: str, args: Any) -> Di
             print(stderr, file=sys.stderr)
 
 
-def _ready(proc: subprocess.Popen, lines: _Lines, client: str, port: int) -> Optional[str]:
+def _ready(proc: subprocess.Popen[bytes], lines: _Lines, client: str, port: int) -> Optional[str]:
     """Wait until the client is connected; the output it gave instead, or None."""
     deadline = time.monotonic() + 30
     if client == "curl":  # no output: wait for its connection
@@ -208,7 +208,7 @@ def _ready(proc: subprocess.Popen, lines: _Lines, client: str, port: int) -> Opt
 
 def _observe(
     lab: Any,
-    proc: subprocess.Popen,
+    proc: subprocess.Popen[bytes],
     client: str,
     method: str,
     scenario: str,

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_ADDR = "192.0.2.1"
@@ -26,7 +26,7 @@ SERVER_ADDR = "192.0.2.2"
 PORTS = {"hold": 7001, "http": 7002, "amqp": 7003, "redis": 7004, "postgres": 7005}
 
 
-def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
 
 
@@ -38,11 +38,12 @@ class Lab:
         self.client_ns = f"nkm-c-{tag}"
         self.server_ns = f"nkm-s-{tag}"
         self._veth = (f"nkmc{tag}", f"nkms{tag}")
-        self._servers: Dict[str, subprocess.Popen] = {}
+        self._servers: Dict[str, subprocess.Popen[bytes]] = {}
         self._tmp = tempfile.mkdtemp(prefix="nkm-")
         self.cgroup: Optional[str] = None
+        self.attach_error: Optional[str] = None  # why the cgroup policy is missing
         self.notes: Dict[str, str] = {}  # server kind -> why it is missing
-        self.stubs: set = set()
+        self.stubs: Set[str] = set()
         self._firewall = "nft" if shutil.which("nft") else "iptables"
 
     def up(self) -> None:
@@ -126,16 +127,15 @@ class Lab:
             return None
         return port
 
-    def _start(self, cmd: List[str], **kwargs: object) -> subprocess.Popen:
+    def _start(self, cmd: List[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self.exec_prefix(self.server_ns) + cmd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
         )
 
-    def _redis(self, port: int) -> subprocess.Popen:
+    def _redis(self, port: int) -> subprocess.Popen[bytes]:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -157,7 +157,7 @@ class Lab:
             ]
         )
 
-    def _postgres(self, port: int) -> subprocess.Popen:
+    def _postgres(self, port: int) -> subprocess.Popen[bytes]:
         bindir = _postgres_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL's server is not installed (apt-get install postgresql)")
@@ -197,7 +197,7 @@ class Lab:
             ]
         )
 
-    def _wait_port(self, port: int, proc: subprocess.Popen) -> bool:
+    def _wait_port(self, port: int, proc: subprocess.Popen[bytes]) -> bool:
         probe = (
             "import socket,sys\n"
             f"socket.create_connection(({SERVER_ADDR!r},{port}),timeout=1).close()"

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, List
 
 
 def _discard(conn: socket.socket) -> None:
@@ -35,7 +36,7 @@ def _discard(conn: socket.socket) -> None:
             pass
 
 
-def _accept_forever(listener: socket.socket, handle: object) -> None:
+def _accept_forever(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
@@ -108,7 +109,7 @@ def _amqp(conn: socket.socket) -> None:
     _discard(conn)
 
 
-def main(argv: list) -> int:
+def main(argv: List[str]) -> int:
     kind, address, port = argv[0], argv[1], int(argv[2])
     if kind == "http":
         server = ThreadingHTTPServer((address, port), _Http)

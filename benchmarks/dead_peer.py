@@ -52,13 +52,14 @@ import platform
 import signal
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]
 
 import _matrix_cell as cell  # noqa: E402
+import _matrix_report  # noqa: E402
 
 CLIENTS = cell.CLIENTS
 METHODS = ["none", "api", "run", "run-enforce", "cgroup", "cgroup-enforce", "set"]
@@ -76,7 +77,7 @@ AIOHTTP_TWICE = (
 #: Cells the docs do not claim within budget + 1 s, and why.  Keys are
 #: ``(client, method, scenario)``, ``"*"`` matching any.  Every other cell
 #: of a method other than ``none`` must be within budget + 1 s.
-EXPLAINED: Dict[tuple, str] = {
+EXPLAINED: Dict[Tuple[str, str, str], str] = {
     ("*", "none", "idle"): "no policy: keepalive off, or on with the kernel's 2 h idle time",
     ("*", "none", "inflight"): "no policy: the kernel retransmits for ~15 min (tcp_retries2)",
     ("psycopg", "run", "*"): "libpq opens its socket in C: the socket module never sees it",
@@ -120,7 +121,7 @@ def _csv(choices: Sequence[str]) -> Any:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The dead-peer outcome matrix.")
-    parser.add_argument("--clients", type=_csv(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--clients", type=_csv(list(CLIENTS)), default=list(CLIENTS))
     parser.add_argument("--methods", type=_csv(METHODS), default=list(METHODS))
     parser.add_argument("--scenarios", type=_csv(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument(
@@ -152,6 +153,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--rst", metavar="FILE", help="print the reStructuredText table of a --json output and exit"
     )
+    parser.add_argument(
+        "--svg", metavar="FILE", help="print an SVG figure of a --json output and exit"
+    )
     args = parser.parse_args(argv)
     from netkeepalive import detect_within
 
@@ -180,7 +184,7 @@ def verdict(result: Dict[str, Any], budget: int) -> str:
     return "OVER"
 
 
-def _cells(args: argparse.Namespace) -> Iterator[tuple]:
+def _cells(args: argparse.Namespace) -> Iterator[Tuple[str, str, str]]:
     for method in args.methods:  # one cgroup attach per method
         for client in args.clients:
             for scenario in args.scenarios:
@@ -235,56 +239,29 @@ def _text(result: Dict[str, Any]) -> str:
 
 def rst_table(results: List[Dict[str, Any]]) -> str:
     """The docs' table: one row per client and scenario, one column per method."""
-    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
-    rows: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    return _matrix_report.rst_table(results, METHODS)
+
+
+def _judged(path: str) -> List[Dict[str, Any]]:
+    """The cells of a ``--json`` output, judged by this script's claims."""
+    with open(path) as f:
+        results = [json.loads(line) for line in f if line.strip()]
     for r in results:
-        rows.setdefault((r["client"], r["scenario"]), {})[r["method"]] = r
-    notes: List[str] = []
-    body = []
-    for (client, scenario), by_method in rows.items():
-        line = [
-            client + (" (stub)" if any(r.get("stub") for r in by_method.values()) else ""),
-            scenario,
-        ]
-        for method in methods:
-            r = by_method.get(method)
-            if r is None:
-                line.append("")
-                continue
-            if r["status"] == "skipped":
-                text = "n/a"
-            elif r["status"] == "error":
-                text = "error"
-            else:
-                text = "hung" if r["detected_ms"] is None else f"{r['detected_ms'] / 1000:.1f} s"
-            why = r.get("reason") or (r.get("explanation") if r["verdict"] != "ok" else None)
-            if r["verdict"] == "OVER":
-                why = "over budget, unexplained"
-            if why:
-                why = " ".join(why.split())
-                if why not in notes:
-                    notes.append(why)
-                text += f" [{notes.index(why) + 1}]"
-            line.append(text)
-        body.append(line)
-    header = ["client", "scenario", *methods]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    rule = " ".join("=" * w for w in widths)
-    fmt = lambda cols: " ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
-    out = [rule, fmt(header), rule, *(fmt(line) for line in body), rule, ""]
-    out += [f"[{i}] {note}" + "\n" for i, note in enumerate(notes, 1)]
-    return "\n".join(out)
+        r["verdict"] = verdict(r, r["budget_ms"])
+        r["explanation"] = explanation(r["client"], r["method"], r["scenario"], r["options"])
+    return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.rst:
-        with open(args.rst) as f:
-            results = [json.loads(line) for line in f if line.strip()]
-        for r in results:  # judged by this script's claims
-            r["verdict"] = verdict(r, r["budget_ms"])
-            r["explanation"] = explanation(r["client"], r["method"], r["scenario"], r["options"])
-        print(rst_table(results))
+        print(rst_table(_judged(args.rst)))
+        return 0
+    if args.svg:
+        results = _judged(args.svg)
+        budget = results[0]["budget_ms"] if results else args.budget
+        title = f"Time from a silenced peer to the client's error, budget {budget} ms"
+        print(_matrix_report.svg(results, METHODS, title), end="")
         return 0
     if os.geteuid() != 0 or platform.system() != "Linux":
         print("dead_peer.py: needs root on Linux (network namespaces)", file=sys.stderr)

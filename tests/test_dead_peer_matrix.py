@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "dead_peer.py")
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
+import _matrix_report  # noqa: E402
 import dead_peer  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the matrix is Linux only")
@@ -114,7 +115,7 @@ def test_rst_table_marks_reasons_and_breaks() -> None:
     assert "n/a [2]" in lines[3]
     assert "9.0 s [3]" in lines[3]
     assert "[2] this netkeepalive has no --enforce" in table
-    assert "[3] over budget, unexplained" in table
+    assert "[3] over budget + 1 s, unexplained" in table
 
 
 def _can_make_namespaces() -> str:
@@ -175,3 +176,21 @@ def test_tiny_matrix_in_namespaces() -> None:
     # Both namespaces (named with the script's process id) are gone.
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"-{proc.pid}" not in namespaces
+
+
+def test_svg_figure_has_a_coloured_cell_per_result() -> None:
+    import xml.etree.ElementTree as ET
+
+    cells = [_cell("none", None), _cell("api", 1300), _cell("set", 9000)]
+    figure = _matrix_report.svg(cells, dead_peer.METHODS, "a <title> & more")
+    root = ET.fromstring(figure)  # well-formed, the title escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    fills = [rect.get("fill") for rect in root.iter(ns + "rect")]
+    assert fills == [
+        _matrix_report._COLOURS["explained"],
+        _matrix_report._COLOURS["ok"],
+        _matrix_report._COLOURS["OVER"],
+    ]
+    texts = [t.text for t in root.iter(ns + "text")]
+    assert "a <title> & more" in texts
+    assert "1.3 s" in texts
