@@ -71,14 +71,15 @@ AIOHTTP_RETRY = (
     "(issue 22, item 1)"
 )
 AIOHTTP_TWICE = (
-    "aiohttp retries on a new connection, whose connect the user timeout bounds too: "
-    "up to one user timeout after the first connection failed"
+    "aiohttp retries on a new connection; the user timeout bounds its connect too, "
+    "so the error comes up to one user timeout later"
 )
 #: Cells the docs do not claim within budget + 1 s, and why.  Keys are
 #: ``(client, method, scenario)``, ``"*"`` matching any.  Every other cell
 #: of a method other than ``none`` must be within budget + 1 s.
 EXPLAINED: Dict[Tuple[str, str, str], str] = {
-    ("*", "none", "idle"): "no policy: keepalive off, or on with the kernel's 2 h idle time",
+    ("*", "none", "idle"): "no policy: keepalive off, or on with a long idle time "
+    "(the kernel's 2 h, curl's and py-amqp's 60 s)",
     ("*", "none", "inflight"): "no policy: the kernel retransmits for ~15 min (tcp_retries2)",
     ("psycopg", "run", "*"): "libpq opens its socket in C: the socket module never sees it",
     ("psycopg", "run-enforce", "*"): "libpq opens its socket in C: the socket module never sees it",
