@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -271,7 +272,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     if not args.json:
         print(f"budget {args.budget} ms, wait {args.limit} ms, kernel {platform.release()}")
 
@@ -283,6 +285,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("dead_peer.py: interrupted; everything removed", file=sys.stderr)
         return 130
+    except (OSError, subprocess.SubprocessError) as exc:  # the harness itself
+        print(f"dead_peer.py: {exc}", file=sys.stderr)
+        return 1
     broken = [r for r in results if r["verdict"] in ("OVER", "ERROR")]
     for r in broken:
         print(
