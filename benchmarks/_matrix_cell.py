@@ -262,9 +262,17 @@ def _observe(
         line = lines.next(deadline)
         if line is None:
             break
-        if line == "" or line.startswith(("error", "returned")):
-            if line == "":
-                proc.wait(max(0.1, deadline - time.monotonic()))
+        if line.startswith("returned"):  # the server answered: the silence failed
+            return {
+                "status": "error",
+                "reason": "the client's call returned although its peer was silenced",
+                "detected_ms": None,
+                "options": options,
+            }
+        if line == "" or line.startswith("error"):
+            if line == "":  # it exited (curl's way of failing)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(max(0.1, deadline - time.monotonic()))
             detected = round((time.monotonic() - start) * 1000)
             error = line or f"exit status {proc.returncode}"
             break
