@@ -194,3 +194,16 @@ def test_svg_figure_has_a_coloured_cell_per_result() -> None:
     texts = [t.text for t in root.iter(ns + "text")]
     assert "a <title> & more" in texts
     assert "1.3 s" in texts
+
+
+def test_docs_table_is_the_kept_run_and_every_cell_is_within_budget_or_explained() -> None:
+    kept = os.path.join(ROOT, "docs", "outcomes.jsonl")
+    cells = dead_peer._judged(kept)
+    with open(os.path.join(ROOT, "docs", "outcomes_table.inc")) as f:
+        assert f.read() == dead_peer.rst_table(cells) + "\n"
+    assert {c["client"] for c in cells} == set(dead_peer.CLIENTS)
+    assert {c["method"] for c in cells} == set(dead_peer.METHODS)
+    assert [c for c in cells if c["verdict"] in ("OVER", "ERROR")] == []
+    for c in cells:
+        if c["status"] == "run":
+            assert c["options"] is not None  # read back from the client's socket
