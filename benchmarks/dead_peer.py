@@ -87,6 +87,8 @@ EXPLAINED: Dict[Tuple[str, str, str], str] = {
     ("amqp", "run", "idle"): AMQP_OWN,
     ("amqp", "cgroup", "idle"): AMQP_OWN,
     ("aiohttp", "cgroup", "*"): AIOHTTP_RETRY,
+    ("aiohttp", "cgroup-enforce", "*"): AIOHTTP_RETRY,
+    ("aiohttp", "run-enforce", "*"): AIOHTTP_TWICE,
     ("aiohttp", "api", "*"): AIOHTTP_TWICE,
     ("aiohttp", "run", "*"): AIOHTTP_TWICE,
     ("aiohttp", "set", "inflight"): "aiohttp retries on a new connection, which set "
