@@ -201,6 +201,11 @@ def test_docs_table_is_the_kept_run_and_every_cell_is_within_budget_or_explained
     cells = dead_peer._judged(kept)
     with open(os.path.join(ROOT, "docs", "outcomes_table.inc")) as f:
         assert f.read() == dead_peer.rst_table(cells) + "\n"
+    made = subprocess.run(
+        [sys.executable, SCRIPT, "--svg", kept], capture_output=True, text=True, check=True
+    )
+    with open(os.path.join(ROOT, "docs", "outcomes.svg")) as f:
+        assert f.read() == made.stdout
     assert {c["client"] for c in cells} == set(dead_peer.CLIENTS)
     assert {c["method"] for c in cells} == set(dead_peer.METHODS)
     assert [c for c in cells if c["verdict"] in ("OVER", "ERROR")] == []
