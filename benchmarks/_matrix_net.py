@@ -251,6 +251,9 @@ class Lab:
             self.cgroup = None
         for ns in (self.client_ns, self.server_ns):
             _run("ip", "netns", "del", ns, check=False)
+        # A pair left behind by a setup that failed before moving it.
+        if os.path.exists(f"/sys/class/net/{self._veth[0]}"):
+            _run("ip", "link", "del", self._veth[0], check=False)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
