@@ -13,7 +13,7 @@ import struct
 import sys
 from collections import namedtuple
 
-from . import _sys
+from . import _atomic, _sys
 from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError, UnsupportedOptionError
@@ -362,9 +362,9 @@ def _set_keepalive(sock: Any, enable: object, initial_delay: object) -> bool:
         idle = backend.option("idle")
         delay = (idle, to_native(idle, initial_delay, "initial_delay"))
     if enable and delay is not None:
-        backend.set(fd, *delay)  # a refusal comes before SO_KEEPALIVE changes
-        backend.set(fd, enable_opt, 1)
-        backend.set(fd, *delay)  # after SO_KEEPALIVE=1: see _APPLY_ORDER
+        # Idle first, so a refusal tends to come before SO_KEEPALIVE changes;
+        # again after SO_KEEPALIVE=1: see _APPLY_ORDER.  All or nothing.
+        _atomic.apply(backend, fd, (delay, (enable_opt, 1), delay), "set_keepalive")
         return True
     backend.set(fd, enable_opt, 1 if enable else 0)
     return True
@@ -430,13 +430,14 @@ def _configure_lower(
         from ._defaults import default_data_timeout
 
         system = default_data_timeout()
-    if enable:
-        # Keepalive on first: the values written next take effect on every
-        # platform (xnu re-arms its timer with the idle time only then).
-        backend.set(fd, backend.option("enable"), 1)
+    # Keepalive on first: the values written next take effect on every
+    # platform (xnu re-arms its timer with the idle time only then).
+    writes = [(backend.option("enable"), 1)] if enable else []
     for (_knob, opt, _value, native), now in zip(planned, current):
         if _lower_bound(opt, now, system) > _lower_bound(opt, native, system):
-            backend.set(fd, opt, native)
+            writes.append((opt, native))
+    if writes:
+        _atomic.apply(backend, fd, writes, "configure")
     return _get_settings(fd)
 
 
@@ -452,12 +453,11 @@ def _configure(
     _check_enable(enable)
     fd = fileno(sock)
     planned = plan(backend.option, zip(_APPLY_ORDER, (user_timeout, probes, interval, idle)))
-    enable_opt = backend.option("enable")
-    for _knob, opt, _value, native in planned:
-        backend.set(fd, opt, native)
-    backend.set(fd, enable_opt, 1 if enable else 0)
+    writes = [(opt, native) for _knob, opt, _value, native in planned]
+    writes.append((backend.option("enable"), 1 if enable else 0))
     if enable and planned and planned[-1][0] == "idle":
-        backend.set(fd, planned[-1][1], planned[-1][3])  # see _APPLY_ORDER
+        writes.append(writes[-2])  # see _APPLY_ORDER
+    _atomic.apply(backend, fd, writes, "configure")
     return _get_settings(fd)
 
 
@@ -650,21 +650,73 @@ def configure(
         and _in_span(interval, _interval)
         and _in_span(idle, _idle)
     ):
-        # Everything is valid: apply in _APPLY_ORDER, then SO_KEEPALIVE, then
-        # the idle time once more when enabling.
+        # Everything is valid: read what is about to change, then apply in
+        # _APPLY_ORDER, SO_KEEPALIVE, and the idle time once more when
+        # enabling.  A refusal writes back what was written (_undo).
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        if user_timeout is not None:
-            _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
-        if probes is not None:
-            _put(_probes, fd, probes // _probes.scale)
-        if interval is not None:
-            _put(_interval, fd, interval // _interval.scale)
-        if idle is not None:
-            _put(_idle, fd, idle // _idle.scale)
-            if enable:
-                _put(_enable, fd, 1)
+        was = (
+            None if user_timeout is None else _native(_user_timeout, fd),
+            None if probes is None else _native(_probes, fd),
+            None if interval is None else _native(_interval, fd),
+            None if idle is None else _native(_idle, fd),
+            _native(_enable, fd),
+        )
+        step = 0  # the writes done, counted as in _undo
+        try:
+            if user_timeout is not None:
+                _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
+            step = 1
+            if probes is not None:
+                _put(_probes, fd, probes // _probes.scale)
+            step = 2
+            if interval is not None:
+                _put(_interval, fd, interval // _interval.scale)
+            step = 3
+            if idle is not None:
                 _put(_idle, fd, idle // _idle.scale)
-                return _read_all(fd)
-        _put(_enable, fd, 1 if enable else 0)
+                step = 4
+                if enable:
+                    _put(_enable, fd, 1)
+                    step = 5
+                    _put(_idle, fd, idle // _idle.scale)
+                    return _read_all(fd)
+            step = 4
+            _put(_enable, fd, 1 if enable else 0)
+        except OSError as exc:
+            raise _undo(fd, step, was, (user_timeout, probes, interval, idle), enable, exc) from None
         return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)
+
+
+def _native(f: _Fast, fd: int) -> int:
+    """``getsockopt`` of *f*'s option, in the kernel's unit (see :func:`_read`)."""
+    view, value_ref, length_ref = f.buffers.fast
+    if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+        view[1] = _INT_SIZE
+        return f.retry_get(fd, f.opt)
+    value: int = view[0]
+    return value
+
+
+def _undo(
+    fd: int,
+    step: int,
+    was: Tuple[Optional[int], ...],
+    values: Tuple[Optional[int], ...],
+    enable: bool,
+    exc: OSError,
+) -> BaseException:
+    """The fast path of :func:`configure` was refused after *step* writes: write them back.
+
+    Steps 0-3 are user_timeout, probes, interval, idle (each when given),
+    4 is ``SO_KEEPALIVE``; *was* holds the values read before, *values*
+    the ones given (public units).
+    """
+    touched: List[Tuple[Option, int, _atomic.Original]] = []
+    for i, f in enumerate((_user_timeout, _probes, _interval, _idle, _enable)):
+        if i >= step:
+            break
+        original, value = was[i], values[i] if i < 4 else int(enable)
+        if original is not None and value is not None:
+            touched.append((f.opt, value // f.scale, original))
+    return _atomic.restore(_sys._current, fd, touched, exc, "configure")
