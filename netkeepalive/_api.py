@@ -683,7 +683,9 @@ def configure(
             step = 4
             _put(_enable, fd, 1 if enable else 0)
         except OSError as exc:
-            raise _undo(fd, step, was, (user_timeout, probes, interval, idle), enable, exc) from None
+            raise _undo(
+                fd, step, was, (user_timeout, probes, interval, idle), enable, exc
+            ) from None
         return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)
 

@@ -47,7 +47,9 @@ def _original(backend: Backend, fd: int, opt: Option) -> Original:
     except SocketOptionError as exc:
         if exc.errno not in _CANNOT_READ:
             raise  # the socket itself is unusable: raised before any write
-        return f"getsockopt({opt.name}) was refused ({exc.strerror}), so its previous value is unknown"
+        return (
+            f"getsockopt({opt.name}) was refused ({exc.strerror}), so its previous value is unknown"
+        )
     if native == 0 and opt.zero_is_unset:
         return f"it was never set on this socket, and an unset {opt.name} cannot be written back"
     return native
@@ -131,4 +133,3 @@ def apply(backend: Backend, fd: int, writes: Sequence[Tuple[Option, int]], call:
             for seen, value in originals:
                 if seen is enable:
                     touched.append((seen, 1, value))
-

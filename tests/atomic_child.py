@@ -9,6 +9,7 @@ standard library before and after, and the error raised, if any.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -67,15 +68,11 @@ def main() -> int:
         sock = socket.create_connection(listener.getsockname())
         keep += [sock, listener.accept()[0]]
         for level, option, value in START:
-            try:
+            with contextlib.suppress(OSError):  # the refused one keeps the default
                 sock.setsockopt(level, option, value)
-            except OSError:
-                pass  # the refused option keeps the kernel's default
         if name == "configure-disable":
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            except OSError:
-                pass
         before = read(sock)
         report: Dict[str, Any] = {"case": name, "before": before, "error": None}
         try:

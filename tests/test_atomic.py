@@ -26,7 +26,6 @@ from typing import Any, Callable, Dict, List
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from test_retrofit import needs_pidfd
 
 import netkeepalive
@@ -64,7 +63,7 @@ def _filter_prefix(refused: str, err: str = "EPERM") -> List[str]:
     return [sys.executable, str(SECCOMP), f"setsockopt:{level}:{option}={err}", "--"]
 
 
-def _run(prefix: List[str], *args: str) -> "subprocess.CompletedProcess[str]":
+def _run(prefix: List[str], *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*prefix, *args],
         capture_output=True,
@@ -252,9 +251,13 @@ def test_any_refusal_leaves_the_simulated_kernel_as_before(
             (FD, TCP, 18): start["user_timeout"],
         }
     )
-    level, option = (socket.SOL_SOCKET, socket.SO_KEEPALIVE) if refused == "enable" else (
-        TCP,
-        KNOBS[refused],
+    level, option = (
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        if refused == "enable"
+        else (
+            TCP,
+            KNOBS[refused],
+        )
     )
     sim.kernel.failures[("setsockopt", level, option)] = errno.EACCES
     values: Dict[str, Any] = {"user_timeout": 9_000, "probes": 4, "interval": 5_000, "idle": 20_000}
