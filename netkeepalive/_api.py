@@ -721,4 +721,4 @@ def _undo(
         original, value = was[i], values[i] if i < 4 else int(enable)
         if original is not None and value is not None:
             touched.append((f.opt, value // f.scale, original))
-    return _atomic.restore(_sys._current, fd, touched, exc, "configure")
+    return _atomic.restore(_backend(), fd, touched, exc, "configure")
