@@ -475,14 +475,34 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
     timer uses it (macOS only re-arms the timer with the socket's idle time
     while keepalive is on).
     """
-    if (
-        type(enable) is bool
-        and type(initial_delay) is int
-        and initial_delay == 0
-        and _fast_set(_enable, sock, 1 if enable else 0)
-    ):
-        return True
+    if type(enable) is bool and type(initial_delay) is int:
+        if initial_delay == 0 and _fast_set(_enable, sock, 1 if enable else 0):
+            return True
+        f = _idle
+        fast = f.backend is _sys._current and _enable.backend is f.backend
+        if enable and fast and f.lo <= initial_delay <= f.hi:
+            return _keepalive_fast(sock, initial_delay)
     return _set_keepalive(sock, enable, initial_delay)
+
+
+def _keepalive_fast(sock: Any, delay: int) -> bool:
+    """``set_keepalive(sock, True, delay)`` on the fast path: as _set_keepalive does."""
+    fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
+    native = delay // _idle.scale
+    was = (_native(_idle, fd), _native(_enable, fd))
+    step = 0
+    try:
+        _put(_idle, fd, native)
+        step = 1
+        _put(_enable, fd, 1)
+        step = 2
+        _put(_idle, fd, native)
+    except OSError as exc:
+        records = (_idle, _enable)[:step]
+        raise _atomic.undo_fast(
+            _backend(), fd, records, was, (delay, 1), exc, "set_keepalive"
+        ) from None
+    return True
 
 
 def get_keepalive(sock: Any) -> bool:
@@ -652,7 +672,7 @@ def configure(
     ):
         # Everything is valid: read what is about to change, then apply in
         # _APPLY_ORDER, SO_KEEPALIVE, and the idle time once more when
-        # enabling.  A refusal writes back what was written (_undo).
+        # enabling.  A refusal writes back what was written.
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
         was = (
             None if user_timeout is None else _native(_user_timeout, fd),
@@ -661,7 +681,7 @@ def configure(
             None if idle is None else _native(_idle, fd),
             _native(_enable, fd),
         )
-        step = 0  # the writes done, counted as in _undo
+        step = 0  # how many of the five options (was) may have been written
         try:
             if user_timeout is not None:
                 _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
@@ -683,9 +703,9 @@ def configure(
             step = 4
             _put(_enable, fd, 1 if enable else 0)
         except OSError as exc:
-            raise _undo(
-                fd, step, was, (user_timeout, probes, interval, idle), enable, exc
-            ) from None
+            records = (_user_timeout, _probes, _interval, _idle, _enable)[:step]
+            given = (user_timeout, probes, interval, idle, int(enable))
+            raise _atomic.undo_fast(_backend(), fd, records, was, given, exc) from None
         return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)
 
@@ -698,27 +718,3 @@ def _native(f: _Fast, fd: int) -> int:
         return f.retry_get(fd, f.opt)
     value: int = view[0]
     return value
-
-
-def _undo(
-    fd: int,
-    step: int,
-    was: Tuple[Optional[int], ...],
-    values: Tuple[Optional[int], ...],
-    enable: bool,
-    exc: OSError,
-) -> BaseException:
-    """The fast path of :func:`configure` was refused after *step* writes: write them back.
-
-    Steps 0-3 are user_timeout, probes, interval, idle (each when given),
-    4 is ``SO_KEEPALIVE``; *was* holds the values read before, *values*
-    the ones given (public units).
-    """
-    touched: List[Tuple[Option, int, _atomic.Original]] = []
-    for i, f in enumerate((_user_timeout, _probes, _interval, _idle, _enable)):
-        if i >= step:
-            break
-        original, value = was[i], values[i] if i < 4 else int(enable)
-        if original is not None and value is not None:
-            touched.append((f.opt, value // f.scale, original))
-    return _atomic.restore(_backend(), fd, touched, exc, "configure")

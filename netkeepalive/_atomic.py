@@ -20,7 +20,7 @@ from .errors import SocketOptionError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Sequence, Tuple, Union
+    from typing import Any, List, Optional, Sequence, Tuple, Union
 
     from ._sys.base import Backend
     from .constants import Option
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     #: An option's value before the call: the native int, or why it is unknown.
     Original = Union[int, str]
 
-__all__ = ["apply", "restore", "unreadable_reason"]
+__all__ = ["apply", "restore", "undo_fast", "unreadable_reason"]
 
 #: Refusals that mean "this option cannot be read here", not a broken socket.
 _CANNOT_READ = (errno.ENOPROTOOPT, errno.EOPNOTSUPP)
@@ -112,24 +112,58 @@ def apply(backend: Backend, fd: int, writes: Sequence[Tuple[Option, int]], call:
     if len(writes) == 1:
         backend.set(fd, *writes[0])
         return
-    originals: List[Tuple[Option, Original]] = []
-    for opt, _native in writes:
-        if not any(opt is seen for seen, _ in originals):
-            originals.append((opt, _original(backend, fd, opt)))
-    touched: List[Tuple[Option, int, Original]] = []
-    for opt, native in writes:
-        original = next(value for seen, value in originals if seen is opt)
+    # One original per write (an option written twice is read once).
+    originals: List[Original] = []
+    for i, (opt, _native) in enumerate(writes):
+        for j in range(i):
+            if writes[j][0] is opt:
+                originals.append(originals[j])
+                break
+        else:
+            originals.append(_original(backend, fd, opt))
+    for i, (opt, native) in enumerate(writes):
         try:
             backend.set(fd, opt, native)
         except (OSError, ValueError) as exc:
-            raised = restore(backend, fd, touched, exc, call)
+            raised = restore(backend, fd, _touched(backend, writes, originals, i), exc, call)
             if raised is exc:
                 raise
             raise raised from exc
-        touched.append((opt, native, original))
-        if opt.level == 0 and opt.knob != "enable":
-            # Windows' SIO_KEEPALIVE_VALS turns keepalive on as well.
-            enable = backend.table.enable
-            for seen, value in originals:
-                if seen is enable:
-                    touched.append((seen, 1, value))
+
+
+def _touched(
+    backend: Backend, writes: Sequence[Tuple[Option, int]], originals: List[Original], done: int
+) -> List[Tuple[Option, int, Original]]:
+    """``(option, value written, original)`` of the first *done* writes."""
+    touched = [(opt, native, originals[i]) for i, (opt, native) in enumerate(writes[:done])]
+    enable = backend.table.enable
+    if any(opt.level == 0 and opt.knob != "enable" for opt, _native in writes[:done]):
+        # Windows' SIO_KEEPALIVE_VALS turned keepalive on as well.
+        for i, (opt, _native) in enumerate(writes):
+            if opt is enable:
+                touched.append((opt, 1, originals[i]))
+                break
+    return touched
+
+
+def undo_fast(
+    backend: Backend,
+    fd: int,
+    records: Sequence[Any],
+    was: Sequence[Optional[int]],
+    given: Sequence[Optional[int]],
+    exc: OSError,
+    call: str = "configure",
+) -> BaseException:
+    """:func:`restore` for a fast path (:func:`~netkeepalive.configure`'s, *call*).
+
+    *records* are the fast-path records of the options that may have been
+    written, in the order written; *was* the native values read before
+    and *given* the public values asked for (``None``: not given).
+    """
+    touched = [
+        (f.opt, value // f.scale, original)
+        for f, original, value in zip(records, was, given)
+        if original is not None and value is not None
+    ]
+    return restore(backend, fd, touched, exc, call)

@@ -58,6 +58,7 @@ CASES: Dict[str, Callable[[socket.socket], Any]] = {
     ),
     "configure-disable": lambda s: netkeepalive.configure(s, enable=False, idle=20_000),
     "set_keepalive": lambda s: netkeepalive.set_keepalive(s, True, 20_000),
+    "set_keepalive-general": lambda s: netkeepalive.set_keepalive(s, True, timedelta(seconds=20)),
 }
 
 
