@@ -55,6 +55,11 @@ def _original(backend: Backend, fd: int, opt: Option) -> Original:
     return native
 
 
+def _name(opt: Option) -> str:
+    """*opt*'s C name; Windows' ``SIO_KEEPALIVE_VALS`` carries two knobs."""
+    return f"{opt.name} ({opt.knob})" if opt.level == 0 else opt.name
+
+
 def _units(opt: Option, native: int) -> str:
     unit = opt.unit.value
     if unit in ("count", "flag"):
@@ -82,7 +87,7 @@ def restore(
             continue
         done.append(opt)
         if isinstance(original, str):
-            left.append(f"{opt.name} is left at {_units(opt, written)} ({original})")
+            left.append(f"{_name(opt)} is left at {_units(opt, written)} ({original})")
             continue
         if opt.unit.value == "flag":
             original = 1 if original else 0
@@ -91,10 +96,12 @@ def restore(
         except (OSError, ValueError) as undo:
             why = getattr(undo, "strerror", None) or str(undo)
             left.append(
-                f"{opt.name} is left at {_units(opt, written)} (writing back "
+                f"{_name(opt)} is left at {_units(opt, written)} (writing back "
                 f"{_units(opt, original)} was refused: {why})"
             )
-    outcome = "nothing was changed" if not left else "; ".join(left) + "; all else was restored"
+    outcome = (
+        "nothing was changed" if not left else "; ".join(left) + "; everything else is as before"
+    )
     if isinstance(exc, SocketOptionError):
         exc.during = call
         exc.outcome = outcome

@@ -179,7 +179,7 @@ def test_illumos_unset_probe_count_is_named_as_left_changed(
     assert message.startswith("configure: setsockopt(TCP_KEEPINTVL): [Errno 22]")
     assert message.endswith(
         "; TCP_KEEPCNT is left at 5 (it was never set on this socket, and an unset "
-        "TCP_KEEPCNT cannot be written back); all else was restored"
+        "TCP_KEEPCNT cannot be written back); everything else is as before"
     )
     assert {k[1:]: v for k, v in sim.kernel.values.items()} == {(TCP, 35): 5}
 
@@ -192,7 +192,7 @@ def test_netbsd_7_names_the_option_it_cannot_read_back(simulate: Callable[..., A
     assert info.value.errno == errno.EPERM
     assert str(info.value).endswith(
         "; TCP_KEEPCNT is left at 5 (this system cannot read TCP_KEEPCNT back, so its "
-        "previous value is unknown); all else was restored"
+        "previous value is unknown); everything else is as before"
     )
     assert netkeepalive.get_keepalive(FD) is False
 
@@ -211,7 +211,7 @@ def test_a_refused_write_back_is_named(simulate: Callable[..., Any], probes: Any
     assert info.value.errno == errno.EPERM
     assert str(info.value).endswith(
         "; TCP_KEEPCNT is left at 5 (writing back 9 was refused: Invalid argument); "
-        "all else was restored"
+        "everything else is as before"
     )
 
 
@@ -275,3 +275,21 @@ def test_any_refusal_leaves_the_simulated_kernel_as_before(
     assert info.value.errno == errno.EACCES
     assert str(info.value).endswith("; nothing was changed")
     assert sim.kernel.values == before
+
+
+def test_windows_before_16299_names_what_it_cannot_put_back(
+    simulate: Callable[..., Any],
+) -> None:
+    """SIO_KEEPALIVE_VALS cannot be read back, and turns keepalive on itself."""
+    sim = simulate("win32", build=15063)
+    sim.kernel.failures[("setsockopt", 0xFFFF, 8)] = errno.EACCES  # SO_KEEPALIVE
+    with pytest.raises(OSError) as info:
+        netkeepalive.configure(FD, idle=10_000, interval=2_000)
+    message = str(info.value)
+    assert message.startswith("configure: setsockopt(SO_KEEPALIVE): ")
+    unknown = "this system cannot read SIO_KEEPALIVE_VALS back, so its previous value is unknown"
+    assert f"SIO_KEEPALIVE_VALS (idle) is left at 10000 ms ({unknown})" in message
+    assert f"SIO_KEEPALIVE_VALS (interval) is left at 2000 ms ({unknown})" in message
+    # The ioctl turned keepalive on; writing back off is refused here too.
+    assert "SO_KEEPALIVE is left at 1 (writing back 0 was refused" in message
+    assert message.endswith("; everything else is as before")
