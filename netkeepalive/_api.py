@@ -489,9 +489,10 @@ def _keepalive_fast(sock: Any, delay: int) -> bool:
     """``set_keepalive(sock, True, delay)`` on the fast path: as _set_keepalive does."""
     fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
     native = delay // _idle.scale
-    was = (_native(_idle, fd), _native(_enable, fd))
     step = 0
-    try:
+    was: Tuple[int, ...] = ()
+    try:  # a refused read, too, is framed as "nothing was changed"
+        was = (_native(_idle, fd), _native(_enable, fd))
         _put(_idle, fd, native)
         step = 1
         _put(_enable, fd, 1)
@@ -674,15 +675,16 @@ def configure(
         # _APPLY_ORDER, SO_KEEPALIVE, and the idle time once more when
         # enabling.  A refusal writes back what was written.
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        was = (
-            None if user_timeout is None else _native(_user_timeout, fd),
-            None if probes is None else _native(_probes, fd),
-            None if interval is None else _native(_interval, fd),
-            None if idle is None else _native(_idle, fd),
-            _native(_enable, fd),
-        )
         step = 0  # how many of the five options (was) may have been written
-        try:
+        was: Tuple[Optional[int], ...] = ()
+        try:  # a refused read, too, is framed as "nothing was changed"
+            was = (
+                None if user_timeout is None else _native(_user_timeout, fd),
+                None if probes is None else _native(_probes, fd),
+                None if interval is None else _native(_interval, fd),
+                None if idle is None else _native(_idle, fd),
+                _native(_enable, fd),
+            )
             if user_timeout is not None:
                 _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
             step = 1

@@ -121,13 +121,16 @@ def apply(backend: Backend, fd: int, writes: Sequence[Tuple[Option, int]], call:
         return
     # One original per write (an option written twice is read once).
     originals: List[Original] = []
-    for i, (opt, _native) in enumerate(writes):
-        for j in range(i):
-            if writes[j][0] is opt:
-                originals.append(originals[j])
-                break
-        else:
-            originals.append(_original(backend, fd, opt))
+    try:
+        for i, (opt, _native) in enumerate(writes):
+            for j in range(i):
+                if writes[j][0] is opt:
+                    originals.append(originals[j])
+                    break
+            else:
+                originals.append(_original(backend, fd, opt))
+    except SocketOptionError as exc:
+        raise restore(backend, fd, (), exc, call) from None
     for i, (opt, native) in enumerate(writes):
         try:
             backend.set(fd, opt, native)
