@@ -13,7 +13,7 @@ import struct
 import sys
 from collections import namedtuple
 
-from . import _sys
+from . import _atomic, _sys
 from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError, UnsupportedOptionError
@@ -363,9 +363,9 @@ def _set_keepalive(sock: Any, enable: object, initial_delay: object) -> bool:
         idle = backend.option("idle")
         delay = (idle, to_native(idle, initial_delay, "initial_delay"))
     if enable and delay is not None:
-        backend.set(fd, *delay)  # a refusal comes before SO_KEEPALIVE changes
-        backend.set(fd, enable_opt, 1)
-        backend.set(fd, *delay)  # after SO_KEEPALIVE=1: see _APPLY_ORDER
+        # Idle first, so a refusal tends to come before SO_KEEPALIVE changes;
+        # again after SO_KEEPALIVE=1: see _APPLY_ORDER.  All or nothing.
+        _atomic.apply(backend, fd, (delay, (enable_opt, 1), delay), "set_keepalive")
         return True
     backend.set(fd, enable_opt, 1 if enable else 0)
     return True
@@ -431,13 +431,14 @@ def _configure_lower(
         from ._defaults import default_data_timeout
 
         system = default_data_timeout()
-    if enable:
-        # Keepalive on first: the values written next take effect on every
-        # platform (xnu re-arms its timer with the idle time only then).
-        backend.set(fd, backend.option("enable"), 1)
+    # Keepalive on first: the values written next take effect on every
+    # platform (xnu re-arms its timer with the idle time only then).
+    writes = [(backend.option("enable"), 1)] if enable else []
     for (_knob, opt, _value, native), now in zip(planned, current):
         if _lower_bound(opt, now, system) > _lower_bound(opt, native, system):
-            backend.set(fd, opt, native)
+            writes.append((opt, native))
+    if writes:
+        _atomic.apply(backend, fd, writes, "configure")
     return _get_settings(fd)
 
 
@@ -453,12 +454,11 @@ def _configure(
     _check_enable(enable)
     fd = fileno(sock)
     planned = plan(backend.option, zip(_APPLY_ORDER, (user_timeout, probes, interval, idle)))
-    enable_opt = backend.option("enable")
-    for _knob, opt, _value, native in planned:
-        backend.set(fd, opt, native)
-    backend.set(fd, enable_opt, 1 if enable else 0)
+    writes = [(opt, native) for _knob, opt, _value, native in planned]
+    writes.append((backend.option("enable"), 1 if enable else 0))
     if enable and planned and planned[-1][0] == "idle":
-        backend.set(fd, planned[-1][1], planned[-1][3])  # see _APPLY_ORDER
+        writes.append(writes[-2])  # see _APPLY_ORDER
+    _atomic.apply(backend, fd, writes, "configure")
     return _get_settings(fd)
 
 
@@ -476,14 +476,35 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
     timer uses it (macOS only re-arms the timer with the socket's idle time
     while keepalive is on).
     """
-    if (
-        type(enable) is bool
-        and type(initial_delay) is int
-        and initial_delay == 0
-        and _fast_set(_enable, sock, 1 if enable else 0)
-    ):
-        return True
+    if type(enable) is bool and type(initial_delay) is int:
+        if initial_delay == 0 and _fast_set(_enable, sock, 1 if enable else 0):
+            return True
+        f = _idle
+        fast = f.backend is _sys._current and _enable.backend is f.backend
+        if enable and fast and f.lo <= initial_delay <= f.hi:
+            return _keepalive_fast(sock, initial_delay)
     return _set_keepalive(sock, enable, initial_delay)
+
+
+def _keepalive_fast(sock: Any, delay: int) -> bool:
+    """``set_keepalive(sock, True, delay)`` on the fast path: as _set_keepalive does."""
+    fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
+    native = delay // _idle.scale
+    step = 0
+    was: Tuple[int, ...] = ()
+    try:  # a refused read, too, is framed as "nothing was changed"
+        was = (_native(_idle, fd), _native(_enable, fd))
+        _put(_idle, fd, native)
+        step = 1
+        _put(_enable, fd, 1)
+        step = 2
+        _put(_idle, fd, native)
+    except OSError as exc:
+        records = (_idle, _enable)[:step]
+        raise _atomic.undo_fast(
+            _backend(), fd, records, was, (delay, 1), exc, "set_keepalive"
+        ) from None
+    return True
 
 
 def get_keepalive(sock: Any) -> bool:
@@ -651,21 +672,52 @@ def configure(
         and _in_span(interval, _interval)
         and _in_span(idle, _idle)
     ):
-        # Everything is valid: apply in _APPLY_ORDER, then SO_KEEPALIVE, then
-        # the idle time once more when enabling.
+        # Everything is valid: read what is about to change, then apply in
+        # _APPLY_ORDER, SO_KEEPALIVE, and the idle time once more when
+        # enabling.  A refusal writes back what was written.
         fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        if user_timeout is not None:
-            _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
-        if probes is not None:
-            _put(_probes, fd, probes // _probes.scale)
-        if interval is not None:
-            _put(_interval, fd, interval // _interval.scale)
-        if idle is not None:
-            _put(_idle, fd, idle // _idle.scale)
-            if enable:
-                _put(_enable, fd, 1)
+        step = 0  # how many of the five options (was) may have been written
+        was: Tuple[Optional[int], ...] = ()
+        try:  # a refused read, too, is framed as "nothing was changed"
+            was = (
+                None if user_timeout is None else _native(_user_timeout, fd),
+                None if probes is None else _native(_probes, fd),
+                None if interval is None else _native(_interval, fd),
+                None if idle is None else _native(_idle, fd),
+                _native(_enable, fd),
+            )
+            if user_timeout is not None:
+                _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
+            step = 1
+            if probes is not None:
+                _put(_probes, fd, probes // _probes.scale)
+            step = 2
+            if interval is not None:
+                _put(_interval, fd, interval // _interval.scale)
+            step = 3
+            if idle is not None:
                 _put(_idle, fd, idle // _idle.scale)
-                return _read_all(fd)
-        _put(_enable, fd, 1 if enable else 0)
+                step = 4
+                if enable:
+                    _put(_enable, fd, 1)
+                    step = 5
+                    _put(_idle, fd, idle // _idle.scale)
+                    return _read_all(fd)
+            step = 4
+            _put(_enable, fd, 1 if enable else 0)
+        except OSError as exc:
+            records = (_user_timeout, _probes, _interval, _idle, _enable)[:step]
+            given = (user_timeout, probes, interval, idle, int(enable))
+            raise _atomic.undo_fast(_backend(), fd, records, was, given, exc) from None
         return _read_all(fd)
     return _configure(sock, enable, idle, interval, probes, user_timeout)
+
+
+def _native(f: _Fast, fd: int) -> int:
+    """``getsockopt`` of *f*'s option, in the kernel's unit (see :func:`_read`)."""
+    view, value_ref, length_ref = f.buffers.fast
+    if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+        view[1] = _INT_SIZE
+        return f.retry_get(fd, f.opt)
+    value: int = view[0]
+    return value

@@ -36,10 +36,9 @@ ranges (see :mod:`netkeepalive.constants`):
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Optional, Tuple, TypedDict
 
-from ._convert import ms_per_unit, range_text, to_native
+from ._convert import budget_ms, ms_per_unit, range_text, to_native
 from .constants import Option, PlatformTable
 from .errors import UnsupportedOptionError
 
@@ -97,26 +96,7 @@ class KeepaliveParams(TypedDict):
 
 def _budget_ms(ms: object) -> int:
     """*ms* (``int``, ``float`` or ``timedelta``) as whole milliseconds, > 0."""
-    from datetime import timedelta
-
-    if isinstance(ms, bool):
-        raise TypeError("detect_within: expected milliseconds (int, float or timedelta), got bool")
-    if isinstance(ms, int):
-        value = int(ms)
-    elif isinstance(ms, float):
-        if not math.isfinite(ms):
-            raise ValueError(f"detect_within: {ms!r} is not a finite number of milliseconds")
-        value = math.floor(ms)
-    elif isinstance(ms, timedelta):
-        value = ms // timedelta(milliseconds=1)
-    else:
-        raise TypeError(
-            f"detect_within: expected milliseconds (int, float or timedelta), "
-            f"got {type(ms).__name__}"
-        )
-    if value <= 0:
-        raise ValueError(f"detect_within: the budget must be positive, got {ms!r}")
-    return value
+    return budget_ms(ms, "detect_within")
 
 
 def _options(table: PlatformTable) -> Tuple[Option, Option]:

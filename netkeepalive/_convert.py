@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     #: A duration: milliseconds as ``int`` or ``float``, or a ``timedelta``.
     Milliseconds = Union[int, float, timedelta]
 
-__all__ = ["Milliseconds", "from_native", "ms_per_unit", "plan", "range_text", "to_native"]
+__all__ = [
+    "Milliseconds",
+    "budget_ms",
+    "from_native",
+    "ms_per_unit",
+    "plan",
+    "range_text",
+    "to_native",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -164,3 +172,36 @@ def ms_per_unit(opt: Option) -> int:
 def from_native(opt: Option, native: int) -> int:
     """A kernel value of *opt* in the public API's unit (ms or a count)."""
     return native * _MS_PER.get(opt.unit.value, 1)
+
+
+def budget_ms(ms: object, label: str) -> int:
+    """A detection budget *ms* (``int``, ``float`` or ``timedelta``) in whole ms, 1 and up.
+
+    Fractions of a millisecond are truncated; a non-zero budget under one
+    millisecond (``0.5``, ``timedelta(microseconds=500)``) is a
+    ``ValueError`` that says so, as are 0 and negative budgets.
+    """
+    from datetime import timedelta
+
+    if isinstance(ms, bool):
+        raise TypeError(f"{label}: expected milliseconds (int, float or timedelta), got bool")
+    if isinstance(ms, int):
+        value, positive = int(ms), ms > 0
+    elif isinstance(ms, float):
+        if not math.isfinite(ms):
+            raise ValueError(f"{label}: {ms!r} is not a finite number of milliseconds")
+        value, positive = math.floor(ms), ms > 0
+    elif isinstance(ms, timedelta):
+        value, positive = ms // timedelta(milliseconds=1), ms > timedelta(0)
+    else:
+        raise TypeError(
+            f"{label}: expected milliseconds (int, float or timedelta), got {type(ms).__name__}"
+        )
+    if value <= 0 and positive:
+        raise ValueError(
+            f"{label}: {_shown(ms)} is less than one millisecond; the budget takes "
+            "whole milliseconds, 1 and up"
+        )
+    if value <= 0:
+        raise ValueError(f"{label}: the budget must be positive, got {ms!r}")
+    return value

@@ -15,10 +15,26 @@ class SocketOptionError(OSError):
     ``"WSAIoctl"``) and ``option`` the C name of the option, so that
     ``str(exc)`` reads e.g.
     ``setsockopt(TCP_KEEPINTVL): [Errno 9] Bad file descriptor``.
+
+    When the refused call was one of several writes of one entry point
+    (:func:`~netkeepalive.configure`, ``set_keepalive(sock, True, delay)``),
+    ``during`` names that entry point and ``outcome`` says what the
+    refusal left behind, after every option already written was written
+    back: ``"nothing was changed"``, or which option is left changed and
+    why.  ``str(exc)`` then reads e.g. ``configure: setsockopt(TCP_KEEPINTVL):
+    [Errno 1] Operation not permitted; nothing was changed``.
     """
 
     call: str = ""
     option: str = ""
+    during: str = ""
+    outcome: str = ""
+
+    def _framed(self, text: str) -> str:
+        """*text* with :attr:`during` before it and :attr:`outcome` after it."""
+        if self.during:
+            text = f"{self.during}: {text}"
+        return f"{text}; {self.outcome}" if self.outcome else text
 
     @classmethod
     def from_errno(cls, err: int, call: str, option: str) -> SocketOptionError:
@@ -29,7 +45,7 @@ class SocketOptionError(OSError):
         return exc
 
     def __str__(self) -> str:
-        return f"{self.call}({self.option}): [Errno {self.errno}] {self.strerror}"
+        return self._framed(f"{self.call}({self.option}): [Errno {self.errno}] {self.strerror}")
 
 
 class UnsupportedOptionError(SocketOptionError):
@@ -56,7 +72,7 @@ class UnsupportedOptionError(SocketOptionError):
         text = (
             f"{self.option}: not supported on {self.platform} [Errno {self.errno}] {self.strerror}"
         )
-        return f"{text} ({self.detail})" if self.detail else text
+        return self._framed(f"{text} ({self.detail})" if self.detail else text)
 
 
 class LibraryNotFoundError(OSError):

@@ -106,6 +106,11 @@ def _number_from(minimum: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+#: ``--no-enable``: leave SO_KEEPALIVE as it is on each socket.
+_LEAVE = "leave"
+#: The knobs that matter only while keepalive is on: giving one turns it on.
+_KEEPALIVE_KNOBS = ("idle", "interval", "probes")
+
 _pid = _number_from(1, "a process id")
 _fd_number = _number_from(0, "a descriptor number")
 
@@ -149,7 +154,15 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             dest="enable",
             action="store_const",
             const=False,
-            help="turn keepalive off (SO_KEEPALIVE=0); default: leave it as it is",
+            help="turn keepalive off (SO_KEEPALIVE=0)",
+        )
+        onoff.add_argument(
+            "--no-enable",
+            dest="enable",
+            action="store_const",
+            const=_LEAVE,
+            help="leave SO_KEEPALIVE as it is; default: turn keepalive on when "
+            "--idle, --interval, --probes or --detect-within is given, else leave it",
         )
         add_settings_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -172,6 +185,8 @@ class _Result:
     before: Optional[Dict[str, Any]] = None
     after: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
+    #: ``set``: keepalive was off and this call turned it on.
+    turned_on: bool = False
 
     def as_json(self, changed: bool) -> Dict[str, Any]:
         out = _socket_json(self.sock)
@@ -494,7 +509,7 @@ def _run_show(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dict[str, int]:
     """Check every value with the library's own converter before anything is touched."""
     given = settings_from_args(args, parser)
-    if not given and args.enable is None:
+    if not given and args.enable in (None, _LEAVE):
         parser.error(
             "nothing to change: give --enable, --disable, --idle, --interval, "
             "--probes, --user-timeout or --detect-within"
@@ -522,6 +537,18 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             else "nothing was changed"
         )
         written = f"{written}; {applied}"
+    turned_on = [r for r in outcome.results if r.turned_on and r.error is None]
+    if turned_on and written is None:
+        names = [f"--{k}" for k in _KEEPALIVE_KNOBS if k in given]
+        if getattr(args, "detect_within", None) is not None:
+            names = ["--detect-within"]
+        which = " and ".join(names) + (" were" if len(names) > 1 else " was")
+        print(
+            f"netkeepalive set: keepalive turned on (SO_KEEPALIVE=1) on {len(turned_on)} "
+            f"socket(s) of pid {pid} where it was off, because {which} given; "
+            "--no-enable leaves it as it is",
+            file=sys.stderr,
+        )
     return _exit_status("set", written, failed)
 
 
@@ -550,11 +577,12 @@ def _set_process(
                 borrowed_any = True
                 result.sock = _located(fd, sock)
                 result.before = _read(fd)
-                enable = args.enable if args.enable is not None else result.before["enabled"]
+                enable = _enable_for(args.enable, given, result.before["enabled"])
                 try:
                     configure(fd, enable=enable, only_lower=False, **given)
                 finally:
                     result.after = _read(fd)
+                result.turned_on = result.after["enabled"] and not result.before["enabled"]
         except _pidfd.PidfdUnsupportedError:
             raise
         except _NotTcp as exc:
@@ -563,9 +591,14 @@ def _set_process(
             outcome.gone.append((sock, str(exc)))
             continue
         except OSError as exc:
-            pidfd_refusal = isinstance(exc, _pidfd.SyscallError) and _is_permission(exc)
-            if pidfd_refusal and not borrowed_any:
+            syscall = isinstance(exc, _pidfd.SyscallError)
+            if syscall and _is_permission(exc) and not borrowed_any:
                 _refused(pid, exc, outcome, "; nothing was changed")
+                return
+            if syscall and not borrowed_any and exc.errno not in (errno.ESRCH, errno.EBADF):
+                # Any other refusal of the first borrow (a seccomp filter's
+                # EINVAL...) would come with every socket: said once.
+                outcome.errors.append((pid, f"{exc}{_seccomp_note()}; nothing was changed"))
                 return
             if isinstance(exc, _pidfd.SyscallError) and exc.errno == errno.ESRCH:
                 outcome.errors.append((pid, "exited while its sockets were being changed"))
@@ -573,6 +606,16 @@ def _set_process(
             result.error = str(exc)
         outcome.results.append(result)
     outcome.inspected += 1
+
+
+def _enable_for(option: object, given: Dict[str, int], enabled: bool) -> bool:
+    """SO_KEEPALIVE for one socket: ``--enable``/``--disable``, else on when a
+    keepalive time or count is given (unless ``--no-enable``), else as it is."""
+    if option is True or option is False:
+        return option
+    if option is None and any(k in given for k in _KEEPALIVE_KNOBS):
+        return True
+    return enabled
 
 
 def _what_is(pid: int, fd: int) -> str:

@@ -307,3 +307,16 @@ def test_socket_options_take_the_plan() -> None:
     assert (tcp, socket.TCP_KEEPINTVL, 4) in options
     assert (tcp, socket.TCP_KEEPCNT, 3) in options
     assert (tcp, socket.TCP_USER_TIMEOUT, 26_000) in options
+
+
+@pytest.mark.parametrize("budget", [0.5, 0.999, timedelta(microseconds=500)])
+def test_a_budget_under_one_millisecond_is_named_so(budget: object) -> None:
+    with pytest.raises(ValueError, match="is less than one millisecond") as info:
+        nk.detect_within(budget)
+    assert "positive" not in str(info.value)
+
+
+@pytest.mark.parametrize("budget", [0, 0.0, -1, -0.5, timedelta(0)])
+def test_a_budget_of_zero_or_less_must_be_positive(budget: object) -> None:
+    with pytest.raises(ValueError, match="the budget must be positive"):
+        nk.detect_within(budget)

@@ -223,7 +223,7 @@ def test_urllib3_kernel_refusal_fails_the_request(http_server: Any, refuse_optio
         assert isinstance(cause, netkeepalive.SocketOptionError)
         assert (cause.errno, str(cause)) == (
             errno.EINVAL,
-            "setsockopt(TCP_KEEPCNT): [Errno 22] Invalid argument",
+            "configure: setsockopt(TCP_KEEPCNT): [Errno 22] Invalid argument; nothing was changed",
         )
         pool = http.connection_from_url(http_server.url)
         assert [c for c in list(pool.pool.queue) if c is not None and c.sock] == []

@@ -304,7 +304,8 @@ def test_aio_start_server_closes_a_connection_it_cannot_configure(
     assert asyncio.run(scenario()) == b""
     assert called == []
     assert [str(e) for e in reported] == [
-        "setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted"
+        "configure: setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted; "
+        "nothing was changed"
     ]
 
 
@@ -336,7 +337,10 @@ def test_aio_open_connection_closes_the_connection_on_a_refusal(
     host, port = listener.getsockname()
     with pytest.raises(netkeepalive.SocketOptionError) as info:
         asyncio.run(netkeepalive.aio.open_connection(host, port, user_timeout=1_000))
-    assert str(info.value) == "setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted"
+    assert str(info.value) == (
+        "configure: setsockopt(TCP_USER_TIMEOUT): [Errno 1] Operation not permitted; "
+        "nothing was changed"
+    )
     conn, _ = listener.accept()
     with conn:
         conn.settimeout(10)
