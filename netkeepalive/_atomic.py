@@ -73,8 +73,15 @@ def restore(
     touched: Sequence[Tuple[Option, int, Original]],
     exc: BaseException,
     call: str,
+    untouched: Sequence[Tuple[Option, Original]] = (),
 ) -> BaseException:
     """Write back each ``(option, value written, original)``, newest first; return the error.
+
+    *untouched* are ``(option, original)`` of options the call meant to
+    write but had not reached: a kernel may have changed one of them as a
+    side effect of an earlier write (illumos derives ``TCP_KEEPINTVL``
+    from ``TCP_KEEPCNT`` while the interval is unset), so each readable one
+    is read again and put back or named.
 
     *exc* is the refusal; the error returned is *exc* itself (an
     ``OSError`` keeps its ``errno``) with *call* and what is left changed
@@ -99,6 +106,13 @@ def restore(
                 f"{_name(opt)} is left at {_units(opt, written)} (writing back "
                 f"{_units(opt, original)} was refused: {why})"
             )
+    for opt, original in untouched:
+        if any(opt is other for other in done):
+            continue
+        done.append(opt)
+        changed = _side_effect(backend, fd, opt, original)
+        if changed:
+            left.append(changed)
     outcome = (
         "nothing was changed" if not left else "; ".join(left) + "; everything else is as before"
     )
@@ -107,6 +121,35 @@ def restore(
         exc.outcome = outcome
         return exc
     return ValueError(f"{call}: {exc}; {outcome}")
+
+
+def _side_effect(backend: Backend, fd: int, opt: Option, original: Original) -> Optional[str]:
+    """Put back *opt* if an earlier write changed it; what is left changed, or ``None``."""
+    if not opt.readable:
+        return None
+    try:
+        now = backend.get(fd, opt)
+    except OSError:
+        return None  # unknown: nothing to say that is sure
+    if isinstance(original, int):
+        if now == original:
+            return None
+        try:
+            backend.set(fd, opt, original)
+        except (OSError, ValueError) as undo:
+            why = getattr(undo, "strerror", None) or str(undo)
+            return (
+                f"{_name(opt)} is left at {_units(opt, now)}, changed by the kernel as a side "
+                f"effect of an earlier write (writing back {_units(opt, original)} was refused: "
+                f"{why})"
+            )
+        return None
+    if now == 0 or not opt.zero_is_unset:
+        return None
+    return (
+        f"{_name(opt)} is left at {_units(opt, now)}, derived by the kernel from an earlier "
+        f"write ({original})"
+    )
 
 
 def apply(backend: Backend, fd: int, writes: Sequence[Tuple[Option, int]], call: str) -> None:
@@ -135,7 +178,8 @@ def apply(backend: Backend, fd: int, writes: Sequence[Tuple[Option, int]], call:
         try:
             backend.set(fd, opt, native)
         except (OSError, ValueError) as exc:
-            raised = restore(backend, fd, _touched(backend, writes, originals, i), exc, call)
+            rest = [(o, originals[k]) for k, (o, _n) in enumerate(writes) if k >= i]
+            raised = restore(backend, fd, _touched(backend, writes, originals, i), exc, call, rest)
             if raised is exc:
                 raise
             raise raised from exc

@@ -177,11 +177,15 @@ def test_illumos_unset_probe_count_is_named_as_left_changed(
     assert info.value.errno == errno.EINVAL
     message = str(info.value)
     assert message.startswith("configure: setsockopt(TCP_KEEPINTVL): [Errno 22]")
+    # illumos derives the unset interval from the probe count (tcp_opt_set):
+    # that side effect cannot be written back either, and is named too.
     assert message.endswith(
         "; TCP_KEEPCNT is left at 5 (it was never set on this socket, and an unset "
-        "TCP_KEEPCNT cannot be written back); everything else is as before"
+        "TCP_KEEPCNT cannot be written back); TCP_KEEPINTVL is left at 60 seconds, derived "
+        "by the kernel from an earlier write (it was never set on this socket, and an unset "
+        "TCP_KEEPINTVL cannot be written back); everything else is as before"
     )
-    assert {k[1:]: v for k, v in sim.kernel.values.items()} == {(TCP, 35): 5}
+    assert {k[1:]: v for k, v in sim.kernel.values.items()} == {(TCP, 35): 5, (TCP, 36): 60}
 
 
 def test_netbsd_7_names_the_option_it_cannot_read_back(simulate: Callable[..., Any]) -> None:

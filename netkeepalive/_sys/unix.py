@@ -227,9 +227,6 @@ class RetransmitBoundsError(SocketOptionError, ValueError):
     ``setsockopt`` it would fail, naming the bounds read from the socket.
     """
 
-    def __str__(self) -> str:
-        return f"{self.call}({self.option}): {self.strerror}"
-
 
 def _ms_text(ms: int) -> str:
     return f"{ms // 1000} s" if ms % 1000 == 0 else f"{ms} ms"
