@@ -181,7 +181,7 @@ def test_illumos_unset_probe_count_is_named_as_left_changed(
     # that side effect cannot be written back either, and is named too.
     assert message.endswith(
         "; TCP_KEEPCNT is left at 5 (it was never set on this socket, and an unset "
-        "TCP_KEEPCNT cannot be written back); TCP_KEEPINTVL is left at 60 seconds, derived "
+        "TCP_KEEPCNT cannot be written back); TCP_KEEPINTVL is left at 60 s, derived "
         "by the kernel from an earlier write (it was never set on this socket, and an unset "
         "TCP_KEEPINTVL cannot be written back); everything else is as before"
     )
