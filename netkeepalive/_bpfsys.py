@@ -28,6 +28,7 @@ __all__ = [
     "bpf",
     "map_create",
     "map_get_fd_by_id",
+    "map_info",
     "map_lookup",
     "map_update",
     "prog_attach",
@@ -287,6 +288,30 @@ def prog_info(prog_fd: int) -> ProgInfo:
     raw_name = struct.unpack_from("=16s", info, 64)[0]
     name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
     return ProgInfo(prog_type, prog_id, name, list(maps[: min(nr_maps, len(maps))]))
+
+
+class MapInfo:
+    """What ``BPF_OBJ_GET_INFO_BY_FD`` says about a map (the fields used here)."""
+
+    def __init__(
+        self, map_type: int, key_size: int, value_size: int, max_entries: int, name: str
+    ) -> None:
+        self.map_type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.name = name
+
+
+def map_info(map_fd: int) -> MapInfo:
+    """``BPF_OBJ_GET_INFO_BY_FD`` on a map: type, key and value size, entries and name."""
+    info = ctypes.create_string_buffer(40)  # struct bpf_map_info up to name
+    attr = _attr((0, "I", map_fd), (4, "I", len(info)), (8, "Q", ctypes.addressof(info)))
+    bpf(OBJ_GET_INFO_BY_FD, attr)
+    map_type, _, key_size, value_size, max_entries = struct.unpack_from("=5I", info, 0)
+    raw_name = struct.unpack_from("=16s", info, 24)[0]
+    name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
+    return MapInfo(map_type, key_size, value_size, max_entries, name)
 
 
 def close(fd: Optional[int]) -> None:

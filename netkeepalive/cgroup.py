@@ -9,9 +9,13 @@ policy's ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 ``TCP_USER_TIMEOUT``.  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
-The program is recognised by its name, ``netkeepalive``; its policy lives
-in a one-entry array map that :func:`status` reads back from the kernel.
-Other programs attached to the same cgroup are never touched.
+The policy lives in an array map that :func:`status` reads back from the
+kernel.  A program is recognised as ours by that map (see
+:func:`program_kind`), never by its name; other programs attached to the
+same cgroup are never detached or read.  Attaching and detaching hold a
+lock on the cgroup directory (``flock``), so that concurrent calls leave
+exactly zero or one program of ours.  The root cgroup (every process on
+the machine) is only taken when named explicitly, ``/`` or the mount point.
 
 Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
 5.8+, can load and attach, but finding and reading back programs already
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import struct
@@ -48,12 +53,15 @@ __all__ = [
     "detach",
     "effective_policy",
     "effective_policy_of",
+    "foreign_programs",
     "policies",
+    "program_kind",
     "resolve",
     "status",
 ]
 
-#: Name of the program (and its map) in the kernel: how ours is found.
+#: Name of the program (and its map) in the kernel, for people reading
+#: ``bpftool`` output; ours is recognised by its map (:func:`program_kind`).
 PROGRAM_NAME = "netkeepalive"
 #: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
@@ -164,7 +172,8 @@ def resolve(path: str) -> Tuple[str, str]:
     """
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str, got {type(path).__name__}")
-    mount = os.path.realpath(cgroup2_mount())
+    written = cgroup2_mount()
+    mount = os.path.realpath(written)
     candidates = []
     if os.path.isabs(path):
         candidates.append(path)
@@ -175,11 +184,22 @@ def resolve(path: str) -> Tuple[str, str]:
         if inside and os.path.isdir(real):
             if not os.path.exists(os.path.join(real, "cgroup.procs")):
                 break
+            if real == mount and not _names_root(path, written, mount):
+                raise ValueError(
+                    f"cgroup path {path!r} is the root cgroup: a policy there would reach "
+                    f"every process on the machine; to mean that, write '/' (or {written})"
+                )
             return real, _cgroup_name(real, mount)
     raise CgroupError(
         errno.ENOENT,
         f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
     )
+
+
+def _names_root(path: str, *mounts: str) -> bool:
+    """Whether *path* names the root cgroup explicitly: ``/`` or a mount point written out
+    (``.``, ``x/..``, an empty string and the like are not explicit)."""
+    return path == "/" or any(path.rstrip("/") == m.rstrip("/") and m != "/" for m in mounts)
 
 
 def _cgroup_name(directory: str, mount: str) -> str:
@@ -205,18 +225,53 @@ def _opened(directory: str) -> Iterator[int]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _locked(cgroup_fd: int, name: str, exclusive: bool = True) -> Iterator[None]:
+    """Hold ``flock`` on the cgroup directory: one change of ours at a time per cgroup
+    (*exclusive*), and no reading in the middle of one (shared)."""
+    with _explaining(f"locking cgroup {name} (flock)"):
+        fcntl.flock(cgroup_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(cgroup_fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _holding(directory: str, name: str, exclusive: bool = True) -> Iterator[int]:
+    """:func:`_opened` and :func:`_locked`: the cgroup's descriptor, locked."""
+    with _opened(directory) as cgroup_fd, _locked(cgroup_fd, name, exclusive):
+        yield cgroup_fd
+
+
 # -- the kernel ---------------------------------------------------------------
 
 
-#: The key of the one entry of a policy (or probe result) map: entry 0.
+#: The key of the policy (or probe result) entry of a map: entry 0.
 _KEY = struct.pack("=I", 0)
 #: Bytes of that entry: one signed 64-bit number per :data:`_bpf.POLICY_FIELDS` option.
 _VALUE_SIZE = struct.calcsize(_bpf.POLICY_FORMAT)
+#: The key of the mark in a policy map: entry 1 (the programs read entry 0 only).
+_MARK_KEY = struct.pack("=I", 1)
+#: The mark: a name, a random 64-bit number and the layout of entry 0 (1: the
+#: :data:`_bpf.POLICY_FIELDS` of this release, an older layout being a prefix).
+_MARK = struct.pack("=16sQQ", PROGRAM_NAME.encode("ascii"), 0x9D3F6A1C52E4B807, 1)
 
 
-def _new_map(name: str) -> int:
-    """A one-entry array map shaped like the policy (``BPF_MAP_CREATE``)."""
-    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, 1, name)
+def _new_map(name: str, entries: int = 1) -> int:
+    """An array map with entries shaped like the policy (``BPF_MAP_CREATE``)."""
+    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, entries, name)
+
+
+def _policy_map() -> int:
+    """A new policy map: entry 0 for the policy, entry 1 holding :data:`_MARK`."""
+    fd = _new_map(PROGRAM_NAME, entries=2)
+    try:
+        _bpfsys.map_update(fd, _MARK_KEY, _MARK.ljust(_VALUE_SIZE, b"\0"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 #: What the probe asks ``bpf_setsockopt`` to set, per :data:`_bpf.POLICY_FIELDS`
@@ -386,8 +441,66 @@ def _program_fd(prog_id: int) -> Optional[int]:
         raise
 
 
-def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
-    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup itself."""
+#: Our kinds of program, by BPF program type: what :func:`program_kind` answers.
+KINDS: Dict[int, str] = {_bpfsys.PROG_TYPE_SOCK_OPS: "keepalive"}
+
+
+@dataclass(frozen=True)
+class _Ours:
+    """One of our programs attached to a cgroup: its id, kind and policy map."""
+
+    prog_id: int
+    kind: str
+    map_id: int
+
+
+def program_kind(info: _bpfsys.ProgInfo) -> Optional[str]:
+    """Which of our kinds (:data:`KINDS`) the program *info* is, or ``None`` if foreign."""
+    found = _recognise(info)
+    return None if found is None else found.kind
+
+
+def _recognise(info: _bpfsys.ProgInfo) -> Optional[_Ours]:
+    """*info* as :class:`_Ours` when it is ours, else ``None``.
+
+    Ours: a program type of :data:`KINDS` that uses a map we made, which
+    nobody makes by accident: an array map named :data:`PROGRAM_NAME` with
+    4-byte keys, two entries and :data:`_MARK` in entry 1.  A name alone
+    (anyone can load a program called ``netkeepalive``) or a program tag
+    (it changes with every change to the instructions, so a program
+    attached by another release would turn foreign) is not enough.  Only
+    the maps' descriptions are read until one matches; a foreign
+    program's map is never read.
+    """
+    kind = KINDS.get(info.prog_type)
+    if kind is None:
+        return None
+    for map_id in info.map_ids:
+        try:
+            fd = _bpfsys.map_get_fd_by_id(map_id)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:  # gone meanwhile
+                continue
+            raise
+        try:
+            shape = _bpfsys.map_info(fd)
+            if (
+                shape.map_type == _bpfsys.MAP_TYPE_ARRAY
+                and shape.name == PROGRAM_NAME
+                and (shape.key_size, shape.max_entries) == (len(_KEY), 2)
+                and shape.value_size >= max(len(_MARK), _VALUE_SIZE)
+                and _bpfsys.map_lookup(fd, _MARK_KEY, shape.value_size)[: len(_MARK)] == _MARK
+            ):
+                return _Ours(info.prog_id, kind, map_id)
+        finally:
+            os.close(fd)
+    return None
+
+
+def _programs(cgroup_fd: int) -> Tuple[List[_Ours], List[_bpfsys.ProgInfo]]:
+    """Ours and the foreign programs attached to the cgroup itself, in the order they run."""
+    ours: List[_Ours] = []
+    foreign: List[_bpfsys.ProgInfo] = []
     _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
     for prog_id in ids:
         fd = _program_fd(prog_id)
@@ -395,22 +508,28 @@ def _ours(cgroup_fd: int) -> Iterator[_bpfsys.ProgInfo]:
             continue
         try:
             info = _bpfsys.prog_info(fd)
-            if info.name == PROGRAM_NAME and info.prog_type == _bpfsys.PROG_TYPE_SOCK_OPS:
-                yield info
         finally:
             os.close(fd)
+        found = _recognise(info)
+        if found is None:
+            foreign.append(info)
+        else:
+            ours.append(found)
+    return ours, foreign
 
 
-def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
-    for map_id in info.map_ids:
-        fd = _bpfsys.map_get_fd_by_id(map_id)
-        try:
-            raw = _bpfsys.map_lookup(fd, _KEY, _VALUE_SIZE)
-        finally:
-            os.close(fd)
-        values = _bpf.policy_from_value(raw)
-        return _policy(values)
-    raise CgroupError(errno.EIO, f"program {info.prog_id} named {PROGRAM_NAME} has no policy map")
+def _ours(cgroup_fd: int) -> List[_Ours]:
+    """Our programs attached to the cgroup itself."""
+    return _programs(cgroup_fd)[0]
+
+
+def _read_policy(found: _Ours) -> Policy:
+    fd = _bpfsys.map_get_fd_by_id(found.map_id)
+    try:
+        raw = _bpfsys.map_lookup(fd, _KEY, _bpfsys.map_info(fd).value_size)
+    finally:
+        os.close(fd)
+    return _policy(_bpf.policy_from_value(raw))
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
@@ -486,54 +605,61 @@ def attach(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd:
+    with _holding(directory, name) as cgroup_fd:
         with _explaining(f"reading the programs attached to cgroup {name}"):
-            old = [info.prog_id for info in _ours(cgroup_fd)]
-        _check_kernel()  # after the query, so that missing privileges are named first
-        _raise_memlock()
-        map_fd = prog_fd = None
-        attached = False
-        removed = 0
+            old = [found.prog_id for found in _ours(cgroup_fd)]
+        return _attach_locked(cgroup_fd, name, native, old)
+
+
+def _attach_locked(
+    cgroup_fd: int, name: str, native: Dict[str, Optional[int]], old: List[int]
+) -> Policy:
+    """:func:`attach` once the cgroup is locked and *old* (our programs there) is known."""
+    _check_kernel()  # after the query, so that missing privileges are named first
+    _raise_memlock()
+    map_fd = prog_fd = None
+    attached = False
+    removed = 0
+    try:
+        with _explaining("loading the keepalive program"):
+            map_fd = _policy_map()
+            _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
+            prog_fd = _bpfsys.prog_load(
+                _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
+            )
         try:
-            with _explaining("loading the keepalive program"):
-                map_fd = _new_map(PROGRAM_NAME)
-                _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
-                prog_fd = _bpfsys.prog_load(
-                    _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
-                )
+            _bpfsys.prog_attach(
+                cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
+            )
+        except OSError as exc:
+            raise _attach_error(exc, cgroup_fd, name) from None
+        attached = True
+        with _explaining(f"reading the policy of cgroup {name} back"):
+            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
+        # A cgroup runs its programs in the order they were attached, so the
+        # new one runs after the old ones and its values win from here on.
+        for prog_id in old:
+            _detach_ids(cgroup_fd, [prog_id], name)
+            removed += 1
+        return _policy(_bpf.policy_from_value(raw))
+    except BaseException as exc:
+        # Undo only while the old policy is whole: once part of it is gone,
+        # the new program is the one in force and stays.
+        if attached and not removed and prog_fd is not None:
             try:
-                _bpfsys.prog_attach(
-                    cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
-                )
-            except OSError as exc:
-                raise _attach_error(exc, cgroup_fd, name) from None
-            attached = True
-            with _explaining(f"reading the policy of cgroup {name} back"):
-                raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
-            # A cgroup runs its programs in the order they were attached, so the
-            # new one runs after the old ones and its values win from here on.
-            for prog_id in old:
-                _detach_ids(cgroup_fd, [prog_id], name)
-                removed += 1
-            return _policy(_bpf.policy_from_value(raw))
-        except BaseException as exc:
-            # Undo only while the old policy is whole: once part of it is gone,
-            # the new program is the one in force and stays.
-            if attached and not removed and prog_fd is not None:
-                try:
-                    _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-                except OSError as undo:
-                    if not isinstance(exc, CgroupError):
-                        raise
-                    raise CgroupError(
-                        exc.errno,
-                        f"{exc.strerror}; detaching the new program again failed too "
-                        f"({undo.strerror}), so it stays attached and its values win",
-                    ) from None
-            raise
-        finally:
-            _bpfsys.close(prog_fd)
-            _bpfsys.close(map_fd)
+                _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+            except OSError as undo:
+                if not isinstance(exc, CgroupError):
+                    raise
+                raise CgroupError(
+                    exc.errno,
+                    f"{exc.strerror}; detaching the new program again failed too "
+                    f"({undo.strerror}), so it stays attached and its values win",
+                ) from None
+        raise
+    finally:
+        _bpfsys.close(prog_fd)
+        _bpfsys.close(map_fd)
 
 
 def _attach_error(exc: OSError, cgroup_fd: int, name: str) -> CgroupError:
@@ -570,12 +696,12 @@ def _detach_ids(cgroup_fd: int, prog_ids: List[int], name: str) -> None:
 def detach(path: str) -> bool:
     """Remove our policy from cgroup *path*; whether there was one.
 
-    Only programs named ``netkeepalive`` are detached; connections already
-    established keep the values they were given.
+    Only our programs (:func:`program_kind`) are detached, whatever their
+    names; connections already established keep the values they were given.
     """
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
-        ids = [info.prog_id for info in _ours(cgroup_fd)]
+    with _holding(directory, name) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
+        ids = [found.prog_id for found in _ours(cgroup_fd)]
         _detach_ids(cgroup_fd, ids, name)
     return bool(ids)
 
@@ -587,13 +713,22 @@ def status(path: str) -> Optional[Policy]:
         return _status_fd(cgroup_fd, name)
 
 
+def foreign_programs(path: str) -> List[Tuple[int, str]]:
+    """``(id, name)`` of each sock_ops program attached to cgroup *path* that is not ours."""
+    directory, name = resolve(path)
+    doing = f"reading the programs attached to cgroup {name}"
+    with _holding(directory, name, exclusive=False) as cgroup_fd, _explaining(doing):
+        return [(info.prog_id, info.name) for info in _programs(cgroup_fd)[1]]
+
+
 def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     """Our policy on the cgroup; with several of ours (an interrupted re-attach),
     combined in the order the kernel runs them: the last attached runs last."""
     found: Optional[Policy] = None
-    with _explaining(f"reading the policy of cgroup {name}"):
-        for info in _ours(cgroup_fd):
-            found = _combine(found, _read_policy(info))
+    doing = f"reading the policy of cgroup {name}"
+    with _locked(cgroup_fd, name, exclusive=False), _explaining(doing):
+        for ours in _ours(cgroup_fd):
+            found = _combine(found, _read_policy(ours))
     return found
 
 
@@ -637,7 +772,7 @@ def effective_policy_of(name: str) -> Optional[Tuple[str, Policy]]:
     """:func:`effective_policy` for the cgroup *name* (as ``/proc/PID/cgroup`` gives it)."""
     chain = []
     while True:
-        chain.append(name)
+        chain.append(name or "/")
         if name in ("/", ""):
             break
         name = os.path.dirname(name.rstrip("/")) or "/"
