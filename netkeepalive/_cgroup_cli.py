@@ -100,7 +100,7 @@ def report(
                 "cgroup": name,
                 "keepalive": None if policy is None else policy.as_json(),
             }
-            if name in foreign:
+            if foreign.get(name):
                 entry["foreign_programs"] = [{"id": i, "name": n} for i, n in foreign[name]]
             if attaching and name == "/":
                 entry["whole_machine"] = True

@@ -398,3 +398,14 @@ def test_a_closed_pipe_is_141_for_every_command_unbuffered(cg: Cgroup) -> None:
         ["demo", "--idle", 1000, "--interval", 1000, "--probes", 1],
     ):
         assert _pipe_closed_before(args) == (141, ""), args
+
+
+# -- 9: an option attach does not take ------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["x", "--enable"], ["--enable"]])
+def test_an_unknown_option_gets_attachs_usage(args: List[str]) -> None:
+    result = run_cli("cgroup", "attach", *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("usage: netkeepalive cgroup attach [-h] ")
+    assert result.stderr.splitlines()[-1].startswith("netkeepalive cgroup attach: error: ")
