@@ -18,11 +18,11 @@ import subprocess
 import sys
 import termios
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 import test_cgroup
-from test_cgroup import Cgroup, run_main
+from test_cgroup import Cgroup
 from test_retrofit import ROOT, cli_command, run_cli
 
 pytestmark = pytest.mark.skipif(
@@ -179,7 +179,8 @@ def test_a_foreign_program_named_netkeepalive_is_shown_and_left_alone(
     assert cg.name not in [entry["cgroup"] for entry in json.loads(every.stdout)]
     test_cgroup.attach(cg.name, "--idle", 4000)
     ids = sock_ops_ids(cg.directory)
-    assert ids[0] == impostor and len(ids) == 2
+    assert ids[0] == impostor
+    assert len(ids) == 2
     assert cgroup.status(cg.name) == cgroup.Policy(True, 4000, None, None, None)
     document = json.loads(run_cli("cgroup", "status", cg.name, "--json").stdout)
     assert document[0]["foreign_programs"] == [{"id": impostor, "name": "netkeepalive"}]
@@ -230,10 +231,10 @@ def _racer(directory: str, index: int, rounds: int, start: Any, done: Any, error
                     cgroup.detach(directory)
                 else:
                     cgroup.attach(directory, idle=1000 * (index + 2))
-            except Exception as exc:  # noqa: BLE001 - reported to the test
+            except Exception as exc:
                 errors.put(f"round {round_} racer {index}: {exc!r}")
             done.wait()
-    except BaseException:  # noqa: BLE001 - the barrier broke: the test reports it
+    except BaseException:
         status = 1
     os._exit(status)
 
@@ -325,7 +326,7 @@ def test_json_to_a_closed_stdout_is_one_line(cg: Cgroup, action: str) -> None:
         assert cgroup.status(cg.name) == cgroup.Policy(True, 5000, None, None, None)
 
 
-def _unbuffered(args: List[object], stdout: int) -> "subprocess.Popen[str]":
+def _unbuffered(args: List[object], stdout: int) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [*cli_command(), *(str(a) for a in args)],
