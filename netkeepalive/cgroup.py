@@ -168,7 +168,10 @@ def resolve(path: str) -> Tuple[str, str]:
     *path* is relative to the cgroup2 mount (``system.slice/x.service``),
     a path as in ``/proc/PID/cgroup`` (``/system.slice/x.service``), or a
     full path under the mount.  *name* is the form ``/proc/PID/cgroup``
-    uses (``/`` for the root).
+    uses (``/`` for the root).  The root cgroup, whose policy would reach
+    every process on the machine, is only named by ``/`` or the mount
+    point written out: any other path that resolves to it (an empty one,
+    ``.``, ``x/..``) is a ``ValueError`` saying so.
     """
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str, got {type(path).__name__}")
@@ -597,7 +600,10 @@ def attach(
     the policy read back from the kernel.  On a release before Linux 5.9
     the kernel is first probed with a test connection in a throwaway
     cgroup (a backport is accepted).  Environment problems raise
-    :class:`CgroupError`; on any failure the cgroup keeps what it had
+    :class:`CgroupError`; a *path* that only resolves to the root cgroup
+    (``""``, ``"."``, ``"x/.."``) is a ``ValueError`` (see :func:`resolve`).
+    Concurrent calls on one cgroup take turns (``flock`` on its
+    directory).  On any failure the cgroup keeps what it had
     (the new program is detached again), except when detaching an earlier
     policy fails after part of it is gone: the new one then stays in force.
     """
