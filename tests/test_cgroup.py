@@ -469,9 +469,9 @@ def test_older_release_that_refuses_an_option_is_refused(
 ) -> None:
     """The probe's TCP_KEEPCNT of 0 is refused by this kernel's bpf_setsockopt, as an
     old kernel refuses an option it does not know: nothing is attached."""
-    from netkeepalive import cgroup
+    from netkeepalive import _cgroup_probe, cgroup
 
-    mocker.patch.dict(cgroup._PROBE_VALUES, {"probes": 0})
+    mocker.patch.dict(_cgroup_probe._PROBE_VALUES, {"probes": 0})
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.attach(cg.directory, idle=5000)
     assert caught.value.errno == errno.EOPNOTSUPP
