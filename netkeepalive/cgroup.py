@@ -378,11 +378,14 @@ def _recognise(info: _bpfsys.ProgInfo) -> Optional[_Ours]:
     return None
 
 
-def _programs(cgroup_fd: int) -> Tuple[List[_Ours], List[_bpfsys.ProgInfo]]:
-    """Ours and the foreign programs attached to the cgroup itself, in the order they run."""
+def _programs(
+    cgroup_fd: int, attach_type: int = _bpfsys.ATTACH_CGROUP_SOCK_OPS
+) -> Tuple[List[_Ours], List[_bpfsys.ProgInfo]]:
+    """Ours and the foreign programs attached to the cgroup itself at *attach_type*,
+    in the order they run."""
     ours: List[_Ours] = []
     foreign: List[_bpfsys.ProgInfo] = []
-    _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+    _, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
     for prog_id in ids:
         fd = _program_fd(prog_id)
         if fd is None:
