@@ -15,16 +15,8 @@ import struct
 from typing import List, Optional
 
 from . import _bpf, _bpfsys
-from .cgroup import (
-    _KEY,
-    _VALUE_SIZE,
-    MINIMUM_KERNEL,
-    PROGRAM_NAME,
-    CgroupError,
-    _new_map,
-    _opened,
-    cgroup2_mount,
-)
+from ._cgroupfs import CgroupError, _opened, cgroup2_mount
+from .cgroup import _KEY, _VALUE_SIZE, MINIMUM_KERNEL, PROGRAM_NAME, _new_map
 from .constants import _version_tuple
 
 __all__ = ["check_kernel"]

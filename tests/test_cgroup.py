@@ -683,11 +683,11 @@ def test_no_cgroup_v2_is_one_line(
     tmp_path: Path, mocker: Any, capsys: Any, args: List[str]
 ) -> None:
     """A mount table without cgroup2 (a cgroup v1 only system); needs no root."""
-    from netkeepalive import cgroup
+    from netkeepalive import _cgroupfs
 
     table = tmp_path / "mounts"
     table.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
-    mocker.patch.object(cgroup, "_MOUNTS", str(table))
+    mocker.patch.object(_cgroupfs, "_MOUNTS", str(table))
     line = run_main(capsys, "cgroup", *args)
     assert line == (
         f"netkeepalive cgroup {args[0]}: no cgroup v2 hierarchy is mounted (no cgroup2 entry "
