@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: Name of the program (and its map) in the kernel, for people reading
-#: ``bpftool`` output; ours is recognised by its map (:func:`program_kind`).
+#: the kernel's list of programs; ours is recognised by its map (:func:`program_kind`).
 PROGRAM_NAME = "netkeepalive"
 #: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
