@@ -304,10 +304,20 @@ def prog_info(prog_fd: int) -> ProgInfo:
 class MapInfo:
     """What ``BPF_OBJ_GET_INFO_BY_FD`` says about a map (the fields used here)."""
 
-    def __init__(self, map_type: int, map_id: int, value_size: int, name: str) -> None:
+    def __init__(
+        self,
+        map_type: int,
+        map_id: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        name: str,
+    ) -> None:
         self.map_type = map_type
         self.map_id = map_id
+        self.key_size = key_size
         self.value_size = value_size
+        self.max_entries = max_entries
         self.name = name
 
 
@@ -316,14 +326,14 @@ _MAP_INFO_SIZE = 40
 
 
 def map_info(map_fd: int) -> MapInfo:
-    """``BPF_OBJ_GET_INFO_BY_FD`` on a map: type, id, value size and name."""
+    """``BPF_OBJ_GET_INFO_BY_FD`` on a map: type, id, key and value size, entries, name."""
     info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
     attr = _attr((0, "I", map_fd), (4, "I", len(info)), (8, "Q", ctypes.addressof(info)))
     bpf(OBJ_GET_INFO_BY_FD, attr, "of a map")
-    map_type, map_id, _key_size, value_size = struct.unpack_from("=IIII", info, 0)
+    map_type, map_id, key_size, value_size, max_entries = struct.unpack_from("=5I", info, 0)
     raw_name = struct.unpack_from("=16s", info, 24)[0]
     name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
-    return MapInfo(map_type, map_id, value_size, name)
+    return MapInfo(map_type, map_id, key_size, value_size, max_entries, name)
 
 
 def close(fd: Optional[int]) -> None:

@@ -2,20 +2,24 @@
 
 See :mod:`netkeepalive.cgroup`.  Exit status: 0 on success; 1 when the
 kernel or the system refuses (one line on standard error, nothing left
-attached); 2 for argument errors.  ``status PATH`` exits 0 whether or not
-a policy is attached; ``detach`` of a cgroup without one exits 0 and says so.
+attached), or when the report cannot be written (one line on standard
+error; a change made stays, and the line says so); 141 when standard
+output is a pipe that was closed; 2 for argument errors, among them a
+path that is the root cgroup without being written ``/``.  ``status PATH``
+exits 0 whether or not a policy is attached; ``detach`` of a cgroup
+without one exits 0 and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._cliopts import add_settings_arguments, settings_from_args
+from ._output import complain, exit_status, write
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "report", "run"]
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -75,25 +79,52 @@ def _action(
         name, help=summary, description=description
     )
     parser.add_argument("path", metavar="PATH", nargs=path_nargs, help=_PATH_HELP)
-    parser.set_defaults(cgroup_parser=parser)
+    parser.set_defaults(cgroup_parser=parser, command_parser=parser)
     return parser
 
 
-def _print(entries: List[Tuple[str, Any]], as_json: bool) -> None:
+#: Appended to ``attach``'s line for the root cgroup.
+WHOLE_MACHINE = "the root cgroup: this policy covers every process on the machine"
+
+
+def report(
+    entries: Sequence[Tuple[str, Optional[Any]]],
+    as_json: bool,
+    foreign: Optional[Dict[str, List[Tuple[int, str]]]] = None,
+    attaching: bool = False,
+) -> str:
+    """The text ``attach`` and ``status`` print for ``(cgroup, policy)`` *entries*.
+
+    *foreign* lists, per cgroup, the sock_ops programs there that are not
+    ours, ``(id, name)``; with *attaching*, the root cgroup's line says the
+    policy covers every process on the machine.
+    """
+    foreign = foreign or {}
     if as_json:
-        document = [
-            {
+        document = []
+        for name, policy in entries:
+            entry: Dict[str, Any] = {
                 "cgroup": name,
                 "keepalive": None if policy is None else policy.as_json(),
                 "enforce": None if policy is None else policy.enforcement_json(),
             }
-            for name, policy in entries
-        ]
-        json.dump(document, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
+            if foreign.get(name):
+                entry["foreign_programs"] = [{"id": i, "name": n} for i, n in foreign[name]]
+            if attaching and name == "/":
+                entry["whole_machine"] = True
+            document.append(entry)
+        return json.dumps(document, indent=2) + "\n"
+    lines = []
     for name, policy in entries:
-        print(f"{name}: {'no policy' if policy is None else policy.describe()}")
+        line = f"{name}: {'no policy' if policy is None else policy.describe()}"
+        if attaching and name == "/":
+            line += f" ({WHOLE_MACHINE})"
+        lines.append(line)
+        others = foreign.get(name)
+        if others:
+            shown = ", ".join(f"id {i} named {n!r}" for i, n in others)
+            lines.append(f"{name}: also attached, not ours (left alone): {shown}")
+    return "".join(line + "\n" for line in lines)
 
 
 def run(name: str, args: argparse.Namespace) -> int:
@@ -102,31 +133,44 @@ def run(name: str, args: argparse.Namespace) -> int:
 
     parser: argparse.ArgumentParser = args.cgroup_parser
     action: str = args.action
+    command = f"{name} {action}"
     settings: Dict[str, int] = {}
     if action == "attach":
         settings = settings_from_args(args, parser)
+    change: Optional[str] = None
     try:
         if action == "attach":
-            policy = cgroup.attach(args.path, enforce=args.enforce, **settings)
             _, shown = cgroup.resolve(args.path)
-            _print([(shown, policy)], args.json)
+            policy = cgroup.attach(args.path, enforce=args.enforce, **settings)
+            change = (
+                f"the policy is attached to cgroup {shown} all the same; only the report failed"
+            )
+            text = report([(shown, policy)], args.json, attaching=True)
         elif action == "status":
             entries: List[Tuple[str, Optional[cgroup.Policy]]]
+            foreign: Dict[str, List[Tuple[int, str]]] = {}
             if args.path is None:
                 entries = list(cgroup.policies())
-                if not entries and not args.json:
-                    print("no cgroup has a netkeepalive policy")
             else:
-                entries = [(cgroup.resolve(args.path)[1], cgroup.status(args.path))]
-            _print(entries, args.json)
+                shown = cgroup.resolve(args.path)[1]
+                entries = [(shown, cgroup.status(args.path))]
+                foreign[shown] = cgroup.foreign_programs(args.path)
+            text = report(entries, args.json, foreign)
+            if not entries and not args.json:
+                text = "no cgroup has a netkeepalive policy\n"
         else:
             shown = cgroup.resolve(args.path)[1]
             removed = cgroup.detach(args.path)
-            print(f"{shown}: {'policy removed' if removed else 'had no policy'}")
+            what = "policy removed" if removed else "had no policy"
+            if removed:
+                change = f"the policy is detached from cgroup {shown} all the same; "
+                change += "only the report failed"
+            text = f"{shown}: {what}\n"
     except (TypeError, ValueError) as exc:
-        parser.error(str(exc))
+        complain(f"netkeepalive {command}: {exc}")
+        return 2
     except OSError as exc:
-        text = exc.strerror if isinstance(exc, cgroup.CgroupError) else str(exc)
-        print(f"netkeepalive {name} {action}: {text}", file=sys.stderr)
+        why = exc.strerror if isinstance(exc, cgroup.CgroupError) else str(exc)
+        complain(f"netkeepalive {command}: {why}")
         return 1
-    return 0
+    return exit_status(command, write(text), change=change)

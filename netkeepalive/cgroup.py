@@ -12,9 +12,13 @@ kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the policy's
 (:mod:`netkeepalive._enforce`).  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
-The program is recognised by its name, ``netkeepalive``; its policy lives
-in a one-entry array map that :func:`status` reads back from the kernel.
-Other programs attached to the same cgroup are never touched.
+The policy lives in an array map that :func:`status` reads back from the
+kernel.  A program is recognised as ours by that map (see
+:func:`program_kind`), never by its name; other programs attached to the
+same cgroup are never detached or read.  Attaching and detaching hold a
+lock on the cgroup directory (``flock``), so that concurrent calls leave
+exactly zero or one program of ours.  The root cgroup (every process on
+the machine) is only taken when named explicitly, ``/`` or the mount point.
 
 Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``; ``CAP_BPF`` with ``CAP_NET_ADMIN``, Linux
 5.8+, can load and attach, but finding and reading back programs already
@@ -25,16 +29,26 @@ older release number is probed for a backport (see :func:`attach`).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import re
 import struct
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _bpf, _bpfsys, _enforce
-from .constants import _version_tuple
+from ._cgroupfs import (
+    CgroupError,
+    _attach_error,
+    _cgroup_name,
+    _explaining,
+    _holding,
+    _locked,
+    _opened,
+    _raise_memlock,
+    cgroup2_mount,
+    cgroup_of_pid,
+    resolve,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,12 +65,15 @@ __all__ = [
     "detach",
     "effective_policy",
     "effective_policy_of",
+    "foreign_programs",
     "policies",
+    "program_kind",
     "resolve",
     "status",
 ]
 
-#: Name of the program (and its map) in the kernel: how ours is found.
+#: Name of the program (and its map) in the kernel, for people reading
+#: the kernel's list of programs; ours is recognised by its map (:func:`program_kind`).
 PROGRAM_NAME = "netkeepalive"
 #: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
@@ -69,25 +86,6 @@ PROGRAM_NAME = "netkeepalive"
 MINIMUM_KERNEL = (5, 9)
 
 _KNOBS = ("idle", "interval", "probes", "user_timeout")
-_PRIVILEGE_HINT = (
-    "needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN; CAP_BPF with CAP_NET_ADMIN can attach but cannot "
-    "read attached programs back); BPF may also be blocked here (kernel lockdown, "
-    "seccomp, a container)"
-)
-_BY_ID_HINT = (
-    "opening a program or map that is attached already needs CAP_SYS_ADMIN (CAP_BPF with "
-    "CAP_NET_ADMIN only attaches to a cgroup that has no sock_ops program yet)"
-)
-#: The mount table read by :func:`cgroup2_mount`.
-_MOUNTS = "/proc/mounts"
-
-
-class CgroupError(OSError):
-    """What stops a cgroup policy here: privileges, kernel, cgroup v2, path.
-
-    An :class:`OSError` with ``errno`` set; the message is one line that
-    names the call and what to do.
-    """
 
 
 @dataclass(frozen=True)
@@ -143,255 +141,42 @@ class Policy:
         return text
 
 
-# -- cgroup v2 ----------------------------------------------------------------
-
-
-def _unescape(field: str) -> str:
-    """A /proc/mounts field: ``\\040`` and friends back to characters."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def cgroup2_mount(mounts: Optional[str] = None) -> str:
-    """Where the cgroup v2 hierarchy is mounted (the first ``cgroup2`` in *mounts*).
-
-    *mounts* defaults to ``/proc/mounts``.
-    """
-    mounts = _MOUNTS if mounts is None else mounts
-    try:
-        with open(mounts, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 3 and fields[2] == "cgroup2":
-                    return _unescape(fields[1])
-    except OSError as exc:
-        raise CgroupError(exc.errno, f"cannot read {mounts}: {exc.strerror}") from None
-    raise CgroupError(
-        errno.ENOENT,
-        f"no cgroup v2 hierarchy is mounted (no cgroup2 entry in {mounts}); "
-        "cgroup keepalive policies need cgroup v2",
-    )
-
-
-def resolve(path: str) -> Tuple[str, str]:
-    """``(directory, name)`` of cgroup *path*.
-
-    *path* is relative to the cgroup2 mount (``system.slice/x.service``),
-    a path as in ``/proc/PID/cgroup`` (``/system.slice/x.service``), or a
-    full path under the mount.  *name* is the form ``/proc/PID/cgroup``
-    uses (``/`` for the root).
-    """
-    if not isinstance(path, str):
-        raise TypeError(f"path: expected a str, got {type(path).__name__}")
-    mount = os.path.realpath(cgroup2_mount())
-    candidates = []
-    if os.path.isabs(path):
-        candidates.append(path)
-    candidates.append(os.path.join(mount, path.lstrip("/")))
-    for candidate in candidates:
-        real = os.path.realpath(candidate)
-        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-        if inside and os.path.isdir(real):
-            if not os.path.exists(os.path.join(real, "cgroup.procs")):
-                break
-            return real, _cgroup_name(real, mount)
-    raise CgroupError(
-        errno.ENOENT,
-        f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
-    )
-
-
-def _cgroup_name(directory: str, mount: str) -> str:
-    """The cgroup at *directory* under *mount* as ``/proc/PID/cgroup`` names it."""
-    return "/" + os.path.relpath(directory, mount) if directory != mount else "/"
-
-
-def cgroup_of_pid(pid: int) -> str:
-    """The cgroup v2 path of process *pid* (the ``0::`` line of /proc/PID/cgroup)."""
-    with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("0::"):
-                return line[3:].rstrip("\n").replace(" (deleted)", "")
-    raise CgroupError(errno.ENOENT, f"/proc/{pid}/cgroup has no cgroup v2 (0::) line")
-
-
-@contextlib.contextmanager
-def _opened(directory: str) -> Iterator[int]:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 # -- the kernel ---------------------------------------------------------------
 
 
-#: The key of the one entry of a policy (or probe result) map: entry 0.
+#: The key of the policy (or probe result) entry of a map: entry 0.
 _KEY = struct.pack("=I", 0)
 #: Bytes of that entry: one signed 64-bit number per :data:`_bpf.POLICY_FIELDS` option.
 _VALUE_SIZE = struct.calcsize(_bpf.POLICY_FORMAT)
+#: The key of the mark in a policy map: entry 1 (the programs read entry 0 only).
+_MARK_KEY = struct.pack("=I", 1)
+#: The mark: a name, a random 64-bit number and the layout of entry 0 (1: the
+#: :data:`_bpf.POLICY_FIELDS` of this release, an older layout being a prefix).
+_MARK = struct.pack("=16sQQ", PROGRAM_NAME.encode("ascii"), 0x9D3F6A1C52E4B807, 1)
 
 
-def _new_map(name: str) -> int:
-    """A one-entry array map shaped like the policy (``BPF_MAP_CREATE``)."""
-    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, 1, name)
+def _new_map(name: str, entries: int = 1) -> int:
+    """An array map with entries shaped like the policy (``BPF_MAP_CREATE``)."""
+    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, entries, name)
 
 
-#: What the probe asks ``bpf_setsockopt`` to set, per :data:`_bpf.POLICY_FIELDS`
-#: field: values every kernel that knows the option accepts.
-_PROBE_VALUES = {"enabled": 1, "idle": 1, "interval": 1, "probes": 1, "user_timeout": 1}
-#: A probe result slot nobody wrote: the program did not run.
-_NOT_RUN = 1
-#: The test connection's client: joins the cgroup (argv[1]), then connects.
-_PROBE_CLIENT = (
-    "import os, socket, sys\n"
-    "with open(sys.argv[1], 'w') as f: f.write(str(os.getpid()))\n"
-    "socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=5).close()\n"
-)
+def _policy_map() -> int:
+    """A new policy map: entry 0 for the policy, entry 1 holding :data:`_MARK`."""
+    fd = _new_map(PROGRAM_NAME, entries=2)
+    try:
+        _bpfsys.map_update(fd, _MARK_KEY, _MARK.ljust(_VALUE_SIZE, b"\0"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _check_kernel() -> None:
-    """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options.
+    """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options
+    (see :func:`._cgroup_probe.check_kernel`)."""
+    from ._cgroup_probe import check_kernel
 
-    Linux 5.9 and later take them.  An older release number is not the end:
-    distribution kernels backport BPF features, so the kernel is asked
-    (:func:`_probe_setsockopt`), and only a refusal or a failed test is fatal.
-    """
-    release = os.uname().release
-    found = _version_tuple(release)
-    if not found or found >= MINIMUM_KERNEL:
-        return
-    why = _why_no_backport()
-    if why is None:
-        return  # a backport: every option was accepted
-    raise CgroupError(
-        errno.EOPNOTSUPP,
-        f"Linux {release}: bpf_setsockopt accepts SO_KEEPALIVE, TCP_KEEPIDLE, "
-        f"TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from Linux 5.9, and {why}; "
-        "nothing was attached",
-    )
-
-
-def _why_no_backport() -> Optional[str]:
-    """What :func:`_probe_setsockopt` shows wrong, or ``None`` if every option was accepted."""
-    try:
-        results = _probe_setsockopt()
-    except OSError as exc:
-        return f"testing for a backport failed ({exc.strerror or exc})"
-    if results is None:
-        return "testing for a backport failed (no test connection could be made)"
-    refused = [
-        f"{option} ({os.strerror(-result)})"
-        for option, result in zip(_OPTION_NAMES, results)
-        if result < 0
-    ]
-    if refused:
-        return "a test connection here shows it refusing " + ", ".join(refused)
-    if _NOT_RUN in results:
-        return "testing for a backport failed (the probe did not run on the test connection)"
-    return None
-
-
-#: The C name of each :data:`_bpf.POLICY_FIELDS` option, in map order.
-_OPTION_NAMES = tuple(option.name for _, option in _bpf.POLICY_FIELDS)
-
-
-def _run_probe_client(procs: str, port: int) -> bool:
-    """Run :data:`_PROBE_CLIENT`; whether it connected."""
-    import subprocess
-    import sys
-
-    try:
-        child = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _PROBE_CLIENT, procs, str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return child.returncode == 0
-
-
-def _probe_setsockopt() -> Optional[List[int]]:
-    """What ``bpf_setsockopt`` returns for each option on a test connection here.
-
-    A throwaway cgroup under the cgroup2 mount gets a probe program
-    (:func:`_bpf.setsockopt_probe_program`); a child process joins it and
-    connects to a loopback listener of ours; the program stores each
-    result (0 or a negative errno) in a map.  ``None`` when the child could
-    not be run or did not connect.  The cgroup, program and map are gone
-    afterwards.
-    """
-    import socket
-    import sys
-    import uuid
-
-    if not sys.executable:
-        return None
-    directory = os.path.join(cgroup2_mount(), f"{PROGRAM_NAME}-probe-{uuid.uuid4().hex[:12]}")
-    os.mkdir(directory)
-    try:
-        map_fd = _new_map("nka_probe")
-        try:
-            not_run = [_NOT_RUN] * len(_bpf.POLICY_FIELDS)
-            _bpfsys.map_update(map_fd, _KEY, struct.pack(_bpf.POLICY_FORMAT, *not_run))
-            values = [_PROBE_VALUES[knob] for knob, _ in _bpf.POLICY_FIELDS]
-            program = _bpf.setsockopt_probe_program(map_fd, values)
-            prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
-            try:
-                with _opened(directory) as cgroup_fd:
-                    _bpfsys.prog_attach(
-                        cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
-                    )
-                    try:
-                        with socket.create_server(("127.0.0.1", 0)) as listener:
-                            port = listener.getsockname()[1]
-                            procs = os.path.join(directory, "cgroup.procs")
-                            connected = _run_probe_client(procs, port)
-                    finally:
-                        _bpfsys.prog_detach(cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
-            finally:
-                os.close(prog_fd)
-            if not connected:
-                return None
-            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
-        finally:
-            os.close(map_fd)
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
-    return list(struct.unpack(_bpf.POLICY_FORMAT, raw))
-
-
-def _explain(exc: OSError, doing: str) -> CgroupError:
-    """*exc* from ``bpf(2)`` as a :class:`CgroupError` saying what to do."""
-    command = getattr(exc, "command", "")
-    if exc.errno == errno.EPERM and command.endswith("_GET_FD_BY_ID"):
-        hint = _BY_ID_HINT
-    elif exc.errno in (errno.EPERM, errno.EACCES) and "verifier log" not in str(exc):
-        hint = _PRIVILEGE_HINT
-    elif exc.errno == errno.ENOSYS:
-        hint = "this kernel has no bpf(2) system call (built without CONFIG_BPF_SYSCALL?)"
-    else:
-        hint = ""
-    message = f"{doing}: {exc.strerror or exc}"
-    if hint:
-        message += f"; {hint}"
-    return CgroupError(exc.errno or errno.EIO, message)
-
-
-@contextlib.contextmanager
-def _explaining(doing: str) -> Iterator[None]:
-    """Turn an :class:`OSError` of the block into :func:`_explain`'s :class:`CgroupError`."""
-    try:
-        yield
-    except CgroupError:
-        raise
-    except OSError as exc:
-        raise _explain(exc, doing) from None
+    check_kernel()
 
 
 def _program_fd(prog_id: int) -> Optional[int]:
@@ -404,23 +189,83 @@ def _program_fd(prog_id: int) -> Optional[int]:
         raise
 
 
-#: The hooks our programs are attached at, and the program type ours has at each.
-_OUR_PROGRAM_TYPES = {
-    _bpfsys.ATTACH_CGROUP_SOCK_OPS: _bpfsys.PROG_TYPE_SOCK_OPS,
-    _bpfsys.ATTACH_CGROUP_SETSOCKOPT: _bpfsys.PROG_TYPE_CGROUP_SOCKOPT,
+#: Our kinds of program, by BPF program type: what :func:`program_kind` answers.
+KINDS: Dict[int, str] = {
+    _bpfsys.PROG_TYPE_SOCK_OPS: "keepalive",
+    _bpfsys.PROG_TYPE_CGROUP_SOCKOPT: "enforce",
 }
 _SOCK_OPS = _bpfsys.ATTACH_CGROUP_SOCK_OPS
 _SETSOCKOPT = _bpfsys.ATTACH_CGROUP_SETSOCKOPT
+#: The hooks our programs are attached at; the enforcing one first, so that
+#: detaching in this order never leaves an enforcing program without its policy.
+_HOOKS = (_SETSOCKOPT, _SOCK_OPS)
 
 
-def _ours(cgroup_fd: int, attach_type: int = _SOCK_OPS) -> Iterator[_bpfsys.ProgInfo]:
-    """The :class:`~._bpfsys.ProgInfo` of each of our programs attached to the cgroup
-    itself at *attach_type*: the one place that tells ours from others'."""
+@dataclass(frozen=True)
+class _Ours:
+    """One of our programs attached to a cgroup: its id, kind and policy map."""
+
+    prog_id: int
+    kind: str
+    map_id: int
+    info: _bpfsys.ProgInfo = field(compare=False, repr=False)
+
+
+def program_kind(info: _bpfsys.ProgInfo) -> Optional[str]:
+    """Which of our kinds (:data:`KINDS`) the program *info* is, or ``None`` if foreign."""
+    found = _recognise(info)
+    return None if found is None else found.kind
+
+
+def _recognise(info: _bpfsys.ProgInfo) -> Optional[_Ours]:
+    """*info* as :class:`_Ours` when it is ours, else ``None``.
+
+    Ours: a program type of :data:`KINDS` that uses a map we made, which
+    nobody makes by accident: an array map named :data:`PROGRAM_NAME` with
+    4-byte keys, two entries and :data:`_MARK` in entry 1.  A name alone
+    (anyone can load a program called ``netkeepalive``) or a program tag
+    (it changes with every change to the instructions, so a program
+    attached by another release would turn foreign) is not enough.  Only
+    the maps' descriptions are read until one matches; a foreign
+    program's map is never read.
+    """
+    kind = KINDS.get(info.prog_type)
+    if kind is None:
+        return None
+    for map_id in info.map_ids:
+        try:
+            fd = _bpfsys.map_get_fd_by_id(map_id)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:  # gone meanwhile
+                continue
+            raise
+        try:
+            shape = _bpfsys.map_info(fd)
+            if (
+                shape.map_type == _bpfsys.MAP_TYPE_ARRAY
+                and shape.name == PROGRAM_NAME
+                and (shape.key_size, shape.max_entries) == (len(_KEY), 2)
+                and shape.value_size >= max(len(_MARK), _VALUE_SIZE)
+                and _bpfsys.map_lookup(fd, _MARK_KEY, shape.value_size)[: len(_MARK)] == _MARK
+            ):
+                return _Ours(info.prog_id, kind, map_id, info)
+        finally:
+            os.close(fd)
+    return None
+
+
+def _programs(
+    cgroup_fd: int, attach_type: int = _SOCK_OPS
+) -> Tuple[List[_Ours], List[_bpfsys.ProgInfo]]:
+    """Ours and the foreign programs attached to the cgroup itself at *attach_type*,
+    in the order they run."""
+    ours: List[_Ours] = []
+    foreign: List[_bpfsys.ProgInfo] = []
     try:
         _, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
     except OSError as exc:
         if attach_type != _SOCK_OPS and exc.errno == errno.EINVAL:
-            return  # a kernel without this hook (cgroup/setsockopt: before 5.3)
+            return ours, foreign  # a kernel without this hook (cgroup/setsockopt: before 5.3)
         raise
     for prog_id in ids:
         fd = _program_fd(prog_id)
@@ -428,33 +273,34 @@ def _ours(cgroup_fd: int, attach_type: int = _SOCK_OPS) -> Iterator[_bpfsys.Prog
             continue
         try:
             info = _bpfsys.prog_info(fd)
-            if info.name == PROGRAM_NAME and info.prog_type == _OUR_PROGRAM_TYPES[attach_type]:
-                yield info
         finally:
             os.close(fd)
+        found = _recognise(info)
+        if found is None:
+            foreign.append(info)
+        else:
+            ours.append(found)
+    return ours, foreign
+
+
+def _ours(cgroup_fd: int, attach_type: int = _SOCK_OPS) -> List[_Ours]:
+    """Our programs attached to the cgroup itself at *attach_type*."""
+    return _programs(cgroup_fd, attach_type)[0]
 
 
 def _all_ours(cgroup_fd: int) -> List[Tuple[int, int]]:
     """``(attach type, program id)`` of every program of ours on the cgroup itself,
-    the enforcing ones first (so that detaching in this order never leaves an
-    enforcing program without its policy)."""
-    return [
-        (attach_type, info.prog_id)
-        for attach_type in (_SETSOCKOPT, _SOCK_OPS)
-        for info in _ours(cgroup_fd, attach_type)
-    ]
+    in :data:`_HOOKS` order."""
+    return [(hook, found.prog_id) for hook in _HOOKS for found in _ours(cgroup_fd, hook)]
 
 
-def _read_policy(info: _bpfsys.ProgInfo) -> Policy:
-    for map_id in info.map_ids:
-        fd = _bpfsys.map_get_fd_by_id(map_id)
-        try:
-            raw = _bpfsys.map_lookup(fd, _KEY, _VALUE_SIZE)
-        finally:
-            os.close(fd)
-        values = _bpf.policy_from_value(raw)
-        return _policy(values)
-    raise CgroupError(errno.EIO, f"program {info.prog_id} named {PROGRAM_NAME} has no policy map")
+def _read_policy(found: _Ours) -> Policy:
+    fd = _bpfsys.map_get_fd_by_id(found.map_id)
+    try:
+        raw = _bpfsys.map_lookup(fd, _KEY, _bpfsys.map_info(fd).value_size)
+    finally:
+        os.close(fd)
+    return _policy(_bpf.policy_from_value(raw))
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
@@ -488,18 +334,6 @@ def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
     return native
 
 
-def _raise_memlock() -> None:
-    """Kernels before 5.11 charge BPF memory to ``RLIMIT_MEMLOCK``: lift it if allowed."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        if soft != resource.RLIM_INFINITY:
-            resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
-    except (ImportError, OSError, ValueError):
-        pass
-
-
 # -- the public API -----------------------------------------------------------
 
 
@@ -523,7 +357,10 @@ def attach(
     the policy read back from the kernel.  On a release before Linux 5.9
     the kernel is first probed with a test connection in a throwaway
     cgroup (a backport is accepted).  Environment problems raise
-    :class:`CgroupError`; on any failure the cgroup keeps what it had
+    :class:`CgroupError`; a *path* that only resolves to the root cgroup
+    (``""``, ``"."``, ``"x/.."``) is a ``ValueError`` (see :func:`resolve`).
+    Concurrent calls on one cgroup take turns (``flock`` on its
+    directory).  On any failure the cgroup keeps what it had
     (the new program is detached again), except when detaching an earlier
     policy fails after part of it is gone: the new one then stays in force.
 
@@ -540,82 +377,74 @@ def attach(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd:
+    with _holding(directory, name) as cgroup_fd:
         with _explaining(f"reading the programs attached to cgroup {name}"):
             old = _all_ours(cgroup_fd)
-        _check_kernel()  # after the query, so that missing privileges are named first
-        _raise_memlock()
-        map_fd = prog_fd = None
-        opened: List[int] = []  # further descriptors to close: the enforcing program's
-        new: List[Tuple[int, int]] = []  # (attach type, program) attached so far
-        removed = 0
-        try:
-            with _explaining("loading the keepalive program"):
-                map_fd = _new_map(PROGRAM_NAME)
-                _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
-                prog_fd = _bpfsys.prog_load(
-                    _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
-                )
-            programs = [(_SOCK_OPS, prog_fd)]
-            if enforce:
-                with _explaining("loading the enforcing program (cgroup/setsockopt)"):
-                    opened += _enforce.load(map_fd, PROGRAM_NAME)
-                programs.append((_SETSOCKOPT, opened[0]))
-            for attach_type, fd in programs:
-                try:
-                    _bpfsys.prog_attach(cgroup_fd, fd, attach_type, _bpfsys.F_ALLOW_MULTI)
-                except OSError as exc:
-                    raise _attach_error(exc, cgroup_fd, name, attach_type) from None
-                new.append((attach_type, fd))
-            with _explaining(f"reading the policy of cgroup {name} back"):
-                raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
-            # A cgroup runs its programs in the order they were attached, so the
-            # new one runs after the old ones and its values win from here on.
-            for attach_type, prog_id in old:
-                _detach_ids(cgroup_fd, [prog_id], name, attach_type)
-                removed += 1
-            policy = _policy(_bpf.policy_from_value(raw))
-            return replace(policy, enforced=True, clamped=0) if enforce else policy
-        except BaseException as exc:
-            # Undo only while the old policy is whole: once part of it is gone,
-            # the new program is the one in force and stays.
-            if new and not removed:
-                try:
-                    for attach_type, fd in reversed(new):
-                        _bpfsys.prog_detach(cgroup_fd, fd, attach_type)
-                except OSError as undo:
-                    if not isinstance(exc, CgroupError):
-                        raise
-                    raise CgroupError(
-                        exc.errno,
-                        f"{exc.strerror}; detaching the new program again failed too "
-                        f"({undo.strerror}), so it stays attached and its values win",
-                    ) from None
-            raise
-        finally:
-            _bpfsys.close(prog_fd)
-            _bpfsys.close(map_fd)
-            for fd in opened:
-                os.close(fd)
+        return _attach_locked(cgroup_fd, name, native, old, enforce)
 
 
-def _attach_error(
-    exc: OSError, cgroup_fd: int, name: str, attach_type: int = _SOCK_OPS
-) -> CgroupError:
-    doing = f"attaching to cgroup {name} (BPF_PROG_ATTACH)"
-    if exc.errno == errno.EPERM:
-        try:
-            flags, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
-        except OSError:
-            flags, ids = 0, []
-        if ids and not flags & _bpfsys.F_ALLOW_MULTI:
-            kind = "sock_ops" if attach_type == _SOCK_OPS else "cgroup/setsockopt"
-            return CgroupError(
-                exc.errno,
-                f"{doing}: another {kind} program is attached to cgroup {name} without "
-                "BPF_F_ALLOW_MULTI, so none can be added beside it; nothing was attached",
+def _attach_locked(
+    cgroup_fd: int,
+    name: str,
+    native: Dict[str, Optional[int]],
+    old: List[Tuple[int, int]],
+    enforce: bool,
+) -> Policy:
+    """:func:`attach` once the cgroup is locked and *old* (our programs there) is known."""
+    _check_kernel()  # after the query, so that missing privileges are named first
+    _raise_memlock()
+    map_fd = prog_fd = None
+    opened: List[int] = []  # further descriptors to close: the enforcing program's
+    new: List[Tuple[int, int]] = []  # (attach type, program) attached so far
+    removed = 0
+    try:
+        with _explaining("loading the keepalive program"):
+            map_fd = _policy_map()
+            _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
+            prog_fd = _bpfsys.prog_load(
+                _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
             )
-    return _explain(exc, doing)
+        programs = [(_SOCK_OPS, prog_fd)]
+        if enforce:
+            with _explaining("loading the enforcing program (cgroup/setsockopt)"):
+                opened += _enforce.load(map_fd, PROGRAM_NAME)
+            programs.append((_SETSOCKOPT, opened[0]))
+        for attach_type, fd in programs:
+            try:
+                _bpfsys.prog_attach(cgroup_fd, fd, attach_type, _bpfsys.F_ALLOW_MULTI)
+            except OSError as exc:
+                raise _attach_error(exc, cgroup_fd, name, attach_type) from None
+            new.append((attach_type, fd))
+        with _explaining(f"reading the policy of cgroup {name} back"):
+            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
+        # A cgroup runs its programs in the order they were attached, so the
+        # new one runs after the old ones and its values win from here on.
+        for attach_type, prog_id in old:
+            _detach_ids(cgroup_fd, [prog_id], name, attach_type)
+            removed += 1
+        policy = _policy(_bpf.policy_from_value(raw))
+        return replace(policy, enforced=True, clamped=0) if enforce else policy
+    except BaseException as exc:
+        # Undo only while the old policy is whole: once part of it is gone,
+        # the new programs are the ones in force and stay.
+        if new and not removed:
+            try:
+                for attach_type, fd in reversed(new):
+                    _bpfsys.prog_detach(cgroup_fd, fd, attach_type)
+            except OSError as undo:
+                if not isinstance(exc, CgroupError):
+                    raise
+                raise CgroupError(
+                    exc.errno,
+                    f"{exc.strerror}; detaching the new program again failed too "
+                    f"({undo.strerror}), so it stays attached and its values win",
+                ) from None
+        raise
+    finally:
+        _bpfsys.close(prog_fd)
+        _bpfsys.close(map_fd)
+        for fd in opened:
+            os.close(fd)
 
 
 def _detach_ids(
@@ -638,12 +467,12 @@ def _detach_ids(
 def detach(path: str) -> bool:
     """Remove our policy from cgroup *path*; whether there was one.
 
-    Only programs named ``netkeepalive`` are detached, the enforcing one
-    (if any) first; connections already established keep the values they
-    were given.
+    Only our programs (:func:`program_kind`) are detached, whatever their
+    names, the enforcing one (if any) first; connections already established
+    keep the values they were given.
     """
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
+    with _holding(directory, name) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
         ours = _all_ours(cgroup_fd)
         for attach_type, prog_id in ours:
             _detach_ids(cgroup_fd, [prog_id], name, attach_type)
@@ -657,14 +486,28 @@ def status(path: str) -> Optional[Policy]:
         return _status_fd(cgroup_fd, name)
 
 
+def foreign_programs(path: str) -> List[Tuple[int, str]]:
+    """``(id, name)`` of each program attached to cgroup *path* at a hook of ours
+    (sock_ops, setsockopt) that is not ours."""
+    directory, name = resolve(path)
+    doing = f"reading the programs attached to cgroup {name}"
+    with _holding(directory, name, exclusive=False) as cgroup_fd, _explaining(doing):
+        return [
+            (info.prog_id, info.name)
+            for hook in (_SOCK_OPS, _SETSOCKOPT)
+            for info in _programs(cgroup_fd, hook)[1]
+        ]
+
+
 def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     """Our policy on the cgroup; with several of ours (an interrupted re-attach),
     combined in the order the kernel runs them: the last attached runs last."""
     found: Optional[Policy] = None
-    with _explaining(f"reading the policy of cgroup {name}"):
-        for info in _ours(cgroup_fd):
-            found = _combine(found, _read_policy(info))
-        counts = [_enforce.clamped(info) for info in _ours(cgroup_fd, _SETSOCKOPT)]
+    doing = f"reading the policy of cgroup {name}"
+    with _locked(cgroup_fd, name, exclusive=False), _explaining(doing):
+        for ours in _ours(cgroup_fd):
+            found = _combine(found, _read_policy(ours))
+        counts = [_enforce.clamped(ours.info) for ours in _ours(cgroup_fd, _SETSOCKOPT)]
     if found is not None and counts:
         found = replace(found, enforced=True, clamped=sum(counts))
     return found
@@ -678,10 +521,6 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     kept: Dict[str, Any] = {
         knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None
     }
-    # Enforcing programs of both run; their counts add up.
-    kept["enforced"] = earlier.enforced or later.enforced
-    if earlier.clamped is not None:
-        kept["clamped"] = earlier.clamped + (later.clamped or 0)
     return replace(later, **kept)
 
 
@@ -716,7 +555,7 @@ def effective_policy_of(name: str) -> Optional[Tuple[str, Policy]]:
     """:func:`effective_policy` for the cgroup *name* (as ``/proc/PID/cgroup`` gives it)."""
     chain = []
     while True:
-        chain.append(name)
+        chain.append(name or "/")
         if name in ("/", ""):
             break
         name = os.path.dirname(name.rstrip("/")) or "/"

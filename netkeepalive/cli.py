@@ -39,6 +39,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(command_parser=sub_parser)
         if command is None or command == name:
             importlib.import_module(module).add_arguments(name, sub_parser)
     return parser
@@ -49,7 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # The first non-option argument names the subcommand; import only its module.
     command = next((arg for arg in argv if not arg.startswith("-")), "")
-    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    args, unknown = build_parser(command if command in COMMANDS else "").parse_known_args(argv)
+    if unknown:  # refused by the (sub)command they were given to, with its usage
+        parser: argparse.ArgumentParser = args.command_parser
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     module = importlib.import_module(COMMANDS[args.command][0])
     status: int = module.run(args.command, args)
     return status

@@ -26,8 +26,9 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Dict, NoReturn, Optional, TextIO
+from typing import Callable, Dict, NoReturn, Optional, TextIO, cast
 
+from . import _output
 from ._api import Settings, configure
 from ._silence import Outcome, silent_pair, watch
 from .constants import detect_platform
@@ -335,6 +336,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             idle, interval, probes = chosen["idle"], chosen["interval"], chosen["probes"]
             user_timeout = chosen.get("user_timeout")
         return demo(
+            out=cast(TextIO, _output.Report()),  # all that print() needs of a TextIO
             idle=idle,
             interval=interval,
             probes=probes,
@@ -344,6 +346,8 @@ def run(name: str, args: argparse.Namespace) -> int:
             host=args.host,
             budget=budget,
         )
+    except _output.OutputFailed as exc:
+        return _output.exit_status(name, exc.reason)
     except (ValueError, _Refused) as exc:
         print(f"netkeepalive {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ from typing import (
     Tuple,
 )
 
-from . import _pidfd, _procfs, _sys
+from . import _output, _pidfd, _procfs, _sys
 from ._api import configure, get_settings
 from ._cliopts import add_settings_arguments, settings_from_args
 from ._libc import libc
@@ -708,57 +708,22 @@ def _print_json(outcome: _Outcome, changed: bool, out: TextIO) -> None:
 
 
 #: What :func:`_write_output` returns when standard output is a closed pipe.
-_CLOSED_PIPE = "closed pipe"
+_CLOSED_PIPE = _output.CLOSED_PIPE
 
 
 def _write_output(outcome: _Outcome, as_json: bool, changed: bool) -> Optional[str]:
-    """Print the table or JSON; ``None`` when written, else what went wrong.
-
-    Standard output is written once and flushed here, so that a closed
-    pipe (:data:`_CLOSED_PIPE`) or a full disk is noticed now, not by the
-    interpreter on its way out; it is then pointed at ``/dev/null`` so that
-    nothing is written (or fails) there again.
-    """
+    """Print the table or JSON (see :func:`._output.write`); ``None`` when written,
+    else what went wrong."""
     text = io.StringIO()
     if as_json:
         _print_json(outcome, changed, text)
     else:
         _print_table(outcome, changed, text)
-    out = sys.stdout
-    if out is None:
-        return "standard output is closed"
-    try:
-        out.write(text.getvalue())
-        out.flush()
-    except BrokenPipeError:
-        _discard_output(out)
-        return _CLOSED_PIPE
-    except (OSError, ValueError) as exc:  # ValueError: closed file object
-        _discard_output(out)
-        return str(exc)
-    return None
-
-
-def _discard_output(out: TextIO) -> None:
-    """Point *out*'s descriptor at ``/dev/null``, if it has one."""
-    try:
-        fd = out.fileno()
-    except (OSError, ValueError, AttributeError):
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, fd)
-    finally:
-        os.close(null)
+    return _output.write(text.getvalue())
 
 
 def _exit_status(name: str, written: Optional[str], failed: bool) -> int:
-    if written == _CLOSED_PIPE:
-        return 128 + 13  # SIGPIPE, as a shell reports a command it ended
-    if written is not None:
-        print(f"netkeepalive {name}: cannot write the output: {written}", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+    return _output.exit_status(name, written, failed)
 
 
 def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:

@@ -474,9 +474,9 @@ def test_older_release_that_refuses_an_option_is_refused(
 ) -> None:
     """The probe's TCP_KEEPCNT of 0 is refused by this kernel's bpf_setsockopt, as an
     old kernel refuses an option it does not know: nothing is attached."""
-    from netkeepalive import cgroup
+    from netkeepalive import _cgroup_probe, cgroup
 
-    mocker.patch.dict(cgroup._PROBE_VALUES, {"probes": 0})
+    mocker.patch.dict(_cgroup_probe._PROBE_VALUES, {"probes": 0})
     with pytest.raises(cgroup.CgroupError) as caught:
         cgroup.attach(cg.directory, idle=5000)
     assert caught.value.errno == errno.EOPNOTSUPP
@@ -688,11 +688,11 @@ def test_no_cgroup_v2_is_one_line(
     tmp_path: Path, mocker: Any, capsys: Any, args: List[str]
 ) -> None:
     """A mount table without cgroup2 (a cgroup v1 only system); needs no root."""
-    from netkeepalive import cgroup
+    from netkeepalive import _cgroupfs
 
     table = tmp_path / "mounts"
     table.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
-    mocker.patch.object(cgroup, "_MOUNTS", str(table))
+    mocker.patch.object(_cgroupfs, "_MOUNTS", str(table))
     line = run_main(capsys, "cgroup", *args)
     assert line == (
         f"netkeepalive cgroup {args[0]}: no cgroup v2 hierarchy is mounted (no cgroup2 entry "
