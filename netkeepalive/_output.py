@@ -116,11 +116,14 @@ def exit_status(
     """The exit status of *command* after :func:`write` returned *failure*.
 
     0 when written and nothing *failed*, else 1; :data:`EXIT_CLOSED_PIPE`
-    for a closed pipe (quietly: its reader chose to stop).  Any other
-    write failure is one line on standard error, ending with *change*
-    (what the command did, which stays) when there is one.
+    for a closed pipe, quietly when nothing changed (its reader chose to
+    stop), else with one line on standard error saying what stays.  Any
+    other write failure is one line on standard error, ending with
+    *change* (what the command did, which stays) when there is one.
     """
     if failure == CLOSED_PIPE:
+        if change:
+            complain(f"netkeepalive {command}: the output pipe was closed; {change}")
         return EXIT_CLOSED_PIPE
     if failure is not None:
         line = f"netkeepalive {command}: cannot write the output: {failure}"

@@ -529,14 +529,15 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             os.close(pidfd)
     written = _write_output(outcome, args.json, changed=True)
     failed = _report_errors("set", outcome, False)
-    if written is not None and written is not _CLOSED_PIPE:
+    change = None
+    if written is not None:
+        # What stays although the report failed; a closed pipe is quiet
+        # only when nothing changed.
         changed = [r for r in outcome.results if r.after is not None and r.error is None]
-        applied = (
-            f"the change was applied to {len(changed)} socket(s) of pid {pid}"
-            if changed
-            else "nothing was changed"
-        )
-        written = f"{written}; {applied}"
+        if changed:
+            change = f"the change was applied to {len(changed)} socket(s) of pid {pid}"
+        elif written is not _CLOSED_PIPE:
+            change = "nothing was changed"
     turned_on = [r for r in outcome.results if r.turned_on and r.error is None]
     if turned_on and written is None:
         names = [f"--{k}" for k in _KEEPALIVE_KNOBS if k in given]
@@ -549,7 +550,7 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "--no-enable leaves it as it is",
             file=sys.stderr,
         )
-    return _exit_status("set", written, failed)
+    return _output.exit_status("set", written, failed, change)
 
 
 def _set_process(
