@@ -72,7 +72,7 @@ AMQP_OWN = (
 )
 AIOHTTP_TWICE = (
     "aiohttp retries on a new connection; the user timeout bounds its connect too, "
-    "so the error comes up to one user timeout later"
+    "so the error comes up to one user timeout later: past budget + 1 s with data in flight"
 )
 LIBPQ = "libpq opens its socket in C: the socket module never sees it"
 #: Cells the docs do not claim within budget + 1 s, and why.  Keys are
@@ -91,7 +91,7 @@ EXPLAINED: Dict[Tuple[str, str, str], str] = {
         for method in ("api", "run", "run-enforce", "cgroup", "cgroup-enforce")
     },
     ("aiohttp", "set", "*"): "aiohttp retries on a new connection, which set "
-    "(the sockets open at the time) does not reach: its SYNs are retried for about "
+    "(the sockets open at the time) does not reach: its SYNs are retried for over "
     "two minutes (tcp_syn_retries)",
 }
 
