@@ -13,10 +13,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from _matrix_net import SERVER_ADDR
+from _matrix_net import SERVER_ADDR, netkeepalive_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 CLIENT_SCRIPT = os.path.join(HERE, "_matrix_clients.py")
 
 #: client -> (server kind, Python module it needs or None for a program)
@@ -31,22 +30,11 @@ CLIENTS: Dict[str, Tuple[str, Optional[str]]] = {
     "node": ("hold", None),
     "curl": ("http", None),
 }
-NO_ENFORCE = "this netkeepalive has no --enforce"
 NETKEEPALIVE = [sys.executable, "-m", "netkeepalive"]
 
 
 def skipped(reason: str) -> Dict[str, Any]:
     return {"status": "skipped", "reason": reason, "detected_ms": None, "options": None}
-
-
-def _env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def _usage_error(done: subprocess.CompletedProcess[str]) -> bool:
-    return done.returncode == 2 and "--enforce" in done.stderr
 
 
 def attach(lab: Any, method: str, budget: int) -> Optional[str]:
@@ -55,11 +43,9 @@ def attach(lab: Any, method: str, budget: int) -> Optional[str]:
     cmd = [*NETKEEPALIVE, "cgroup", "attach", path, "--detect-within", str(budget)]
     if method == "cgroup-enforce":
         cmd.insert(-2, "--enforce")
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=60)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=netkeepalive_env(), timeout=60)
     if done.returncode == 0:
         return None
-    if method == "cgroup-enforce" and _usage_error(done):
-        return NO_ENFORCE
     return f"cgroup attach failed: {done.stderr.strip()[-200:]}"
 
 
@@ -105,7 +91,7 @@ def _socket_options(pid: int, port: int) -> Optional[Dict[str, Any]]:
         [*NETKEEPALIVE, "show", str(pid), "--json"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=netkeepalive_env(),
         timeout=30,
     )
     if done.returncode != 0:
@@ -180,7 +166,7 @@ def run_cell(lab: Any, client: str, method: str, scenario: str, args: Any) -> Di
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_env(),
+        env=netkeepalive_env(),
         start_new_session=True,
         preexec_fn=enter_cgroup,
     )
@@ -220,8 +206,6 @@ def _observe(
     problem = _ready(proc, lines, client, port)
     if problem is not None:
         err = _stop(proc)
-        if method == "run-enforce" and proc.returncode == 2 and "--enforce" in err:
-            return skipped(NO_ENFORCE)
         return {
             "status": "error",
             "reason": f"{problem}; {err[-300:]}",
@@ -234,7 +218,7 @@ def _observe(
             [*NETKEEPALIVE, "set", str(proc.pid), "--detect-within", str(args.budget)],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=netkeepalive_env(),
             timeout=30,
         )
         if done.returncode != 0:

@@ -30,6 +30,14 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
 
 
+def netkeepalive_env() -> Dict[str, str]:
+    """The environment that makes ``python -m netkeepalive`` this tree's."""
+    root = os.path.dirname(HERE)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 class Lab:
     """The two namespaces, the veth pair, the servers and the cgroup of a run."""
 
@@ -241,7 +249,12 @@ class Lab:
                 proc.wait(10)
         self._servers.clear()
         if self.cgroup is not None:
-            _run(sys.executable, "-m", "netkeepalive", "cgroup", "detach", self.cgroup, check=False)
+            subprocess.run(
+                [sys.executable, "-m", "netkeepalive", "cgroup", "detach", self.cgroup],
+                capture_output=True,
+                env=netkeepalive_env(),
+                timeout=30,
+            )
             for _ in range(50):
                 try:
                     os.rmdir(self.cgroup)

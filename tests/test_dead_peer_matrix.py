@@ -83,7 +83,7 @@ def _cell(method: str, detected: Any, status: str = "run", **extra: Any) -> Dict
         **extra,
     }
     cell["verdict"] = dead_peer.verdict(cell, 3000)
-    cell["explanation"] = dead_peer.explanation("socket", method, "idle", cell["options"])
+    cell["explanation"] = dead_peer.explanation("socket", method, "idle")
     return cell
 
 
@@ -93,11 +93,30 @@ def test_verdicts() -> None:
     assert _cell("api", None)["verdict"] == "OVER"
     assert _cell("none", None)["verdict"] == "explained"
     assert _cell("run-enforce", None, "skipped", reason="x")["verdict"] == "skipped"
-    # set without --enable on a socket whose keepalive was off: issue 22, item 3.
+    # set turns keepalive on: a plain socket it left off is no excuse.
     assert _cell("set", None)["verdict"] == "OVER"
-    off = _cell("set", None, options={"enabled": False})
-    assert off["verdict"] == "explained"
-    assert off["explanation"] == dead_peer.SET_OFF
+    assert _cell("set", None, options={"enabled": False})["verdict"] == "OVER"
+
+
+def test_explanations_name_what_still_holds_a_client_back() -> None:
+    explain = dead_peer.explanation
+    # aiohttp's retry on a new connection: bounded by the user timeout where the
+    # policy reaches new sockets (cgroup too, since its connect-phase hook),
+    # unbounded under set, which only changes the sockets open at the time.
+    for method in ("api", "run", "run-enforce", "cgroup", "cgroup-enforce"):
+        assert explain("aiohttp", method, "inflight") == dead_peer.AIOHTTP_TWICE
+    assert "set" in (explain("aiohttp", "set", "idle") or "")
+    # py-amqp's own settings win only where nothing enforces the policy.
+    assert explain("amqp", "run", "idle") == dead_peer.AMQP_OWN
+    assert explain("amqp", "cgroup", "idle") == dead_peer.AMQP_OWN
+    for method in ("run-enforce", "cgroup-enforce", "set"):
+        assert explain("amqp", method, "idle") is None
+    # Everything else the policy reaches is claimed within budget + 1 s.
+    for method in ("run-enforce", "cgroup", "cgroup-enforce", "set"):
+        for client in ("socket", "requests", "httpx", "redis", "node", "curl"):
+            assert explain(client, method, "idle") is None
+    assert explain("psycopg", "run-enforce", "idle") == dead_peer.LIBPQ
+    assert explain("psycopg", "cgroup-enforce", "idle") is None
 
 
 def test_rst_table_marks_reasons_and_breaks() -> None:
@@ -105,16 +124,16 @@ def test_rst_table_marks_reasons_and_breaks() -> None:
         [
             _cell("none", None),
             _cell("api", 1300),
-            _cell("run-enforce", None, "skipped", reason="this netkeepalive has no --enforce"),
+            _cell("run", None, "skipped", reason="the Python package x is not installed"),
             _cell("set", 9000),
         ]
     )
     lines = table.splitlines()
-    assert lines[1].split() == ["client", "scenario", "none", "api", "run-enforce", "set"]
+    assert lines[1].split() == ["client", "scenario", "none", "api", "run", "set"]
     assert lines[3].split()[:5] == ["socket", "idle", "hung", "[1]", "1.3"]
     assert "n/a [2]" in lines[3]
     assert "9.0 s [3]" in lines[3]
-    assert "[2] this netkeepalive has no --enforce" in table
+    assert "[2] the Python package x is not installed" in table
     assert "[3] over budget + 1 s, unexplained" in table
 
 
