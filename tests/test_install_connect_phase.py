@@ -43,10 +43,13 @@ start = time.monotonic()
 try:
     sock.connect(("127.0.0.1", PORT))
     outcome = "connected"
-except TimeoutError as exc:
-    outcome = "ETIMEDOUT" if exc.errno == errno.ETIMEDOUT else "still pending"
-except OSError as exc:
-    outcome = errno.errorcode.get(exc.errno, str(exc.errno))
+except OSError as exc:  # socket.timeout is not TimeoutError before Python 3.10
+    if exc.errno == errno.ETIMEDOUT:
+        outcome = "ETIMEDOUT"
+    elif isinstance(exc, socket.timeout):
+        outcome = "still pending"
+    else:
+        outcome = errno.errorcode.get(exc.errno, str(exc.errno))
 print(json.dumps({
     "outcome": outcome,
     "seconds": time.monotonic() - start,
