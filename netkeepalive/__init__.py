@@ -6,7 +6,7 @@ A port of Node's ``net-keepalive`` to Python: setters and getters for
 through ctypes.  Times are in milliseconds.
 
 Layers, one module each: :mod:`._libc` (loader) → :mod:`.constants`
-(per-OS option numbers) → :mod:`._sys` (platform backends) → :mod:`._fd`
+(per-OS option numbers) → :mod:`._backends` (platform backends) → :mod:`._fd`
 (descriptors) → :mod:`._api` (this public surface).
 """
 

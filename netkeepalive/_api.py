@@ -13,7 +13,8 @@ import struct
 import sys
 from collections import namedtuple
 
-from . import _atomic, _sys
+from . import _atomic
+from . import _backends as _sys
 from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError, UnsupportedOptionError
@@ -25,8 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeGuard
 
+    from ._backends.base import Backend
     from ._convert import Milliseconds
-    from ._sys.base import Backend
     from .constants import Option
 
 __all__ = [

@@ -152,7 +152,7 @@ def plan(
 
     In the order given; *option* maps a knob to its option or raises
     :class:`~netkeepalive.UnsupportedOptionError`
-    (:meth:`~netkeepalive._sys.base.Backend.option`).  Every value is
+    (:meth:`~netkeepalive._backends.base.Backend.option`).  Every value is
     checked by :func:`to_native` before the list is returned, so the first
     bad one raises and nothing has reached the kernel.
     """

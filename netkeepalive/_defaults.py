@@ -152,9 +152,9 @@ def system_defaults() -> Settings:
     :attr:`~netkeepalive.Settings.data_timeout` for how long unacknowledged
     data takes to fail.
     """
-    from . import _sys
+    from . import _backends
 
-    backend = _sys.backend()
+    backend = _backends.backend()
     table = backend.table
     if table.name.startswith("win32"):
         return Settings(
@@ -192,7 +192,7 @@ def _freebsd_maxunacktime() -> Optional[int]:
     ``net.inet.tcp.maxunacktime`` sysctl (ms, sysctl_msec_to_ticks in
     sys/netinet/tcp_timer.c; 0 = no limit).  ``None`` where it cannot be read.
     """
-    from ._sys.sysctl import sysctl_int
+    from ._sysctl import sysctl_int
 
     value = sysctl_int("net.inet.tcp.maxunacktime")
     return value if value is not None and value >= 0 else None

@@ -14,9 +14,9 @@ from __future__ import annotations
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _sys
+from . import _backends
+from ._backends.base import Backend
 from ._convert import Milliseconds, plan
-from ._sys.base import Backend
 from .constants import Option
 from .errors import UnsupportedOptionError
 
@@ -60,7 +60,7 @@ def checked_options(
     """
     if idle is None and interval is None and probes is None and user_timeout is None:
         return {}
-    planned = _plan(_sys.backend(), idle, interval, probes, user_timeout)
+    planned = _plan(_backends.backend(), idle, interval, probes, user_timeout)
     return {knob: value for knob, _opt, value, _native in planned}
 
 
@@ -91,7 +91,7 @@ def socket_options(
     :mod:`netkeepalive.urllib3`, or :func:`~netkeepalive.configure`, which
     configure the socket after it is created.
     """
-    backend = _sys.backend()
+    backend = _backends.backend()
     table = backend.table
     planned = _plan(backend, idle, interval, probes, user_timeout)
     for knob, opt, _value, _native in planned:
@@ -129,7 +129,7 @@ def keepalive_options(
     for level, number, value in options[1:]:  # options[0] is SO_KEEPALIVE
         if level != socket.IPPROTO_TCP:  # no table has one; the mapping could not carry it
             raise UnsupportedOptionError.for_knob(
-                f"option {number}", _sys.backend().table.name, "not an IPPROTO_TCP option"
+                f"option {number}", _backends.backend().table.name, "not an IPPROTO_TCP option"
             )
         result[number] = value
     return result

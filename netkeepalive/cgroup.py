@@ -1,7 +1,7 @@
 """A keepalive policy for every TCP connection of a cgroup (Linux 5.9+ or a backport).
 
 :func:`attach` loads a small ``BPF_PROG_TYPE_SOCK_OPS`` program (see
-:mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
+:mod:`netkeepalive._linux._bpf`) and attaches it to a cgroup v2 directory with
 ``BPF_F_ALLOW_MULTI``.  From then on, whenever a TCP connection of a
 process in that cgroup (or below it) becomes established, on either end,
 and when such a process's ``connect()`` is about to send its SYN, the
@@ -9,7 +9,7 @@ kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the policy's
 ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 ``TCP_USER_TIMEOUT``.  ``attach(..., enforce=True)`` adds a
 ``cgroup/setsockopt`` program that keeps applications from raising them
-(:mod:`netkeepalive._enforce`).  The attachment stays until :func:`detach`, the
+(:mod:`netkeepalive._linux._enforce`).  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
 The policy lives in an array map that :func:`status` reads back from the
@@ -35,8 +35,8 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _bpf, _bpfsys, _enforce
-from ._cgroupfs import (
+from ._linux import _bpf, _bpfsys, _enforce
+from ._linux._cgroupfs import (
     CgroupError,
     _attach_error,
     _cgroup_name,
@@ -173,8 +173,8 @@ def _policy_map() -> int:
 
 def _check_kernel() -> None:
     """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options
-    (see :func:`._cgroup_probe.check_kernel`)."""
-    from ._cgroup_probe import check_kernel
+    (see :func:`._linux._cgroup_probe.check_kernel`)."""
+    from ._linux._cgroup_probe import check_kernel
 
     check_kernel()
 
@@ -304,10 +304,10 @@ def _read_policy(found: _Ours) -> Policy:
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
-    from . import _sys
+    from . import _backends
     from ._convert import from_native
 
-    backend = _sys.backend()
+    backend = _backends.backend()
 
     def public(knob: str) -> Optional[int]:
         value = native.get(knob)
@@ -324,10 +324,10 @@ def _policy(native: Dict[str, Optional[int]]) -> Policy:
 
 def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
     """Check :func:`attach`'s *settings* like :func:`netkeepalive.configure`; kernel units."""
-    from . import _sys
+    from . import _backends
     from ._convert import plan
 
-    backend = _sys.backend()
+    backend = _backends.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
     for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
         native[knob] = value
@@ -368,7 +368,7 @@ def attach(
     the policy a ceiling for the applications in the cgroup: turning
     keepalive off, a longer idle time or interval, more probes, or a user
     timeout of 0 or longer than the policy's is lowered to the policy (see
-    :mod:`netkeepalive._enforce`).  Without it, an enforcing program of an
+    :mod:`netkeepalive._linux._enforce`).  Without it, an enforcing program of an
     earlier policy is removed with that policy.
     """
     if not isinstance(enforce, bool):

@@ -8,7 +8,7 @@ the unit the kernel expects and the range it accepts in that unit.
 
 Looking for ``TCP_KEEPCNT`` on FreeBSD?  It is in :data:`FREEBSD` below.
 
-The tables say *what* to pass; :mod:`netkeepalive._sys` says *how* (libc's
+The tables say *what* to pass; :mod:`netkeepalive._backends` says *how* (libc's
 ``setsockopt`` on Unix-likes, ``ws2_32`` on Windows), and
 :func:`table_for` picks the table for the running system.
 """
@@ -608,7 +608,7 @@ WINDOWS = windows_table(WINDOWS_BUILD_KEEPIDLE)
 # Choosing the table for the running system.
 # --------------------------------------------------------------------------
 #: BSD ``sys.platform`` prefix -> the kernel version number (``sysctl
-#: kern.osreldate``/``kern.osrevision``, see :mod:`netkeepalive._sys.sysctl`)
+#: kern.osreldate``/``kern.osrevision``, see :mod:`netkeepalive._sysctl`)
 #: from which its newer table applies:
 #: FreeBSD: __FreeBSD_version 1400000 (sys/sys/param.h), 14.0 with
 #: TCP_MAXUNACKTIME.  NetBSD: __NetBSD_Version__ 800000000 (sys/sys/param.h,
@@ -642,7 +642,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def _kernel_version(platform: str) -> Optional[int]:
     """The running BSD kernel's version number, or ``None`` (use ``uname``)."""
-    from ._sys.sysctl import kernel_version
+    from ._sysctl import kernel_version
 
     number = kernel_version(platform)
     return number if number is not None and number > 0 else None
@@ -774,7 +774,7 @@ def _running_windows_table() -> PlatformTable:
 
 def _running_freebsd_table(table: PlatformTable) -> PlatformTable:
     """FreeBSD's table with the ceilings of the running kernel's ``kern.hz``."""
-    from ._sys.sysctl import sysctl_int
+    from ._sysctl import sysctl_int
 
     hz = sysctl_int("kern.hz")
     return freebsd_table(table, hz) if hz is not None else table

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket as _socket
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from . import _sys
+from . import _backends
 from ._api import Settings, configure
 from ._convert import Milliseconds
 from ._sockopts import checked_options
@@ -39,7 +39,7 @@ def inherited_options(platform: Optional[str] = None) -> FrozenSet[str]:
     ``"interval"``, ``"probes"`` and ``"user_timeout"``; the empty set
     where inheritance has not been verified.
     """
-    name = _sys.backend().table.name if platform is None else platform
+    name = _backends.backend().table.name if platform is None else platform
     return INHERITED.get(name, frozenset())
 
 

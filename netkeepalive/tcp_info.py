@@ -19,7 +19,7 @@ import dataclasses
 import errno
 from typing import Any, Dict, Optional, Tuple
 
-from . import _sys
+from . import _backends
 from ._fd import fileno
 from ._libc import libc
 from .constants import IPPROTO_TCP, TCP_STATES
@@ -275,7 +275,7 @@ def _read(fd: int, size: int = FULL_SIZE) -> TcpInfo:
     """
     if not 0 <= size <= FULL_SIZE:
         raise ValueError(f"TCP_INFO: size {size} is outside the buffer's 0 to {FULL_SIZE} bytes")
-    table = _sys.backend().table
+    table = _backends.backend().table
     if table.name not in ("linux", "android") or table.tcp_info is None:
         raise _unsupported(table.name)
     info = _TcpInfoStruct()

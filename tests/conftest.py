@@ -10,13 +10,13 @@ import types
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional
 
-import fakelib
 import pytest
+from helpers import fakelib
 from hypothesis import HealthCheck, settings
 
+import netkeepalive._backends
 import netkeepalive._libc
-import netkeepalive._sys
-from netkeepalive._sys.base import Backend
+from netkeepalive._backends.base import Backend
 
 if TYPE_CHECKING:
     from test_retrofit import Child
@@ -58,10 +58,10 @@ def client(tcp_pair: tuple[socket.socket, socket.socket]) -> socket.socket:
 @pytest.fixture
 def fresh_backend() -> Iterator[None]:
     """Forget the loaded C library and backend before and after a test."""
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
     yield
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
 
 
@@ -101,15 +101,15 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
             win = platform == "win32"
             lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
         # The kernel's version number (sysctlbyname) comes from the same library.
-        mocker.patch("netkeepalive._sys.sysctl._library", return_value=lib)
-        backend = netkeepalive._sys.use(None, lib)
+        mocker.patch("netkeepalive._sysctl._library", return_value=lib)
+        backend = netkeepalive._backends.use(None, lib)
         kernel.known = fakelib.known_options(backend.table)
         fakelib.real_kernel(kernel, backend.table.name)
         return Simulation(kernel, lib, backend)
 
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     yield make
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
 
 
@@ -149,7 +149,7 @@ def refuse_option(fresh_backend: None) -> Callable[..., None]:
         level: int, option: int, err: int, when: Optional[Callable[[int], bool]] = None
     ) -> None:
         lib = _RefusingLib(level, option, err, when or (lambda fd: True))
-        netkeepalive._sys.use(None, lib)
+        netkeepalive._backends.use(None, lib)
 
     return install
 

@@ -34,7 +34,8 @@ cg = test_cgroup.cg  # the fixture: a fresh cgroup, removed with all it holds
 
 def sock_ops_ids(directory: str) -> List[int]:
     """The ids of every sock_ops program attached to the cgroup at *directory*, in run order."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     with cgroup._opened(directory) as fd:
         return _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)[1]
@@ -43,7 +44,8 @@ def sock_ops_ids(directory: str) -> List[int]:
 @pytest.fixture
 def no_root_attach(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The cgroup2 mount; attaching there fails the test instead of reaching the kernel."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     mount = os.path.realpath(cgroup.cgroup2_mount())
     root = os.stat(mount)
@@ -122,8 +124,8 @@ def test_slash_and_the_mount_point_name_the_root(no_root_attach: str) -> None:
 
 
 def test_the_report_of_a_root_attach_says_it_covers_the_machine() -> None:
-    from netkeepalive import _cgroup_cli
     from netkeepalive.cgroup import Policy
+    from netkeepalive.cli import _cgroup as _cgroup_cli
 
     policy = Policy(True, 60000, None, None, None)
     text = _cgroup_cli.report([("/", policy)], False, attaching=True)
@@ -144,7 +146,8 @@ def test_the_report_of_a_root_attach_says_it_covers_the_machine() -> None:
 def attach_impostor(cg: Cgroup, like_ours: bool) -> int:
     """A foreign sock_ops program named ``netkeepalive``; with *like_ours*, it is our
     own keepalive program with a map of the same name and shape, but unmarked."""
-    from netkeepalive import _bpf, _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpf, _bpfsys
 
     code = _bpf.return_one_program()
     if like_ours:
@@ -194,7 +197,8 @@ def test_a_foreign_program_named_netkeepalive_is_shown_and_left_alone(
 
 
 def test_program_kind_names_the_enforcing_program(cg: Cgroup) -> None:
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     cgroup.attach(cg.name, idle=4000, enforce=True)
     with cgroup._opened(cg.directory) as cgroup_fd:
@@ -213,7 +217,8 @@ def test_program_kind_names_the_enforcing_program(cg: Cgroup) -> None:
 
 
 def test_program_kind_of_an_attached_program(cg: Cgroup) -> None:
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     impostor = attach_impostor(cg, like_ours=True)
     test_cgroup.attach(cg.name, "--idle", 4000)

@@ -13,9 +13,9 @@ import pytest
 from pytest_mock import MockerFixture
 
 import netkeepalive
-import netkeepalive._sys
+import netkeepalive._backends
 from netkeepalive import tcp_info
-from netkeepalive._sys.unix import UnixBackend
+from netkeepalive._backends.unix import UnixBackend
 from netkeepalive.constants import DARWIN, FREEBSD, PlatformTable
 
 #: Reading struct tcp_info from a real socket: Linux's layout.
@@ -200,7 +200,7 @@ def test_other_systems_are_refused(
     client: socket.socket, mocker: MockerFixture, table: PlatformTable
 ) -> None:
     # Other kernels lay out their TCP_INFO differently: refuse, never guess.
-    mocker.patch.object(netkeepalive._sys, "backend", return_value=UnixBackend(table))
+    mocker.patch.object(netkeepalive._backends, "backend", return_value=UnixBackend(table))
     with pytest.raises(netkeepalive.UnsupportedOptionError) as info:
         netkeepalive.get_tcp_info(client)
     assert info.value.errno == errno.ENOPROTOOPT

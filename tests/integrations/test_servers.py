@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
-from wire_servers import serving
+from helpers.wire_servers import serving
 
 import netkeepalive
 import netkeepalive.aio

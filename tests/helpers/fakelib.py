@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 # The oracle, also re-exported for the tests that drive its rows.
-from oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
+from helpers.oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
 WSAEFAULT = 10014

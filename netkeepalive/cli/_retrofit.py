@@ -1,8 +1,8 @@
 """``netkeepalive show`` and ``netkeepalive set``: running processes' sockets (Linux).
 
 Each TCP socket of a process is found in ``/proc`` (see
-:mod:`netkeepalive._procfs`), borrowed with ``pidfd_getfd`` (see
-:mod:`netkeepalive._pidfd`), checked to still be that TCP socket, read or
+:mod:`netkeepalive._linux._procfs`), borrowed with ``pidfd_getfd`` (see
+:mod:`netkeepalive._linux._pidfd`), checked to still be that TCP socket, read or
 changed with the public API (:func:`netkeepalive.get_settings`,
 :func:`netkeepalive.configure`; the unanswered probes from ``TCP_INFO``)
 and closed again straight away.  The copy shares the process's open socket,
@@ -46,15 +46,17 @@ from typing import (
     Tuple,
 )
 
-from . import _output, _pidfd, _procfs, _sys
-from ._api import configure, get_settings
-from ._cliopts import add_settings_arguments, settings_from_args
-from ._libc import libc
-from .constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
-from .errors import SocketOptionError
+from .. import _backends
+from .._api import configure, get_settings
+from .._libc import libc
+from .._linux import _pidfd, _procfs
+from ..constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
+from ..errors import SocketOptionError
+from . import _report as _output
+from ._options import add_settings_arguments, settings_from_args
 
 if TYPE_CHECKING:
-    from .cgroup import Policy
+    from ..cgroup import Policy
 
 __all__ = ["add_arguments", "run"]
 
@@ -234,7 +236,7 @@ def _verify(fd: int, sock: _procfs.TcpSocket) -> None:
         raise _SocketGone(
             "closed by the process; its number now refers to something else, left alone"
         )
-    backend = _sys.backend()
+    backend = _backends.backend()
     sock_type = backend.get(fd, _SO_TYPE)
     protocol = backend.get(fd, _SO_PROTOCOL)
     if sock_type != socket.SOCK_STREAM or protocol != socket.IPPROTO_TCP:
@@ -712,7 +714,7 @@ _CLOSED_PIPE = _output.CLOSED_PIPE
 
 
 def _write_output(outcome: _Outcome, as_json: bool, changed: bool) -> Optional[str]:
-    """Print the table or JSON (see :func:`._output.write`); ``None`` when written,
+    """Print the table or JSON (see :func:`._report.write`); ``None`` when written,
     else what went wrong."""
     text = io.StringIO()
     if as_json:
@@ -772,7 +774,7 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Tuple[int, str, Policy]]:
     :func:`netkeepalive.cgroup.effective_policy`); nothing where it cannot
     be read (no cgroup v2, no privileges for ``bpf(2)``).
     """
-    from . import cgroup
+    from .. import cgroup
 
     found: List[Tuple[int, str, Policy]] = []
     seen: Dict[str, Optional[Tuple[str, Policy]]] = {}

@@ -23,8 +23,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
-from ._libc import libc
-from .constants import INT_MAX, _version_tuple
+from .._libc import libc
+from ..constants import INT_MAX, _version_tuple
 
 __all__ = [
     "PidfdUnsupportedError",

@@ -14,10 +14,10 @@ import os
 import struct
 from typing import List, Optional
 
+from ..cgroup import _KEY, _VALUE_SIZE, MINIMUM_KERNEL, PROGRAM_NAME, _new_map
+from ..constants import _version_tuple
 from . import _bpf, _bpfsys
 from ._cgroupfs import CgroupError, _opened, cgroup2_mount
-from .cgroup import _KEY, _VALUE_SIZE, MINIMUM_KERNEL, PROGRAM_NAME, _new_map
-from .constants import _version_tuple
 
 __all__ = ["check_kernel"]
 

@@ -31,7 +31,7 @@ import struct
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .constants import LINUX, Option
+from ..constants import LINUX, Option
 
 __all__ = [
     "POLICY_FIELDS",

@@ -1,8 +1,8 @@
 """Platform backends: *how* an option reaches the kernel.
 
 :mod:`netkeepalive.constants` says *what* to pass (level, number, unit);
-a backend passes it: :mod:`._sys.unix` through the C library's
-``setsockopt``/``getsockopt``, :mod:`._sys.windows` through ``ws2_32``.
+a backend passes it: :mod:`._backends.unix` through the C library's
+``setsockopt``/``getsockopt``, :mod:`._backends.windows` through ``ws2_32``.
 :func:`backend` returns the one for the running system, created on first use.
 """
 

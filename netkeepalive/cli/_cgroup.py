@@ -16,8 +16,8 @@ import argparse
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._cliopts import add_settings_arguments, settings_from_args
-from ._output import complain, exit_status, write
+from ._options import add_settings_arguments, settings_from_args
+from ._report import complain, exit_status, write
 
 __all__ = ["add_arguments", "report", "run"]
 
@@ -129,7 +129,7 @@ def report(
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run ``cgroup ACTION`` with parsed *args*; return the exit status."""
-    from . import cgroup
+    from .. import cgroup
 
     parser: argparse.ArgumentParser = args.cgroup_parser
     action: str = args.action

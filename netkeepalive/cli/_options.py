@@ -73,22 +73,22 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     probe count); it cannot be combined with ``--idle``, ``--interval`` or
     ``--user-timeout``.
     """
-    from . import _sys
-    from ._convert import to_native
-    from .errors import UnsupportedOptionError
+    from .. import _backends
+    from .._convert import to_native
+    from ..errors import UnsupportedOptionError
 
     given: Dict[str, int] = {
         knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob, None) is not None
     }
     budget = getattr(args, "detect_within", None)
     try:
-        backend = _sys.backend()
+        backend = _backends.backend()
         if budget is not None:
             clash = [k for k in ("idle", "interval", "user_timeout") if k in given]
             if clash:
                 names = ", ".join("--" + k.replace("_", "-") for k in clash)
                 parser.error(f"--detect-within chooses {names} itself: give one or the other")
-            from ._budget import detect_within
+            from .._budget import detect_within
 
             plan = detect_within(budget, probes=given.get("probes"))
             chosen = (
