@@ -15,6 +15,7 @@ from collections import namedtuple
 
 from . import _atomic
 from . import _backends as _sys
+from ._common import VALUE_KNOBS as _VALUE_KNOBS
 from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
 from .errors import LibraryNotFoundError, UnsupportedOptionError
@@ -171,9 +172,6 @@ _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
 _pack_int = struct.Struct("=i").pack
 _INT_SIZE = 4
-
-#: The knobs with a public setter/getter in milliseconds or counts.
-_VALUE_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 
 #: Stands where a backend would when a fast path must not be taken.

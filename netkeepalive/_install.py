@@ -26,6 +26,7 @@ import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import _api, _forksafe, _setsockopt_ceiling
+from ._common import VALUE_KNOBS
 from ._convert import Milliseconds, from_native, to_native
 from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
@@ -73,8 +74,6 @@ class InstallPolicy(NamedTuple):
     #: (``install(enforce=True)``; counts in :func:`clamped_writes`).
     enforce: bool = False
 
-
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 _TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
 _INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
@@ -404,7 +403,7 @@ def install(
     backend.option("enable")  # no SO_KEEPALIVE at all: nothing to install
     values: Dict[str, Optional[int]] = {}
     skipped: List[Tuple[str, UnsupportedOptionError]] = []
-    for knob, value in zip(_KNOBS, (idle, interval, probes, user_timeout)):
+    for knob, value in zip(VALUE_KNOBS, (idle, interval, probes, user_timeout)):
         values[knob] = None
         if value is None:
             continue
@@ -457,7 +456,7 @@ def install(
     from .servers import inherited_options
 
     inherited = inherited_options()
-    needs_accept = not {"enable", *(k for k in _KNOBS if k in kwargs)} <= inherited
+    needs_accept = not {"enable", *(k for k in VALUE_KNOBS if k in kwargs)} <= inherited
     names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
     rules = _setsockopt_ceiling.build_rules(backend, enable, values) if enforce else {}
     if enforce:

@@ -16,14 +16,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import _backends
 from ._backends.base import Backend
+from ._common import VALUE_KNOBS
 from ._convert import Milliseconds, plan
 from .constants import Option
 from .errors import UnsupportedOptionError
 
 __all__ = ["keepalive_options", "socket_options"]
 
-#: Knobs in the order their tuples appear (after ``SO_KEEPALIVE``).
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 _WINDOWS_DETAIL = (
     "before Windows 10 1709 (build 16299) the keepalive idle time and interval "
@@ -41,8 +40,8 @@ def _plan(
     probes: Optional[int],
     user_timeout: Optional[Milliseconds],
 ) -> List[Tuple[str, Option, object, int]]:
-    """``(knob, option, value, native)`` of each knob given, in :data:`_KNOBS` order."""
-    return plan(backend.option, zip(_KNOBS, (idle, interval, probes, user_timeout)))
+    """``(knob, option, value, native)`` of each knob given, in :data:`VALUE_KNOBS` order."""
+    return plan(backend.option, zip(VALUE_KNOBS, (idle, interval, probes, user_timeout)))
 
 
 def checked_options(

@@ -35,6 +35,7 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._common import VALUE_KNOBS
 from ._linux import _bpf, _bpfsys, _enforce
 from ._linux._cgroupfs import (
     CgroupError,
@@ -84,8 +85,6 @@ PROGRAM_NAME = "netkeepalive"
 #: each, inside the program, so the policy would silently do nothing).  A
 #: lower release number is probed for a backport rather than refused.
 MINIMUM_KERNEL = (5, 9)
-
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 
 @dataclass(frozen=True)
@@ -329,7 +328,7 @@ def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
 
     backend = _backends.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
-    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
+    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in VALUE_KNOBS)):
         native[knob] = value
     return native
 
@@ -519,7 +518,7 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     if earlier is None:
         return later
     kept: Dict[str, Any] = {
-        knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None
+        knob: getattr(earlier, knob) for knob in VALUE_KNOBS if getattr(later, knob) is None
     }
     return replace(later, **kept)
 

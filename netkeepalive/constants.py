@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 import socket
 import sys
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
+
+from ._common import KNOBS, version_tuple
 
 __all__ = [
     "AIX",
@@ -161,8 +162,6 @@ class PlatformTable:
         opt: Optional[Option] = getattr(self, knob)
         return opt
 
-
-KNOBS = ("enable", "idle", "interval", "probes", "user_timeout")
 
 # BSD-heritage systems (macOS, the BSDs, Solaris, AIX, Windows) share these.
 _BSD_SOL_SOCKET = 0xFFFF
@@ -633,13 +632,6 @@ _BY_RELEASE = {
 }
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    m = re.match(r"(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return ()
-    return tuple(int(part) for part in m.groups() if part is not None)
-
-
 def _kernel_version(platform: str) -> Optional[int]:
     """The running BSD kernel's version number, or ``None`` (use ``uname``)."""
     from ._sysctl import kernel_version
@@ -694,13 +686,13 @@ def detect_platform(
         version = uname.version if version is None else version
     for bsd, (first, older) in _BY_RELEASE.items():
         if plat.startswith(bsd):
-            return bsd if _version_tuple(release) >= first else older
+            return bsd if version_tuple(release) >= first else older
     # illumos and Solaris both report release "5.11".  Solaris reports its
     # update as the uname version: "11.4.0.15.0", "11.3"; Solaris 10 and
     # OpenSolaris report "Generic_..." and "snv_...".  illumos distributions
     # report a build tag instead ("illumos-...", "omnios-...", "joyent_...").
     if version[:1].isdigit():
-        return "solaris" if _version_tuple(version) >= (11, 4) else "solaris-pre-11.4"
+        return "solaris" if version_tuple(version) >= (11, 4) else "solaris-pre-11.4"
     if version.startswith(("Generic", "snv_")) or release in ("5.10", "5.9", "5.8"):
         return "solaris-pre-11.4"
     return "illumos"

@@ -14,8 +14,8 @@ import os
 import struct
 from typing import List, Optional
 
+from .._common import version_tuple
 from ..cgroup import _KEY, _VALUE_SIZE, MINIMUM_KERNEL, PROGRAM_NAME, _new_map
-from ..constants import _version_tuple
 from . import _bpf, _bpfsys
 from ._cgroupfs import CgroupError, _opened, cgroup2_mount
 
@@ -42,7 +42,7 @@ def check_kernel() -> None:
     (:func:`_probe_setsockopt`), and only a refusal or a failed test is fatal.
     """
     release = os.uname().release
-    found = _version_tuple(release)
+    found = version_tuple(release)
     if not found or found >= MINIMUM_KERNEL:
         return
     why = _why_no_backport()

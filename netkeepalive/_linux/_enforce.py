@@ -69,9 +69,9 @@ def load(policy_fd: int, name: str) -> Tuple[int, int]:
 
 
 def _older_than_5_3() -> bool:
-    from ..constants import _version_tuple
+    from .._common import version_tuple
 
-    found = _version_tuple(os.uname().release)
+    found = version_tuple(os.uname().release)
     return bool(found) and found < MINIMUM_KERNEL
 
 

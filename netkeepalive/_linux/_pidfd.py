@@ -23,8 +23,9 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
+from .._common import version_tuple
 from .._libc import libc
-from ..constants import INT_MAX, _version_tuple
+from ..constants import INT_MAX
 
 __all__ = [
     "PidfdUnsupportedError",
@@ -170,7 +171,7 @@ _SINCE = {"pidfd_open": (5, 3), "pidfd_getfd": (5, 6)}
 
 def _kernel_version() -> Optional[Tuple[int, ...]]:
     """``(major, minor)`` of the running kernel (``uname -r``), or ``None``."""
-    return _version_tuple(os.uname().release)[:2] or None
+    return version_tuple(os.uname().release)[:2] or None
 
 
 def _unsupported(call: str) -> PidfdUnsupportedError:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Dict
 
-__all__ = ["KNOBS", "add_settings_arguments", "integer", "settings_from_args"]
+from .._common import VALUE_KNOBS
 
-#: The knobs, in the order their arguments are listed.
-KNOBS = ("idle", "interval", "probes", "user_timeout")
+__all__ = ["add_settings_arguments", "integer", "settings_from_args"]
 
 
 def integer(text: str) -> int:
@@ -78,7 +77,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     from ..errors import UnsupportedOptionError
 
     given: Dict[str, int] = {
-        knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob, None) is not None
+        knob: getattr(args, knob) for knob in VALUE_KNOBS if getattr(args, knob, None) is not None
     }
     budget = getattr(args, "detect_within", None)
     try:
