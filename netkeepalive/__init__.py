@@ -32,7 +32,6 @@ from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
-    from ._defaults import system_defaults
     from ._install import (
         InstallPolicy,
         KeepaliveWarning,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
         installed,
         uninstall,
     )
+    from ._settings import system_defaults
     from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
@@ -51,7 +51,7 @@ _LAZY = {
     "socket_options": "._sockopts",
     "detect_within": "._budget",
     "KeepaliveParams": "._budget",
-    "system_defaults": "._defaults",
+    "system_defaults": "._settings",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
     "keepalive_options": "._sockopts",

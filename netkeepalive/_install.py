@@ -25,9 +25,9 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _forksafe, _setsockopt_ceiling
+from . import _api, _backends, _forksafe, _setsockopt_ceiling
 from ._common import VALUE_KNOBS
-from ._convert import Milliseconds, from_native, to_native
+from ._convert import Milliseconds, check_enable, from_native, to_native
 from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
 
@@ -394,12 +394,12 @@ def install(
     Calling it again replaces the policy; :func:`uninstall` removes it.
     Safe to call from any thread.  Returns the policy, as :func:`installed`.
     """
-    _api._check_enable(enable, "install: enable")
-    _api._check_enable(only_lower, "install: only_lower")
-    _api._check_enable(enforce, "install: enforce")
+    check_enable(enable, "install: enable")
+    check_enable(only_lower, "install: only_lower")
+    check_enable(enforce, "install: enforce")
     if where is not None and not callable(where):
         raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
-    backend = _api._backend()
+    backend = _backends.backend()
     backend.option("enable")  # no SO_KEEPALIVE at all: nothing to install
     values: Dict[str, Optional[int]] = {}
     skipped: List[Tuple[str, UnsupportedOptionError]] = []

@@ -64,6 +64,7 @@ __all__ = [
     "detect_platform",
     "freebsd_table",
     "generic_table",
+    "linux_kernel",
     "linux_table",
     "table_for",
     "windows_table",
@@ -638,6 +639,11 @@ def _kernel_version(platform: str) -> Optional[int]:
 
     number = kernel_version(platform)
     return number if number is not None and number > 0 else None
+
+
+def linux_kernel() -> bool:
+    """Whether this process runs on a Linux kernel (Android included)."""
+    return sys.platform.startswith("linux") or sys.platform == "android"
 
 
 def detect_platform(

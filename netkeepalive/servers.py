@@ -14,8 +14,9 @@ import socket as _socket
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from . import _backends
-from ._api import Settings, configure
+from ._api import configure
 from ._convert import Milliseconds
+from ._settings import Settings
 from ._sockopts import checked_options
 
 __all__ = ["INHERITED", "KeepAliveMixin", "ServerKeepAlive", "inherited_options"]

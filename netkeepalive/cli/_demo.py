@@ -28,8 +28,9 @@ import threading
 import time
 from typing import Callable, Dict, NoReturn, Optional, TextIO, cast
 
-from .._api import Settings, configure
+from .._api import configure
 from .._linux._silence import Outcome, silent_pair, watch
+from .._settings import Settings
 from ..constants import detect_platform
 from ..tcp_info import get_tcp_info
 from . import _report as _output
