@@ -5,8 +5,9 @@
 sockets with the :mod:`socket` module is covered) with functions that call
 :func:`netkeepalive.configure` on a TCP socket first and then the original
 method.  Accepted connections inherit the listener's settings on Linux;
-where that has not been verified (see :data:`netkeepalive.servers.INHERITED`)
-``accept`` is replaced too and configures each accepted connection.
+where that has not been verified (see
+:attr:`netkeepalive.constants.PlatformTable.inherited`) ``accept`` is
+replaced too and configures each accepted connection.
 
 Only new sockets are configured: one already connected, connecting or
 listening (``TCP_INFO``'s state on Linux) is left as it is.  Everything
@@ -453,9 +454,7 @@ def install(
             f"netkeepalive.install: {missing}; new connections get the other options without it",
             2,
         )
-    from .servers import inherited_options
-
-    inherited = inherited_options()
+    inherited = backend.table.inherited
     needs_accept = not {"enable", *(k for k in VALUE_KNOBS if k in kwargs)} <= inherited
     names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
     rules = _setsockopt_ceiling.build_rules(backend, enable, values) if enforce else {}

@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 from ._common import KNOBS, version_tuple
 
@@ -157,6 +157,11 @@ class PlatformTable:
     #: Related options no knob uses, listed so that every number this
     #: system defines for keepalive is in one place (and checked by the tests).
     extras: Tuple[Option, ...] = ()
+    #: The knobs an accepted socket inherits from its listening socket, as
+    #: checked on real sockets by the test suite (tests/integrations/test_servers.py):
+    #: Linux copies all five to every connection whose handshake completes after
+    #: the listener was configured.  Unchecked elsewhere: each connection is configured.
+    inherited: FrozenSet[str] = frozenset()
 
     def option(self, knob: str) -> Optional[Option]:
         """The option carrying *knob* (``"idle"``, ``"probes"``, ...)."""
@@ -229,6 +234,7 @@ def linux_table(machine: str = "", name: str = "linux") -> PlatformTable:
         # net/ipv4/tcp.c do_tcp_setsockopt: ms >= 0, 0 = system default.
         user_timeout=_tcp("user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX),
         tcp_info=11,  # include/uapi/linux/tcp.h
+        inherited=frozenset(KNOBS) if name == "linux" else frozenset(),
     )
 
 

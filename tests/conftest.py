@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import socket
 import sys
 import types
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, NamedTuple, Optional
 
 import pytest
 from helpers import fakelib
@@ -190,3 +191,18 @@ def child() -> Iterator[Child]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def claim_inheritance(monkeypatch: pytest.MonkeyPatch) -> Callable[[FrozenSet[str]], None]:
+    """Make the running backend's table claim that accepted sockets inherit *knobs*.
+
+    It patches the current backend: call it after anything that replaces
+    the backend (``refuse_option``, ``simulate``).
+    """
+
+    def claim(knobs: FrozenSet[str]) -> None:
+        backend = netkeepalive._backends.backend()
+        monkeypatch.setattr(backend, "table", dataclasses.replace(backend.table, inherited=knobs))
+
+    return claim
