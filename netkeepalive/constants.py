@@ -527,7 +527,7 @@ AIX = PlatformTable(
 # Windows (mingw-w64 headers ws2ipdef.h and mstcpip.h for the numbers;
 # Microsoft's "IPPROTO_TCP socket options" page for units and versions).
 # What exists depends on the build of the running kernel (RtlGetVersion;
-# see _kernel_build):
+# see netkeepalive._backends.windows.kernel_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
 #   15063+ (1703)  TCP_KEEPCNT, at most 255; read back only from 16299 on:
 #                  before that the times go through SIO_KEEPALIVE_VALS, whose
@@ -727,55 +727,6 @@ def _running_linux_table() -> PlatformTable:
     return table if enable is None else replace(table, enable=enable)
 
 
-def _kernel_build() -> Optional[int]:
-    """The build number the Windows kernel reports (``RtlGetVersion``), if any.
-
-    Unlike ``GetVersionEx`` (behind ``sys.getwindowsversion()``), ntdll's
-    ``RtlGetVersion`` is not subject to the application manifest, so a host
-    program without a Windows 10 manifest cannot make it report an older
-    build.  ``None`` where it cannot be called.
-    """
-    import ctypes
-
-    windll = getattr(ctypes, "WinDLL", None)
-    if windll is None:
-        return None
-
-    class OSVERSIONINFOW(ctypes.Structure):
-        _fields_ = [
-            ("dwOSVersionInfoSize", ctypes.c_uint32),
-            ("dwMajorVersion", ctypes.c_uint32),
-            ("dwMinorVersion", ctypes.c_uint32),
-            ("dwBuildNumber", ctypes.c_uint32),
-            ("dwPlatformId", ctypes.c_uint32),
-            ("szCSDVersion", ctypes.c_wchar * 128),
-        ]
-
-    try:
-        rtl_get_version = windll("ntdll").RtlGetVersion
-        info = OSVERSIONINFOW()
-        info.dwOSVersionInfoSize = ctypes.sizeof(info)
-        if rtl_get_version(ctypes.byref(info)) != 0:  # an NTSTATUS other than success
-            return None
-    except (OSError, AttributeError):
-        return None
-    return int(info.dwBuildNumber)
-
-
-def _running_windows_table() -> PlatformTable:
-    """Windows' table for the build of the running kernel.
-
-    ``RtlGetVersion`` first; ``sys.getwindowsversion()`` only where that
-    cannot be called, since it reports an older build to programs without
-    a Windows 10 manifest.
-    """
-    build = _kernel_build()
-    if build is None:
-        getwindowsversion = getattr(sys, "getwindowsversion", None)
-        build = int(getwindowsversion().build) if getwindowsversion is not None else 0
-    return windows_table(build)
-
-
 def _running_freebsd_table(table: PlatformTable) -> PlatformTable:
     """FreeBSD's table with the ceilings of the running kernel's ``kern.hz``."""
     from ._sysctl import sysctl_int
@@ -824,7 +775,9 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
     """The option table for platform *name* (default: the running system).
 
     For the running system the table also reflects what only run time
-    tells: the Linux CPU architecture, the Windows build.  A system with
+    tells: the Linux CPU architecture, the Windows build (as the interpreter
+    reports it; the backend asks the kernel, see
+    :func:`netkeepalive._backends.windows.running_table`).  A system with
     no table gets :func:`generic_table`: ``SO_KEEPALIVE`` only.
     """
     if name is None:
@@ -832,7 +785,8 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
         if name == "linux":
             return _running_linux_table()
         if name == "win32":
-            return _running_windows_table()
+            getwindowsversion = getattr(sys, "getwindowsversion", None)
+            return windows_table(int(getwindowsversion().build) if getwindowsversion else 0)
         if name.startswith("freebsd"):
             return _running_freebsd_table(_TABLES[name])
     if name == "linux":

@@ -341,7 +341,7 @@ def test_socket_options_follow_the_build(simulate: Callable[..., Any]) -> None:
 
 def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: Any) -> None:
     """sys.getwindowsversion() may say 9200 to a program without a Windows 10 manifest."""
-    from netkeepalive import constants
+    from netkeepalive._backends import windows
 
     def rtl_get_version(info_ref: Any) -> int:
         info = info_ref._obj
@@ -354,7 +354,7 @@ def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: A
     mocker.patch.object(sys, "platform", "win32")
     told = mocker.Mock(build=9200)
     mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
-    table = constants.table_for()
+    table = windows.running_table()
     assert table.name == "win32"
     assert table.idle is not None
     assert table.idle.name == "TCP_KEEPIDLE"
@@ -362,7 +362,7 @@ def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: A
 
 @pytest.mark.parametrize("failure", ["raises", "status"])
 def test_getwindowsversion_only_where_rtl_get_version_fails(mocker: Any, failure: str) -> None:
-    from netkeepalive import constants
+    from netkeepalive._backends import windows
 
     if failure == "raises":
         mocker.patch.object(ctypes, "WinDLL", create=True, side_effect=OSError("no ntdll"))
@@ -372,7 +372,7 @@ def test_getwindowsversion_only_where_rtl_get_version_fails(mocker: Any, failure
     mocker.patch.object(sys, "platform", "win32")
     told = mocker.Mock(build=15063)
     mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
-    assert constants.table_for().name == "win32 (build 15063)"
+    assert windows.running_table().name == "win32 (build 15063)"
 
 
 # -- user_timeout=0 has no documented meaning on Windows ----------------------

@@ -25,9 +25,9 @@ def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
 
     table = table_for(platform)
     if table.name.startswith("win32"):
-        from .windows import WindowsBackend
+        from .windows import WindowsBackend, running_table
 
-        return WindowsBackend(table, lib)
+        return WindowsBackend(running_table() if platform is None else table, lib)
     from .unix import FallbackUnixBackend, IllumosBackend, UnixBackend
 
     if table.name == "illumos":
