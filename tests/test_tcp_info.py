@@ -33,6 +33,32 @@ def _wait_for(predicate: Callable[[], bool], what: str, limit: float = 5.0) -> N
 
 
 @linux_tcp_info
+def test_state_and_probes_reads_the_head_of_the_same_structure(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, server = tcp_pair
+    for end in (client, server):
+        info = netkeepalive.get_tcp_info(end)
+        assert tcp_info.state_and_probes(end.fileno()) == (info.state, info.probes)
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        state, probes = tcp_info.state_and_probes(listener.fileno())
+        assert (tcp_info.TCP_STATES[state], probes) == ("LISTEN", 0)
+    with socket.socket() as fresh:
+        assert tcp_info.TCP_STATES[tcp_info.state_and_probes(fresh.fileno())[0]] == "CLOSE"
+
+
+@linux_tcp_info
+def test_state_and_probes_on_a_closed_descriptor_names_the_call() -> None:
+    sock = socket.socket()
+    fd = sock.detach()
+    socket.close(fd)
+    with pytest.raises(netkeepalive.SocketOptionError, match=r"getsockopt.*TCP_INFO") as info:
+        tcp_info.state_and_probes(fd)
+    assert info.value.errno == errno.EBADF
+
+
+@linux_tcp_info
 def test_established_connection(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = tcp_pair
     for end in (client, server):

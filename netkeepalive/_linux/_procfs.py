@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from ..constants import TCP_STATES
+from ..tcp_info import TCP_STATES
 
 __all__ = [
     "TCP_STATES",

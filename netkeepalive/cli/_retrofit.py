@@ -23,7 +23,6 @@ Linux, a kernel before 5.6, a seccomp filter answering ``ENOSYS``); 141
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import errno
 import io
@@ -48,10 +47,9 @@ from typing import (
 
 from .. import _backends
 from .._api import configure, get_settings
-from .._libc import libc
 from .._linux import _pidfd, _procfs
-from ..constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
-from ..errors import SocketOptionError
+from ..constants import INT_MAX, Option, Unit
+from ..tcp_info import TCP_STATES, state_and_probes
 from . import _report as _output
 from ._options import add_settings_arguments, settings_from_args
 
@@ -259,19 +257,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
         os.close(fd)
 
 
-def _tcp_info_head(fd: int) -> Tuple[int, int]:
-    """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
-
-    The same values as :func:`netkeepalive.tcp_info.get_tcp_info`'s
-    ``state`` and ``probes``, without building the whole structure.
-    """
-    head = (ctypes.c_uint8 * 8)()
-    length = ctypes.c_uint32(ctypes.sizeof(head))
-    if libc().getsockopt(fd, IPPROTO_TCP, LINUX.tcp_info, head, ctypes.byref(length)):
-        raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
-    return head[0], head[3]
-
-
 def _read(fd: int) -> Dict[str, Any]:
     s = get_settings(fd)
     return {
@@ -280,7 +265,7 @@ def _read(fd: int) -> Dict[str, Any]:
         "interval_ms": s.interval,
         "probes": s.probes,
         "user_timeout_ms": s.user_timeout,
-        "unanswered_probes": _tcp_info_head(fd)[1],
+        "unanswered_probes": state_and_probes(fd)[1],
     }
 
 
@@ -309,7 +294,7 @@ def _located(fd: int, sock: _procfs.TcpSocket) -> _procfs.TcpSocket:
         local, remote = _address(view, False), _address(view, True)
     finally:
         view.detach()
-    number = _tcp_info_head(fd)[0]
+    number = state_and_probes(fd)[0]
     state = TCP_STATES.get(number, f"UNKNOWN({number})")
     return dataclasses.replace(sock, local=local, remote=remote, state=state)
 
