@@ -10,11 +10,12 @@ anything is touched.
 from __future__ import annotations
 
 import argparse
-from typing import Dict
+from typing import Callable, Dict
 
 from .._common import VALUE_KNOBS
+from ..constants import INT_MAX
 
-__all__ = ["add_settings_arguments", "integer", "settings_from_args"]
+__all__ = ["add_settings_arguments", "integer", "number_from", "settings_from_args"]
 
 
 def integer(text: str) -> int:
@@ -106,3 +107,21 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     except (TypeError, ValueError, OSError) as exc:
         parser.error(str(exc).replace("detect_within:", "--detect-within:"))
     return given
+
+
+def number_from(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a decimal int in *minimum*..INT_MAX, else "not *what*".
+
+    Process ids and descriptors reach the kernel as a C ``int``.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= INT_MAX:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    return parse

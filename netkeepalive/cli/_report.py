@@ -1,4 +1,5 @@
-"""Writing a command's report to standard output, and what to do when that fails.
+"""What every command prints: tables, JSON, the exit status, and what happens
+when standard output fails.
 
 Every ``netkeepalive`` command writes its report through :func:`write`:
 the text goes to the descriptor in full, or the reason it could not
@@ -15,18 +16,38 @@ No traceback in any case.
 from __future__ import annotations
 
 import errno
+import io
+import json
 import os
 import sys
-from typing import Optional, TextIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TextIO, Tuple
+
+from .._linux import _procfs
+from .._linux._pidfd import permission_hint, seccomp_note
+
+if TYPE_CHECKING:
+    from ..cgroup import Policy
 
 __all__ = [
     "CLOSED_PIPE",
+    "COLUMNS",
     "EXIT_CLOSED_PIPE",
+    "Outcome",
     "OutputFailed",
     "Report",
+    "Result",
+    "cell",
     "complain",
+    "describe_socket",
     "exit_status",
+    "known",
+    "print_json",
+    "print_table",
+    "report_errors",
+    "socket_json",
     "write",
+    "write_output",
 ]
 
 #: What :func:`write` returns when standard output is a pipe nobody reads any more.
@@ -146,3 +167,189 @@ class Report:
 
     def flush(self) -> None:
         """Nothing is held back: :meth:`write` has written it already."""
+
+
+# -- show and set: the sockets of running processes --------------------------
+
+
+COLUMNS: Tuple[Tuple[str, str], ...] = (
+    ("enabled", "KEEPALIVE"),
+    ("idle_ms", "IDLE(ms)"),
+    ("interval_ms", "INTERVAL(ms)"),
+    ("probes", "PROBES"),
+    ("user_timeout_ms", "USER_TIMEOUT(ms)"),
+    ("unanswered_probes", "UNANSWERED"),
+)
+
+
+@dataclass
+class Result:
+    sock: _procfs.TcpSocket
+    before: Optional[Dict[str, Any]] = None
+    after: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    #: ``set``: keepalive was off and this call turned it on.
+    turned_on: bool = False
+
+    def as_json(self, changed: bool) -> Dict[str, Any]:
+        out = socket_json(self.sock)
+        if changed:
+            out["before"] = self.before
+            out["after"] = self.after
+        else:
+            out["keepalive"] = self.before
+        out["error"] = self.error
+        return out
+
+
+def socket_json(s: _procfs.TcpSocket) -> Dict[str, Any]:
+    return {
+        "pid": s.pid,
+        "fd": s.fd,
+        "inode": s.inode,
+        "family": s.family,
+        "local": s.local,
+        "remote": s.remote,
+        "state": s.state,
+    }
+
+
+@dataclass
+class Outcome:
+    results: List[Result] = field(default_factory=list)
+    #: (pid, message) for processes that could not be inspected at all.
+    errors: List[Tuple[int, str]] = field(default_factory=list)
+    #: Sockets the process closed before they could be read (or changed),
+    #: with what was found.
+    gone: List[Tuple[_procfs.TcpSocket, str]] = field(default_factory=list)
+    #: A system call refused whatever the process: message -> pids, said once.
+    blocked: Dict[str, List[int]] = field(default_factory=dict)
+    #: Processes whose sockets could be looked at (or that had none).
+    inspected: int = 0
+    #: ``show`` only: (pid, cgroup, policy) per process with a cgroup
+    #: keepalive policy (see :func:`netkeepalive.cli._retrofit._cgroup_policies`).
+    cgroup_policies: Optional[List[Tuple[int, str, Policy]]] = None
+
+
+def describe_socket(sock: _procfs.TcpSocket) -> str:
+    where = f"{known(sock.local)} -> {known(sock.remote)}, {known(sock.state)}"
+    return f"pid {sock.pid} fd {sock.fd} ({where})"
+
+
+def known(value: Optional[str]) -> str:
+    """An address or state, ``?`` where it could not be read."""
+    return "?" if value is None else value
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return str(value)
+
+
+def print_table(outcome: Outcome, changed: bool, out: TextIO) -> None:
+    header = ["PID", "FD", "STATE", "LOCAL", "REMOTE"]
+    if changed:
+        header.append("WHEN")
+    header.extend(title for _, title in COLUMNS)
+    rows: List[List[str]] = []
+    for result in outcome.results:
+        s = result.sock
+        base = [str(s.pid), str(s.fd), known(s.state), known(s.local), known(s.remote)]
+        readings = (
+            (("before", result.before), ("after", result.after))
+            if changed
+            else (("", result.before),)
+        )
+        for when, values in readings:
+            row = list(base)
+            if changed:
+                row.append(when)
+            for key, _ in COLUMNS:
+                row.append("?" if values is None else cell(values[key]))
+            rows.append(row)
+    if not rows:
+        if not outcome.errors and not outcome.blocked:
+            print("no TCP sockets found", file=out)
+        return
+    lines = [header, *rows]
+    widths = [max(map(len, column)) for column in zip(*lines)]
+    numeric = {0, 1} | set(range(len(header) - len(COLUMNS), len(header)))
+    line = "  ".join(
+        f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
+    )
+    out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
+    for pid, where, policy in outcome.cgroup_policies or ():
+        out.write(f"pid {pid}: cgroup {where}: {policy.describe()}\n")
+
+
+def print_json(outcome: Outcome, changed: bool, out: TextIO) -> None:
+    errors = list(outcome.errors)
+    errors += [(pid, message) for message, pids in outcome.blocked.items() for pid in pids]
+    document: Dict[str, Any] = {
+        "sockets": [result.as_json(changed) for result in outcome.results],
+        "errors": [{"pid": pid, "error": message} for pid, message in errors],
+        "gone": [dict(socket_json(sock), reason=reason) for sock, reason in outcome.gone],
+    }
+    if outcome.cgroup_policies is not None:
+        document["cgroup_policies"] = [
+            {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
+            for pid, where, policy in outcome.cgroup_policies
+        ]
+    # One string, then one write: json.dump() with an indent writes each
+    # of its many small pieces separately, which takes a third more time.
+    out.write(json.dumps(document, indent=2) + "\n")
+
+
+def write_output(outcome: Outcome, as_json: bool, changed: bool) -> Optional[str]:
+    """Print the table or JSON (see :func:`write`); ``None`` when written,
+    else what went wrong."""
+    text = io.StringIO()
+    if as_json:
+        print_json(outcome, changed, text)
+    else:
+        print_table(outcome, changed, text)
+    return write(text.getvalue())
+
+
+def report_errors(name: str, outcome: Outcome, listing_all: bool) -> bool:
+    """Print every failure on stderr; return whether any counts as a failure.
+
+    When every process is listed, the ones you may not inspect are summed
+    up and do not count, unless no process at all could be inspected.
+    """
+    failed = False
+    denied: List[int] = []
+    for pid, message in outcome.errors:
+        if listing_all and message.startswith("permission denied"):
+            denied.append(pid)
+            continue
+        failed = True
+        print(f"netkeepalive {name}: pid {pid}: {message}", file=sys.stderr)
+    for message, pids in outcome.blocked.items():
+        failed = True
+        who = f"pid {pids[0]}" if len(pids) == 1 else f"{len(pids)} processes"
+        print(f"netkeepalive {name}: {who}: {message}", file=sys.stderr)
+    if denied:
+        shown = ", ".join(str(pid) for pid in denied)
+        print(
+            f"netkeepalive {name}: not inspected, permission denied: "
+            f"{len(denied)} process(es): {shown}; {permission_hint()}{seccomp_note()}",
+            file=sys.stderr,
+        )
+        if not outcome.inspected:
+            failed = True
+    for sock, reason in outcome.gone:
+        print(f"netkeepalive {name}: pid {sock.pid} fd {sock.fd}: {reason}", file=sys.stderr)
+    for result in outcome.results:
+        if result.error is not None:
+            failed = True
+            print(
+                f"netkeepalive {name}: {describe_socket(result.sock)}: {result.error}",
+                file=sys.stderr,
+            )
+    return failed
