@@ -166,10 +166,9 @@ class Cgroup:
 
     def programs(self) -> List[str]:
         """Names of the sock_ops programs attached to this cgroup itself."""
-        from netkeepalive import cgroup
-        from netkeepalive._linux import _bpfsys
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
-        with cgroup._opened(self.directory) as fd:
+        with _cgroupfs.opened(self.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
             names = []
             for prog_id in ids:
@@ -182,26 +181,24 @@ class Cgroup:
 
     def attach_foreign(self, multi: bool = True) -> None:
         """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI if *multi*."""
-        from netkeepalive import cgroup
-        from netkeepalive._linux import _bpf, _bpfsys
+        from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs
 
         prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
         self.foreign.append(prog)
         flags = _bpfsys.F_ALLOW_MULTI if multi else 0
-        with cgroup._opened(self.directory) as fd:
+        with _cgroupfs.opened(self.directory) as fd:
             _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, flags)
 
     def remove(self) -> None:
         """Stop the children, detach every program, remove the directory."""
-        from netkeepalive import cgroup
-        from netkeepalive._linux import _bpfsys
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
         for sub in self.subgroups:
             sub.remove()
         for child in self.children:
             child.close()
         try:
-            with cgroup._opened(self.directory) as fd:
+            with _cgroupfs.opened(self.directory) as fd:
                 _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
                 for prog_id in ids:
                     prog = _bpfsys.prog_get_fd_by_id(prog_id)
@@ -290,6 +287,7 @@ def test_server_in_the_cgroup_gets_the_policy_on_accepted_sockets(
 
 def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     from netkeepalive import cgroup
+    from netkeepalive.cli import _report
 
     expected = {
         "enabled": True,
@@ -317,7 +315,7 @@ def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     assert text.stdout == f"{cg.name}: keepalive on, idle 5000 ms, probes 3\n"
     policy = cgroup.status(cg.directory)
     assert policy is not None
-    assert policy.as_json() == expected
+    assert _report.policy_json(policy) == expected
 
 
 def test_reattach_replaces_only_our_program(cg: Cgroup, listener: socket.socket) -> None:

@@ -87,10 +87,9 @@ def write_options(group: Cgroup, writes: List[List[Any]]) -> Dict[str, Any]:
 
 def setsockopt_programs(group: Cgroup) -> List[str]:
     """Names of the cgroup/setsockopt programs attached to *group* itself."""
-    from netkeepalive import cgroup
-    from netkeepalive._linux import _bpfsys
+    from netkeepalive._linux import _bpfsys, _cgroupfs
 
-    with cgroup._opened(group.directory) as fd:
+    with _cgroupfs.opened(group.directory) as fd:
         _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
         names = []
         for prog_id in ids:
@@ -110,10 +109,9 @@ def enforced(cg: Cgroup) -> Iterator[Cgroup]:  # noqa: F811
     try:
         yield cg
     finally:
-        from netkeepalive import cgroup
-        from netkeepalive._linux import _bpfsys
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
-        with cgroup._opened(cg.directory) as fd:
+        with _cgroupfs.opened(cg.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
             for prog_id in ids:
                 prog = _bpfsys.prog_get_fd_by_id(prog_id)
@@ -213,8 +211,7 @@ def test_reattach_with_enforce_replaces_both(enforced: Cgroup) -> None:
 
 
 def test_detach_removes_both_programs_and_keeps_others(enforced: Cgroup) -> None:
-    from netkeepalive import cgroup
-    from netkeepalive._linux import _bpf, _bpfsys
+    from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs
 
     foreign = _bpfsys.prog_load(
         _bpfsys.PROG_TYPE_CGROUP_SOCKOPT,
@@ -223,7 +220,7 @@ def test_detach_removes_both_programs_and_keeps_others(enforced: Cgroup) -> None
         attach_type=_bpfsys.ATTACH_CGROUP_SETSOCKOPT,
     )
     try:
-        with cgroup._opened(enforced.directory) as fd:
+        with _cgroupfs.opened(enforced.directory) as fd:
             _bpfsys.prog_attach(
                 fd, foreign, _bpfsys.ATTACH_CGROUP_SETSOCKOPT, _bpfsys.F_ALLOW_MULTI
             )

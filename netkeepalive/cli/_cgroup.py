@@ -17,7 +17,14 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._options import add_settings_arguments, settings_from_args
-from ._report import complain, exit_status, write
+from ._report import (
+    complain,
+    describe_policy,
+    enforcement_json,
+    exit_status,
+    policy_json,
+    write,
+)
 
 __all__ = ["add_arguments", "report", "run"]
 
@@ -105,8 +112,8 @@ def report(
         for name, policy in entries:
             entry: Dict[str, Any] = {
                 "cgroup": name,
-                "keepalive": None if policy is None else policy.as_json(),
-                "enforce": None if policy is None else policy.enforcement_json(),
+                "keepalive": None if policy is None else policy_json(policy),
+                "enforce": None if policy is None else enforcement_json(policy),
             }
             if foreign.get(name):
                 entry["foreign_programs"] = [{"id": i, "name": n} for i, n in foreign[name]]
@@ -116,7 +123,7 @@ def report(
         return json.dumps(document, indent=2) + "\n"
     lines = []
     for name, policy in entries:
-        line = f"{name}: {'no policy' if policy is None else policy.describe()}"
+        line = f"{name}: {'no policy' if policy is None else describe_policy(policy)}"
         if attaching and name == "/":
             line += f" ({WHOLE_MACHINE})"
         lines.append(line)

@@ -39,9 +39,12 @@ __all__ = [
     "Result",
     "cell",
     "complain",
+    "describe_policy",
     "describe_socket",
+    "enforcement_json",
     "exit_status",
     "known",
+    "policy_json",
     "print_json",
     "print_table",
     "report_errors",
@@ -284,7 +287,7 @@ def print_table(outcome: Outcome, changed: bool, out: TextIO) -> None:
     )
     out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
     for pid, where, policy in outcome.cgroup_policies or ():
-        out.write(f"pid {pid}: cgroup {where}: {policy.describe()}\n")
+        out.write(f"pid {pid}: cgroup {where}: {describe_policy(policy)}\n")
 
 
 def print_json(outcome: Outcome, changed: bool, out: TextIO) -> None:
@@ -297,7 +300,7 @@ def print_json(outcome: Outcome, changed: bool, out: TextIO) -> None:
     }
     if outcome.cgroup_policies is not None:
         document["cgroup_policies"] = [
-            {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
+            {"pid": pid, "cgroup": where, "keepalive": policy_json(policy)}
             for pid, where, policy in outcome.cgroup_policies
         ]
     # One string, then one write: json.dump() with an indent writes each
@@ -353,3 +356,41 @@ def report_errors(name: str, outcome: Outcome, listing_all: bool) -> bool:
                 file=sys.stderr,
             )
     return failed
+
+
+# -- cgroup policies ---------------------------------------------------------
+
+
+def policy_json(policy: Policy) -> Dict[str, Any]:
+    """The field names of ``netkeepalive show --json``'s ``keepalive`` object."""
+    return {
+        "enabled": policy.enabled,
+        "idle_ms": policy.idle,
+        "interval_ms": policy.interval,
+        "probes": policy.probes,
+        "user_timeout_ms": policy.user_timeout,
+    }
+
+
+def enforcement_json(policy: Policy) -> Dict[str, Any]:
+    """``{"enabled": bool, "clamped": int or None}``: the ``enforce`` object."""
+    return {"enabled": policy.enforced, "clamped": policy.clamped}
+
+
+def describe_policy(policy: Policy) -> str:
+    """One line: ``keepalive on, idle 60000 ms, ...[; enforced, N writes clamped]``."""
+    parts = ["keepalive " + ("on" if policy.enabled else "off")]
+    for label, value, unit in (
+        ("idle", policy.idle, " ms"),
+        ("interval", policy.interval, " ms"),
+        ("probes", policy.probes, ""),
+        ("user timeout", policy.user_timeout, " ms"),
+    ):
+        if value is not None:
+            parts.append(f"{label} {value}{unit}")
+    text = ", ".join(parts)
+    if policy.enforced:
+        text += "; enforced"
+        if policy.clamped is not None:
+            text += f", {policy.clamped} write{'' if policy.clamped == 1 else 's'} clamped"
+    return text
