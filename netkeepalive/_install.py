@@ -278,7 +278,7 @@ _WRAPPERS: Dict[str, Callable[..., Any]] = {
     "connect_ex": _connect_ex,
     "listen": _listen,
     "accept": _accept,
-    "setsockopt": _setsockopt_ceiling._setsockopt,
+    "setsockopt": _setsockopt_ceiling.wrapper,
 }
 for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they stand for
     _wrapper.__name__ = _name
@@ -288,7 +288,7 @@ for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they
 def _set_real(name: str, original: Any) -> None:
     """Make *original* what our wrapper for *name* calls (under ``_lock``)."""
     if name == "setsockopt":
-        _setsockopt_ceiling._real_setsockopt = original
+        _setsockopt_ceiling.set_real(original)
     else:
         globals()[f"_real_{name}"] = original  # _real_connect, _real_listen...
 
