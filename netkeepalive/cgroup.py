@@ -34,14 +34,11 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._common import VALUE_KNOBS
+from ._common import VALUE_KNOBS as _VALUE_KNOBS
+from ._convert import Milliseconds
 from ._linux import _bpf, _bpfsys, _cgroupfs, _enforce, _programs
 from ._linux._cgroupfs import CgroupError, cgroup2_mount, cgroup_of_pid, resolve
 from ._linux._programs import program_kind
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ._convert import Milliseconds
 
 __all__ = [
     "KINDS",
@@ -147,7 +144,7 @@ def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
 
     backend = _backends.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
-    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in VALUE_KNOBS)):
+    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _VALUE_KNOBS)):
         native[knob] = value
     return native
 
@@ -345,7 +342,7 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     if earlier is None:
         return later
     kept: Dict[str, Any] = {
-        knob: getattr(earlier, knob) for knob in VALUE_KNOBS if getattr(later, knob) is None
+        knob: getattr(earlier, knob) for knob in _VALUE_KNOBS if getattr(later, knob) is None
     }
     return replace(later, **kept)
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
