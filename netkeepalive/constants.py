@@ -1,4 +1,4 @@
-"""Layer 2: keepalive socket-option numbers, units and ranges, one table per OS.
+"""Layer 3: keepalive socket-option numbers, units and ranges, one table per OS.
 
 Every number here is the value of a C macro from the operating system's
 public headers.  Each :class:`PlatformTable` maps netkeepalive's five knobs

@@ -1,4 +1,4 @@
-"""Layer 5: the ``netkeepalive`` command.
+"""Layer 11: the ``netkeepalive`` command.
 
 Each subcommand lives in its own module, imported only when it runs, which
 provides ``add_arguments(name, parser)`` and ``run(name, args) -> int``.
