@@ -5,9 +5,24 @@ A port of Node's ``net-keepalive`` to Python: setters and getters for
 ``TCP_USER_TIMEOUT``, calling the C library's ``setsockopt``/``getsockopt``
 through ctypes.  Times are in milliseconds.
 
-Layers, one module each: :mod:`._libc` (loader) → :mod:`.constants`
-(per-OS option numbers) → :mod:`._sys` (platform backends) → :mod:`._fd`
-(descriptors) → :mod:`._api` (this public surface).
+Layers, bottom up.  A module imports only from its own layer or the ones
+below it, and no modules import each other in a circle (both checked by
+``tests/test_layers.py``, which reads this list):
+
+1. :mod:`.errors`, :mod:`._common` (the knob names), :mod:`._forksafe`
+2. :mod:`._libc` (every ctypes prototype)
+3. :mod:`._sysctl`, :mod:`.constants` (per-OS option tables), :mod:`._convert`
+4. :mod:`._backends` (how an option reaches the kernel, per platform)
+5. :mod:`._fd`, :mod:`._settings`, :mod:`._defaults`, :mod:`._budget`,
+   :mod:`._sockopts`, :mod:`._atomic`, :mod:`._setsockopt_ceiling`, :mod:`._support`
+6. :mod:`._api` (the setters and getters), :mod:`.tcp_info`
+7. :mod:`._install`, :mod:`.servers`, :mod:`.aio`, :mod:`._pools`, :mod:`.requests`,
+   :mod:`.urllib3`, :mod:`.httpx`, :mod:`.aiohttp`, :mod:`.botocore`
+8. this module (the public surface)
+9. :mod:`._linux` (/proc, pidfd, bpf(2), the BPF programs, the silenced peer)
+10. :mod:`.cgroup`
+11. :mod:`.cli` (the ``netkeepalive`` command)
+12. :mod:`.__main__`
 """
 
 from __future__ import annotations
@@ -27,12 +42,12 @@ from ._api import (
     set_keepalive_probes,
     set_user_timeout,
 )
+from ._settings import system_defaults
 from .errors import LibraryNotFoundError, SocketOptionError, UnsupportedOptionError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._budget import KeepaliveParams, detect_within
-    from ._defaults import system_defaults
     from ._install import (
         InstallPolicy,
         KeepaliveWarning,
@@ -44,6 +59,8 @@ if TYPE_CHECKING:
     from ._sockopts import keepalive_options, socket_options
     from .tcp_info import TcpInfo, get_tcp_info
 
+del TYPE_CHECKING
+
 #: Names whose modules load on first use: they pull in the option tables,
 #: which ``import netkeepalive`` does not need (the setters load them on the
 #: first call).
@@ -51,7 +68,6 @@ _LAZY = {
     "socket_options": "._sockopts",
     "detect_within": "._budget",
     "KeepaliveParams": "._budget",
-    "system_defaults": "._defaults",
     "TcpInfo": ".tcp_info",
     "get_tcp_info": ".tcp_info",
     "keepalive_options": "._sockopts",

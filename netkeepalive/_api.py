@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import socket
 import struct
-import sys
-from collections import namedtuple
 
-from . import _atomic, _sys
+from . import _atomic
+from . import _backends as _sys
+from ._common import VALUE_KNOBS as _VALUE_KNOBS
+from ._convert import check_enable as _check_enable
 from ._convert import from_native, ms_per_unit, plan, to_native
+from ._convert import public_value as _public
 from ._fd import fileno
+from ._settings import Settings
 from .errors import LibraryNotFoundError, UnsupportedOptionError
 
 # ``typing`` (with ``re``), ``datetime`` and the option tables are not
@@ -23,10 +26,10 @@ from .errors import LibraryNotFoundError, UnsupportedOptionError
 # load with the backend on the first call.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeGuard
+    from typing import Any, Callable, List, Optional, Tuple, TypeGuard
 
+    from ._backends.base import Backend
     from ._convert import Milliseconds
-    from ._sys.base import Backend
     from .constants import Option
 
 __all__ = [
@@ -56,86 +59,6 @@ __all__ = [
 _APPLY_ORDER = ("user_timeout", "probes", "interval", "idle")
 
 
-_FIELD_DOCS = {
-    "enabled": "``SO_KEEPALIVE``: whether keepalive probes are sent at all.",
-    "idle": "``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` on macOS): idle time before the "
-    "first probe, in ms.",
-    "interval": "``TCP_KEEPINTVL``: time between probes, in ms.",
-    "probes": "``TCP_KEEPCNT``: unanswered probes before the connection is dropped.",
-    "user_timeout": "``TCP_USER_TIMEOUT``: how long sent data may stay "
-    "unacknowledged, in ms (0 = the system default).",
-}
-
-if TYPE_CHECKING:
-
-    class _SettingsFields(NamedTuple):
-        enabled: bool
-        idle: Optional[int]
-        interval: Optional[int]
-        probes: Optional[int]
-        user_timeout: Optional[int]
-
-else:  # the same class without importing ``typing`` (part of the import cost)
-    _SettingsFields = namedtuple("Settings", tuple(_FIELD_DOCS), module=__name__)
-    for _name, _doc in _FIELD_DOCS.items():
-        getattr(_SettingsFields, _name).__doc__ = _doc
-
-
-class Settings(_SettingsFields):
-    """Keepalive settings of one socket, as read back from the kernel.
-
-    Times are in milliseconds; ``None`` means the running platform has no
-    such option, or cannot read it back (Windows' ``SIO_KEEPALIVE_VALS``).
-    """
-
-    __slots__ = ()
-
-    @property
-    def detection_time(self) -> Optional[int]:
-        """How long a silent idle peer goes unnoticed, in ms.
-
-        ``idle + interval * probes`` when ``user_timeout`` is 0.  On Linux
-        (and Android) a non-zero ``user_timeout`` replaces the probe count:
-        the connection is dropped at the first probe time (``idle + k *
-        interval``, ``k >= 1``) at which nothing has been received for
-        ``user_timeout`` ms (``tcp_keepalive_timer()``, net/ipv4/tcp_timer.c).
-        ``None`` when keepalive is off or a term is unknown here.
-        """
-        idle, interval, probes = self.idle, self.interval, self.probes
-        if not self.enabled or idle is None or interval is None or probes is None:
-            return None
-        if self.user_timeout and linux_kernel():
-            wait = self.user_timeout - idle
-            rounds = max(1, -(-wait // interval))  # ceiling division
-            return idle + rounds * interval
-        return idle + interval * probes
-
-    @property
-    def data_timeout(self) -> Optional[int]:
-        """How long sent data may stay unacknowledged before the connection fails, in ms.
-
-        ``user_timeout`` when it is set; with ``0`` (or no such option), the
-        system's own limit: on Linux the time ``net.ipv4.tcp_retries2``
-        retransmissions take (about 924.6 s with the default 15), computed
-        as the kernel does from the caller's network namespace when read
-        (see :func:`~netkeepalive.system_defaults`).  Linux counts this
-        limit and a user timeout alike from the retransmission timer's
-        first retransmission, one RTO (at least 200 ms) after the data was
-        sent.  ``None`` where the limit is not a fixed time (other systems).
-        macOS: at most 832 s, however long ``user_timeout``: xnu stops after
-        12 retransmissions whatever ``TCP_RXT_CONNDROPTIME`` says, which can
-        only end them earlier (ESTABLISHED only; a zero window is not covered).
-        """
-        from ._defaults import data_timeout
-
-        return data_timeout(self.user_timeout)
-
-
-def linux_kernel() -> bool:
-    """Whether this process runs on a Linux kernel (Android included)."""
-    return sys.platform.startswith("linux") or sys.platform == "android"
-
-
 def _is_zero(value: object) -> bool:
     if type(value) is int or type(value) is float:
         return value == 0
@@ -144,12 +67,6 @@ def _is_zero(value: object) -> bool:
     from datetime import timedelta  # loaded only for values that may be one
 
     return isinstance(value, timedelta) and not value
-
-
-def _check_enable(enable: object, label: str = "enable") -> bool:
-    if type(enable) is not bool:
-        raise TypeError(f"{label}: expected a bool, got {type(enable).__name__}")
-    return enable
 
 
 # -- the fast path -----------------------------------------------------------
@@ -170,9 +87,6 @@ _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
 _pack_int = struct.Struct("=i").pack
 _INT_SIZE = 4
-
-#: The knobs with a public setter/getter in milliseconds or counts.
-_VALUE_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 
 #: Stands where a backend would when a fast path must not be taken.
@@ -338,11 +252,6 @@ def _get(knob: str, sock: Any) -> int:
     backend = _backend()
     opt = backend.option(knob)
     return from_native(opt, backend.get(fileno(sock), opt))
-
-
-def _public(opt: Option, native: int) -> Optional[int]:
-    """*native* in the public unit; ``None`` where the kernel's 0 means "never set"."""
-    return None if native == 0 and opt.zero_is_unset else from_native(opt, native)
 
 
 def _get_or_unset(knob: str, sock: Any) -> Optional[int]:

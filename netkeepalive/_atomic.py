@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, List, Optional, Sequence, Tuple, Union
 
-    from ._sys.base import Backend
+    from ._backends.base import Backend
     from .constants import Option
 
     #: An option's value before the call: the native int, or why it is unknown.

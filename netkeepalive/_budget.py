@@ -239,6 +239,6 @@ def detect_within(ms: Milliseconds, *, probes: Optional[int] = None) -> Keepaliv
     :raises UnsupportedOptionError: the platform has no per-socket idle time
         and interval (OpenBSD), or no probe count while *probes* is given.
     """
-    from . import _sys
+    from . import _backends
 
-    return plan_for(_sys.backend().table, ms, probes)
+    return plan_for(_backends.backend().table, ms, probes)

@@ -15,7 +15,7 @@ import math
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import timedelta
-    from typing import Callable, Iterable, List, Tuple, Union
+    from typing import Callable, Iterable, List, Optional, Tuple, Union
 
     from .constants import Option
 
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Milliseconds",
     "budget_ms",
+    "check_enable",
     "from_native",
     "ms_per_unit",
     "plan",
+    "public_value",
     "range_text",
     "to_native",
 ]
@@ -152,7 +154,7 @@ def plan(
 
     In the order given; *option* maps a knob to its option or raises
     :class:`~netkeepalive.UnsupportedOptionError`
-    (:meth:`~netkeepalive._sys.base.Backend.option`).  Every value is
+    (:meth:`~netkeepalive._backends.base.Backend.option`).  Every value is
     checked by :func:`to_native` before the list is returned, so the first
     bad one raises and nothing has reached the kernel.
     """
@@ -205,3 +207,15 @@ def budget_ms(ms: object, label: str) -> int:
     if value <= 0:
         raise ValueError(f"{label}: the budget must be positive, got {ms!r}")
     return value
+
+
+def check_enable(enable: object, label: str = "enable") -> bool:
+    """*enable*, which must be a ``bool`` (``TypeError`` names *label*)."""
+    if type(enable) is not bool:
+        raise TypeError(f"{label}: expected a bool, got {type(enable).__name__}")
+    return enable
+
+
+def public_value(opt: Option, native: int) -> Optional[int]:
+    """*native* in the public unit; ``None`` where the kernel's 0 means "never set"."""
+    return None if native == 0 and opt.zero_is_unset else from_native(opt, native)

@@ -1,4 +1,4 @@
-"""What the system does by default: :func:`system_defaults` and the data timeout.
+"""What the system does by default: registry and sysctl readers, the data timeout.
 
 Two numbers decide how long a dead peer goes unnoticed when nothing is
 configured: the keepalive settings a new TCP socket gets (idle connections)
@@ -10,11 +10,10 @@ and ``tcp_retries2`` (15: about 924.6 s).
 
 from __future__ import annotations
 
-import socket
 import sys
-from typing import List, Optional
+from typing import Optional
 
-from ._api import Settings, _public, linux_kernel
+from .constants import linux_kernel
 
 __all__ = [
     "LINUX_RTO_MAX",
@@ -25,8 +24,9 @@ __all__ = [
     "XNU_RETRANSMIT_LIMIT",
     "data_timeout",
     "default_data_timeout",
+    "freebsd_maxunacktime",
     "linux_data_timeout",
-    "system_defaults",
+    "windows_value",
 ]
 
 #: ``TCP_RTO_MIN`` (include/net/tcp.h): the first retransmission timeout the
@@ -118,7 +118,7 @@ def default_data_timeout() -> Optional[int]:
     return linux_data_timeout(retries2, rto_max if rto_max and rto_max > 0 else LINUX_RTO_MAX)
 
 
-def _windows_value(name: str, default: int) -> int:
+def windows_value(name: str, default: int) -> int:
     """A ``REG_DWORD`` in ms under :data:`WINDOWS_TCPIP_PARAMETERS`, or *default*."""
     if sys.platform != "win32":
         return default
@@ -134,65 +134,14 @@ def _windows_value(name: str, default: int) -> int:
     return value
 
 
-def system_defaults() -> Settings:
-    """The keepalive settings a new TCP socket gets on this system.
-
-    ``enabled`` is ``False`` (keepalive is off until a program turns it
-    on); times in ms.  Linux, macOS and the BSDs: what ``getsockopt``
-    reports for a fresh ``AF_INET`` socket, which on Linux follows
-    ``net.ipv4.tcp_keepalive_time/intvl/probes`` of the caller's network
-    namespace and on macOS/FreeBSD the ``net.inet.tcp.keepidle/keepintvl/
-    keepcnt`` sysctls.  Windows: the registry values ``KeepAliveTime`` and
-    ``KeepAliveInterval`` (``HKLM\\...\\Tcpip\\Parameters``, ms), else their
-    documented defaults (2 h, 1 s), and 10 probes; ``user_timeout`` is
-    ``None`` there (no documented default value).  FreeBSD 14 and later:
-    ``user_timeout`` is the ``net.inet.tcp.maxunacktime`` sysctl (ms, 0 = no
-    limit), which a socket's ``TCP_MAXUNACKTIME`` of 0 stands for.  An option the platform
-    lacks, or cannot report, or reports as never set (illumos' 0), is ``None``.  See
-    :attr:`~netkeepalive.Settings.data_timeout` for how long unacknowledged
-    data takes to fail.
-    """
-    from . import _sys
-
-    backend = _sys.backend()
-    table = backend.table
-    if table.name.startswith("win32"):
-        return Settings(
-            False,
-            _windows_value("KeepAliveTime", WINDOWS_KEEPALIVE_TIME),
-            _windows_value("KeepAliveInterval", WINDOWS_KEEPALIVE_INTERVAL),
-            WINDOWS_KEEPALIVE_PROBES,
-            None,
-        )
-    values: List[Optional[int]] = []
-    try:
-        fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    except OSError:  # a system without IPv4
-        fresh = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    with fresh:
-        fd = fresh.fileno()
-        for opt in (table.idle, table.interval, table.probes, table.user_timeout):
-            if opt is None or not opt.readable:
-                values.append(None)
-                continue
-            try:
-                values.append(_public(opt, backend.get(fd, opt)))
-            except OSError:  # the kernel cannot report it for a fresh socket
-                values.append(None)
-    unack = table.user_timeout
-    if values[3] == 0 and unack is not None and unack.name == "TCP_MAXUNACKTIME":
-        values[3] = _freebsd_maxunacktime()
-    return Settings(False, *values)
-
-
-def _freebsd_maxunacktime() -> Optional[int]:
+def freebsd_maxunacktime() -> Optional[int]:
     """FreeBSD: what a ``TCP_MAXUNACKTIME`` of 0 stands for, in ms.
 
     sys/netinet/tcp_timer.h TP_MAXUNACKTIME falls back to the
     ``net.inet.tcp.maxunacktime`` sysctl (ms, sysctl_msec_to_ticks in
     sys/netinet/tcp_timer.c; 0 = no limit).  ``None`` where it cannot be read.
     """
-    from ._sys.sysctl import sysctl_int
+    from ._sysctl import sysctl_int
 
     value = sysctl_int("net.inet.tcp.maxunacktime")
     return value if value is not None and value >= 0 else None

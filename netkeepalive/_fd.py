@@ -22,9 +22,9 @@ _FD_MAX = 2**31 - 1
 
 def _wide(fd: int, source: str) -> int:
     """*fd*, which does not fit a C ``int``: an error unless the backend takes it."""
-    from . import _sys
+    from . import _backends
 
-    if _sys.backend().wide_descriptors:  # Windows' SOCKET: checked by the backend
+    if _backends.backend().wide_descriptors:  # Windows' SOCKET: checked by the backend
         return fd
     raise ValueError(
         f"{source} {fd}, which does not fit a C int: a socket descriptor is 0 to {_FD_MAX}"

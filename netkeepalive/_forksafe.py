@@ -1,6 +1,6 @@
 """The lock around every one-time set-up, held across ``os.fork()``.
 
-Loading the C library (:mod:`._libc`), creating the backend (:mod:`._sys`)
+Loading the C library (:mod:`._libc`), creating the backend (:mod:`._backends`)
 and building classes (:mod:`.urllib3`) happen once, under this lock.  A
 thread that forks while another holds it would give a child whose only
 thread waits forever for a lock no thread of its own will release, so

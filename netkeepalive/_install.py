@@ -5,8 +5,9 @@
 sockets with the :mod:`socket` module is covered) with functions that call
 :func:`netkeepalive.configure` on a TCP socket first and then the original
 method.  Accepted connections inherit the listener's settings on Linux;
-where that has not been verified (see :data:`netkeepalive.servers.INHERITED`)
-``accept`` is replaced too and configures each accepted connection.
+where that has not been verified (see
+:attr:`netkeepalive.constants.PlatformTable.inherited`) ``accept`` is
+replaced too and configures each accepted connection.
 
 Only new sockets are configured: one already connected, connecting or
 listening (``TCP_INFO``'s state on Linux) is left as it is.  Everything
@@ -25,8 +26,9 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _forksafe, _setsockopt_ceiling
-from ._convert import Milliseconds, from_native, to_native
+from . import _api, _backends, _forksafe, _setsockopt_ceiling
+from ._common import VALUE_KNOBS
+from ._convert import Milliseconds, check_enable, from_native, to_native
 from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
 
@@ -73,8 +75,6 @@ class InstallPolicy(NamedTuple):
     #: (``install(enforce=True)``; counts in :func:`clamped_writes`).
     enforce: bool = False
 
-
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 _TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
 _INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
@@ -278,7 +278,7 @@ _WRAPPERS: Dict[str, Callable[..., Any]] = {
     "connect_ex": _connect_ex,
     "listen": _listen,
     "accept": _accept,
-    "setsockopt": _setsockopt_ceiling._setsockopt,
+    "setsockopt": _setsockopt_ceiling.wrapper,
 }
 for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they stand for
     _wrapper.__name__ = _name
@@ -288,7 +288,7 @@ for _name, _wrapper in list(_WRAPPERS.items())[:4]:  # named as the methods they
 def _set_real(name: str, original: Any) -> None:
     """Make *original* what our wrapper for *name* calls (under ``_lock``)."""
     if name == "setsockopt":
-        _setsockopt_ceiling._real_setsockopt = original
+        _setsockopt_ceiling.set_real(original)
     else:
         globals()[f"_real_{name}"] = original  # _real_connect, _real_listen...
 
@@ -395,16 +395,16 @@ def install(
     Calling it again replaces the policy; :func:`uninstall` removes it.
     Safe to call from any thread.  Returns the policy, as :func:`installed`.
     """
-    _api._check_enable(enable, "install: enable")
-    _api._check_enable(only_lower, "install: only_lower")
-    _api._check_enable(enforce, "install: enforce")
+    check_enable(enable, "install: enable")
+    check_enable(only_lower, "install: only_lower")
+    check_enable(enforce, "install: enforce")
     if where is not None and not callable(where):
         raise TypeError(f"install: where: expected a callable, got {type(where).__name__}")
-    backend = _api._backend()
+    backend = _backends.backend()
     backend.option("enable")  # no SO_KEEPALIVE at all: nothing to install
     values: Dict[str, Optional[int]] = {}
     skipped: List[Tuple[str, UnsupportedOptionError]] = []
-    for knob, value in zip(_KNOBS, (idle, interval, probes, user_timeout)):
+    for knob, value in zip(VALUE_KNOBS, (idle, interval, probes, user_timeout)):
         values[knob] = None
         if value is None:
             continue
@@ -454,10 +454,8 @@ def install(
             f"netkeepalive.install: {missing}; new connections get the other options without it",
             2,
         )
-    from .servers import inherited_options
-
-    inherited = inherited_options()
-    needs_accept = not {"enable", *(k for k in _KNOBS if k in kwargs)} <= inherited
+    inherited = backend.table.inherited
+    needs_accept = not {"enable", *(k for k in VALUE_KNOBS if k in kwargs)} <= inherited
     names = ["connect", "connect_ex", "listen"] + (["accept"] if needs_accept else [])
     rules = _setsockopt_ceiling.build_rules(backend, enable, values) if enforce else {}
     if enforce:

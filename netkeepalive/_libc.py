@@ -1,4 +1,4 @@
-"""Layer 1: load the C library once, lazily, and thread-safely.
+"""Layer 2: load the C library once, lazily, and thread-safely.
 
 ``import netkeepalive`` loads nothing: :func:`libc` (Unix-likes) or
 :func:`ws2_32` (Windows) is called on the first socket-option call.

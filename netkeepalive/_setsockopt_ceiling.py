@@ -118,6 +118,15 @@ def _setsockopt(self: socket.socket, level: int, optname: int, value: Any, *rest
 _setsockopt.__name__ = "setsockopt"
 _setsockopt.__qualname__ = "socket.setsockopt"
 
+#: What :func:`netkeepalive.install` puts in place of ``socket.socket.setsockopt``.
+wrapper = _setsockopt
+
+
+def set_real(original: Callable[..., Any]) -> None:
+    """Make *original* the ``setsockopt`` that :data:`wrapper` calls (under install's lock)."""
+    global _real_setsockopt
+    _real_setsockopt = original
+
 
 def build_rules(
     backend: Any, enable: bool, values: Dict[str, Optional[int]]

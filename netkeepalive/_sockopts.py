@@ -14,16 +14,15 @@ from __future__ import annotations
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _sys
+from . import _backends
+from ._backends.base import Backend
+from ._common import VALUE_KNOBS
 from ._convert import Milliseconds, plan
-from ._sys.base import Backend
 from .constants import Option
 from .errors import UnsupportedOptionError
 
 __all__ = ["keepalive_options", "socket_options"]
 
-#: Knobs in the order their tuples appear (after ``SO_KEEPALIVE``).
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 _WINDOWS_DETAIL = (
     "before Windows 10 1709 (build 16299) the keepalive idle time and interval "
@@ -41,8 +40,8 @@ def _plan(
     probes: Optional[int],
     user_timeout: Optional[Milliseconds],
 ) -> List[Tuple[str, Option, object, int]]:
-    """``(knob, option, value, native)`` of each knob given, in :data:`_KNOBS` order."""
-    return plan(backend.option, zip(_KNOBS, (idle, interval, probes, user_timeout)))
+    """``(knob, option, value, native)`` of each knob given, in :data:`VALUE_KNOBS` order."""
+    return plan(backend.option, zip(VALUE_KNOBS, (idle, interval, probes, user_timeout)))
 
 
 def checked_options(
@@ -60,7 +59,7 @@ def checked_options(
     """
     if idle is None and interval is None and probes is None and user_timeout is None:
         return {}
-    planned = _plan(_sys.backend(), idle, interval, probes, user_timeout)
+    planned = _plan(_backends.backend(), idle, interval, probes, user_timeout)
     return {knob: value for knob, _opt, value, _native in planned}
 
 
@@ -91,7 +90,7 @@ def socket_options(
     :mod:`netkeepalive.urllib3`, or :func:`~netkeepalive.configure`, which
     configure the socket after it is created.
     """
-    backend = _sys.backend()
+    backend = _backends.backend()
     table = backend.table
     planned = _plan(backend, idle, interval, probes, user_timeout)
     for knob, opt, _value, _native in planned:
@@ -129,7 +128,7 @@ def keepalive_options(
     for level, number, value in options[1:]:  # options[0] is SO_KEEPALIVE
         if level != socket.IPPROTO_TCP:  # no table has one; the mapping could not carry it
             raise UnsupportedOptionError.for_knob(
-                f"option {number}", _sys.backend().table.name, "not an IPPROTO_TCP option"
+                f"option {number}", _backends.backend().table.name, "not an IPPROTO_TCP option"
             )
         result[number] = value
     return result

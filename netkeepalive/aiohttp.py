@@ -25,9 +25,9 @@ except ImportError as exc:
     ) from exc
 
 from ._api import configure
+from ._common import version_tuple
 from ._convert import Milliseconds
 from ._sockopts import checked_options
-from .constants import _version_tuple
 
 __all__ = ["SocketFactory", "socket_factory"]
 
@@ -36,7 +36,7 @@ __all__ = ["SocketFactory", "socket_factory"]
 SocketFactory = Callable[[Tuple[Any, ...]], socket.socket]
 
 
-if _version_tuple(aiohttp.__version__) < (3, 12):
+if version_tuple(aiohttp.__version__) < (3, 12):
     raise ImportError(
         f"netkeepalive.aiohttp needs aiohttp 3.12 or later, for "
         f"TCPConnector(socket_factory=...); aiohttp {aiohttp.__version__} is installed: "

@@ -35,8 +35,9 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.poolmanager import PoolManager
 
 from ._convert import Milliseconds
+from ._pools import pool_class
 from ._sockopts import checked_options
-from .urllib3 import _pool_class, keepalive_pool_classes
+from .urllib3 import keepalive_pool_classes
 
 __all__ = ["configure_client"]
 
@@ -117,7 +118,7 @@ def configure_client(
     # Every manager holds this very mapping: updating it in place reaches
     # the pool manager and every proxy manager, present and future.
     classes.update(
-        {scheme: _pool_class(_original(cls), settings) for scheme, cls in classes.items()}
+        {scheme: pool_class(_original(cls), settings) for scheme, cls in classes.items()}
     )
     for manager in [session._manager, *session._proxy_managers.values()]:
         manager.clear()  # pools made before keep their class: start afresh

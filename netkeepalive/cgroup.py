@@ -1,7 +1,7 @@
 """A keepalive policy for every TCP connection of a cgroup (Linux 5.9+ or a backport).
 
 :func:`attach` loads a small ``BPF_PROG_TYPE_SOCK_OPS`` program (see
-:mod:`netkeepalive._bpf`) and attaches it to a cgroup v2 directory with
+:mod:`netkeepalive._linux._bpf`) and attaches it to a cgroup v2 directory with
 ``BPF_F_ALLOW_MULTI``.  From then on, whenever a TCP connection of a
 process in that cgroup (or below it) becomes established, on either end,
 and when such a process's ``connect()`` is about to send its SYN, the
@@ -9,7 +9,7 @@ kernel calls ``bpf_setsockopt`` with ``SO_KEEPALIVE=1`` and the policy's
 ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 ``TCP_USER_TIMEOUT``.  ``attach(..., enforce=True)`` adds a
 ``cgroup/setsockopt`` program that keeps applications from raising them
-(:mod:`netkeepalive._enforce`).  The attachment stays until :func:`detach`, the
+(:mod:`netkeepalive._linux._enforce`).  The attachment stays until :func:`detach`, the
 cgroup is removed, or the machine reboots; no process of ours keeps it.
 
 The policy lives in an array map that :func:`status` reads back from the
@@ -31,30 +31,17 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _bpf, _bpfsys, _enforce
-from ._cgroupfs import (
-    CgroupError,
-    _attach_error,
-    _cgroup_name,
-    _explaining,
-    _holding,
-    _locked,
-    _opened,
-    _raise_memlock,
-    cgroup2_mount,
-    cgroup_of_pid,
-    resolve,
-)
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ._convert import Milliseconds
+from ._common import VALUE_KNOBS as _VALUE_KNOBS
+from ._convert import Milliseconds
+from ._linux import _bpf, _bpfsys, _cgroupfs, _enforce, _programs
+from ._linux._cgroupfs import CgroupError, cgroup2_mount, cgroup_of_pid, resolve
+from ._linux._programs import program_kind
 
 __all__ = [
+    "KINDS",
     "MINIMUM_KERNEL",
     "PROGRAM_NAME",
     "CgroupError",
@@ -74,7 +61,7 @@ __all__ = [
 
 #: Name of the program (and its map) in the kernel, for people reading
 #: the kernel's list of programs; ours is recognised by its map (:func:`program_kind`).
-PROGRAM_NAME = "netkeepalive"
+PROGRAM_NAME = _programs.PROGRAM_NAME
 #: First Linux release whose ``bpf_setsockopt`` accepts ``SO_KEEPALIVE``,
 #: ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` and
 #: ``TCP_USER_TIMEOUT`` (all five added to net/core/filter.c by commit
@@ -84,8 +71,6 @@ PROGRAM_NAME = "netkeepalive"
 #: each, inside the program, so the policy would silently do nothing).  A
 #: lower release number is probed for a backport rather than refused.
 MINIMUM_KERNEL = (5, 9)
-
-_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 
 @dataclass(frozen=True)
@@ -108,206 +93,36 @@ class Policy:
     enforced: bool = False
     clamped: Optional[int] = field(default=None, compare=False)
 
-    def as_json(self) -> Dict[str, Any]:
-        """The field names of ``netkeepalive show --json``'s ``keepalive`` object."""
-        return {
-            "enabled": self.enabled,
-            "idle_ms": self.idle,
-            "interval_ms": self.interval,
-            "probes": self.probes,
-            "user_timeout_ms": self.user_timeout,
-        }
-
-    def enforcement_json(self) -> Dict[str, Any]:
-        """``{"enabled": bool, "clamped": int or None}``: the ``enforce`` object."""
-        return {"enabled": self.enforced, "clamped": self.clamped}
-
-    def describe(self) -> str:
-        """One line: ``keepalive on, idle 60000 ms, ...[; enforced, N writes clamped]``."""
-        parts = ["keepalive " + ("on" if self.enabled else "off")]
-        for label, value, unit in (
-            ("idle", self.idle, " ms"),
-            ("interval", self.interval, " ms"),
-            ("probes", self.probes, ""),
-            ("user timeout", self.user_timeout, " ms"),
-        ):
-            if value is not None:
-                parts.append(f"{label} {value}{unit}")
-        text = ", ".join(parts)
-        if self.enforced:
-            text += "; enforced"
-            if self.clamped is not None:
-                text += f", {self.clamped} write{'' if self.clamped == 1 else 's'} clamped"
-        return text
-
 
 # -- the kernel ---------------------------------------------------------------
 
 
-#: The key of the policy (or probe result) entry of a map: entry 0.
-_KEY = struct.pack("=I", 0)
-#: Bytes of that entry: one signed 64-bit number per :data:`_bpf.POLICY_FIELDS` option.
-_VALUE_SIZE = struct.calcsize(_bpf.POLICY_FORMAT)
-#: The key of the mark in a policy map: entry 1 (the programs read entry 0 only).
-_MARK_KEY = struct.pack("=I", 1)
-#: The mark: a name, a random 64-bit number and the layout of entry 0 (1: the
-#: :data:`_bpf.POLICY_FIELDS` of this release, an older layout being a prefix).
-_MARK = struct.pack("=16sQQ", PROGRAM_NAME.encode("ascii"), 0x9D3F6A1C52E4B807, 1)
-
-
-def _new_map(name: str, entries: int = 1) -> int:
-    """An array map with entries shaped like the policy (``BPF_MAP_CREATE``)."""
-    return _bpfsys.map_create(_bpfsys.MAP_TYPE_ARRAY, len(_KEY), _VALUE_SIZE, entries, name)
-
-
-def _policy_map() -> int:
-    """A new policy map: entry 0 for the policy, entry 1 holding :data:`_MARK`."""
-    fd = _new_map(PROGRAM_NAME, entries=2)
-    try:
-        _bpfsys.map_update(fd, _MARK_KEY, _MARK.ljust(_VALUE_SIZE, b"\0"))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+#: Our kinds of program, by BPF program type: what :func:`program_kind` answers.
+KINDS = _programs.KINDS
 
 
 def _check_kernel() -> None:
     """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options
-    (see :func:`._cgroup_probe.check_kernel`)."""
-    from ._cgroup_probe import check_kernel
+    (see :func:`._linux._cgroup_probe.check_kernel`)."""
+    from ._linux._cgroup_probe import check_kernel
 
-    check_kernel()
-
-
-def _program_fd(prog_id: int) -> Optional[int]:
-    """A descriptor of program *prog_id* (``BPF_PROG_GET_FD_BY_ID``), ``None`` if it is gone."""
-    try:
-        return _bpfsys.prog_get_fd_by_id(prog_id)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:  # detached meanwhile
-            return None
-        raise
+    check_kernel(MINIMUM_KERNEL)
 
 
-#: Our kinds of program, by BPF program type: what :func:`program_kind` answers.
-KINDS: Dict[int, str] = {
-    _bpfsys.PROG_TYPE_SOCK_OPS: "keepalive",
-    _bpfsys.PROG_TYPE_CGROUP_SOCKOPT: "enforce",
-}
-_SOCK_OPS = _bpfsys.ATTACH_CGROUP_SOCK_OPS
-_SETSOCKOPT = _bpfsys.ATTACH_CGROUP_SETSOCKOPT
-#: The hooks our programs are attached at; the enforcing one first, so that
-#: detaching in this order never leaves an enforcing program without its policy.
-_HOOKS = (_SETSOCKOPT, _SOCK_OPS)
-
-
-@dataclass(frozen=True)
-class _Ours:
-    """One of our programs attached to a cgroup: its id, kind and policy map."""
-
-    prog_id: int
-    kind: str
-    map_id: int
-    info: _bpfsys.ProgInfo = field(compare=False, repr=False)
-
-
-def program_kind(info: _bpfsys.ProgInfo) -> Optional[str]:
-    """Which of our kinds (:data:`KINDS`) the program *info* is, or ``None`` if foreign."""
-    found = _recognise(info)
-    return None if found is None else found.kind
-
-
-def _recognise(info: _bpfsys.ProgInfo) -> Optional[_Ours]:
-    """*info* as :class:`_Ours` when it is ours, else ``None``.
-
-    Ours: a program type of :data:`KINDS` that uses a map we made, which
-    nobody makes by accident: an array map named :data:`PROGRAM_NAME` with
-    4-byte keys, two entries and :data:`_MARK` in entry 1.  A name alone
-    (anyone can load a program called ``netkeepalive``) or a program tag
-    (it changes with every change to the instructions, so a program
-    attached by another release would turn foreign) is not enough.  Only
-    the maps' descriptions are read until one matches; a foreign
-    program's map is never read.
-    """
-    kind = KINDS.get(info.prog_type)
-    if kind is None:
-        return None
-    for map_id in info.map_ids:
-        try:
-            fd = _bpfsys.map_get_fd_by_id(map_id)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:  # gone meanwhile
-                continue
-            raise
-        try:
-            shape = _bpfsys.map_info(fd)
-            if (
-                shape.map_type == _bpfsys.MAP_TYPE_ARRAY
-                and shape.name == PROGRAM_NAME
-                and (shape.key_size, shape.max_entries) == (len(_KEY), 2)
-                and shape.value_size >= max(len(_MARK), _VALUE_SIZE)
-                and _bpfsys.map_lookup(fd, _MARK_KEY, shape.value_size)[: len(_MARK)] == _MARK
-            ):
-                return _Ours(info.prog_id, kind, map_id, info)
-        finally:
-            os.close(fd)
-    return None
-
-
-def _programs(
-    cgroup_fd: int, attach_type: int = _SOCK_OPS
-) -> Tuple[List[_Ours], List[_bpfsys.ProgInfo]]:
-    """Ours and the foreign programs attached to the cgroup itself at *attach_type*,
-    in the order they run."""
-    ours: List[_Ours] = []
-    foreign: List[_bpfsys.ProgInfo] = []
-    try:
-        _, ids = _bpfsys.prog_query(cgroup_fd, attach_type)
-    except OSError as exc:
-        if attach_type != _SOCK_OPS and exc.errno == errno.EINVAL:
-            return ours, foreign  # a kernel without this hook (cgroup/setsockopt: before 5.3)
-        raise
-    for prog_id in ids:
-        fd = _program_fd(prog_id)
-        if fd is None:
-            continue
-        try:
-            info = _bpfsys.prog_info(fd)
-        finally:
-            os.close(fd)
-        found = _recognise(info)
-        if found is None:
-            foreign.append(info)
-        else:
-            ours.append(found)
-    return ours, foreign
-
-
-def _ours(cgroup_fd: int, attach_type: int = _SOCK_OPS) -> List[_Ours]:
-    """Our programs attached to the cgroup itself at *attach_type*."""
-    return _programs(cgroup_fd, attach_type)[0]
-
-
-def _all_ours(cgroup_fd: int) -> List[Tuple[int, int]]:
-    """``(attach type, program id)`` of every program of ours on the cgroup itself,
-    in :data:`_HOOKS` order."""
-    return [(hook, found.prog_id) for hook in _HOOKS for found in _ours(cgroup_fd, hook)]
-
-
-def _read_policy(found: _Ours) -> Policy:
+def _read_policy(found: _programs.Ours) -> Policy:
     fd = _bpfsys.map_get_fd_by_id(found.map_id)
     try:
-        raw = _bpfsys.map_lookup(fd, _KEY, _bpfsys.map_info(fd).value_size)
+        raw = _bpfsys.map_lookup(fd, _bpf.POLICY_KEY, _bpfsys.map_info(fd).value_size)
     finally:
         os.close(fd)
     return _policy(_bpf.policy_from_value(raw))
 
 
 def _policy(native: Dict[str, Optional[int]]) -> Policy:
-    from . import _sys
+    from . import _backends
     from ._convert import from_native
 
-    backend = _sys.backend()
+    backend = _backends.backend()
 
     def public(knob: str) -> Optional[int]:
         value = native.get(knob)
@@ -324,12 +139,12 @@ def _policy(native: Dict[str, Optional[int]]) -> Policy:
 
 def _native(settings: Dict[str, object]) -> Dict[str, Optional[int]]:
     """Check :func:`attach`'s *settings* like :func:`netkeepalive.configure`; kernel units."""
-    from . import _sys
+    from . import _backends
     from ._convert import plan
 
-    backend = _sys.backend()
+    backend = _backends.backend()
     native: Dict[str, Optional[int]] = {"enabled": 1}
-    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _KNOBS)):
+    for knob, _, _, value in plan(backend.option, ((k, settings.get(k)) for k in _VALUE_KNOBS)):
         native[knob] = value
     return native
 
@@ -368,7 +183,7 @@ def attach(
     the policy a ceiling for the applications in the cgroup: turning
     keepalive off, a longer idle time or interval, more probes, or a user
     timeout of 0 or longer than the policy's is lowered to the policy (see
-    :mod:`netkeepalive._enforce`).  Without it, an enforcing program of an
+    :mod:`netkeepalive._linux._enforce`).  Without it, an enforcing program of an
     earlier policy is removed with that policy.
     """
     if not isinstance(enforce, bool):
@@ -377,9 +192,9 @@ def attach(
         {"idle": idle, "interval": interval, "probes": probes, "user_timeout": user_timeout}
     )
     directory, name = resolve(path)
-    with _holding(directory, name) as cgroup_fd:
-        with _explaining(f"reading the programs attached to cgroup {name}"):
-            old = _all_ours(cgroup_fd)
+    with _cgroupfs.holding(directory, name) as cgroup_fd:
+        with _cgroupfs.explaining(f"reading the programs attached to cgroup {name}"):
+            old = _programs.all_ours(cgroup_fd)
         return _attach_locked(cgroup_fd, name, native, old, enforce)
 
 
@@ -392,31 +207,31 @@ def _attach_locked(
 ) -> Policy:
     """:func:`attach` once the cgroup is locked and *old* (our programs there) is known."""
     _check_kernel()  # after the query, so that missing privileges are named first
-    _raise_memlock()
+    _cgroupfs.raise_memlock()
     map_fd = prog_fd = None
     opened: List[int] = []  # further descriptors to close: the enforcing program's
     new: List[Tuple[int, int]] = []  # (attach type, program) attached so far
     removed = 0
     try:
-        with _explaining("loading the keepalive program"):
-            map_fd = _policy_map()
-            _bpfsys.map_update(map_fd, _KEY, _bpf.policy_value(native))
+        with _cgroupfs.explaining("loading the keepalive program"):
+            map_fd = _programs.policy_map()
+            _bpfsys.map_update(map_fd, _bpf.POLICY_KEY, _bpf.policy_value(native))
             prog_fd = _bpfsys.prog_load(
                 _bpfsys.PROG_TYPE_SOCK_OPS, _bpf.keepalive_program(map_fd), PROGRAM_NAME
             )
-        programs = [(_SOCK_OPS, prog_fd)]
+        programs = [(_programs.SOCK_OPS, prog_fd)]
         if enforce:
-            with _explaining("loading the enforcing program (cgroup/setsockopt)"):
+            with _cgroupfs.explaining("loading the enforcing program (cgroup/setsockopt)"):
                 opened += _enforce.load(map_fd, PROGRAM_NAME)
-            programs.append((_SETSOCKOPT, opened[0]))
+            programs.append((_programs.SETSOCKOPT, opened[0]))
         for attach_type, fd in programs:
             try:
                 _bpfsys.prog_attach(cgroup_fd, fd, attach_type, _bpfsys.F_ALLOW_MULTI)
             except OSError as exc:
-                raise _attach_error(exc, cgroup_fd, name, attach_type) from None
+                raise _cgroupfs.attach_error(exc, cgroup_fd, name, attach_type) from None
             new.append((attach_type, fd))
-        with _explaining(f"reading the policy of cgroup {name} back"):
-            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
+        with _cgroupfs.explaining(f"reading the policy of cgroup {name} back"):
+            raw = _bpfsys.map_lookup(map_fd, _bpf.POLICY_KEY, _bpf.POLICY_VALUE_SIZE)
         # A cgroup runs its programs in the order they were attached, so the
         # new one runs after the old ones and its values win from here on.
         for attach_type, prog_id in old:
@@ -448,11 +263,11 @@ def _attach_locked(
 
 
 def _detach_ids(
-    cgroup_fd: int, prog_ids: List[int], name: str, attach_type: int = _SOCK_OPS
+    cgroup_fd: int, prog_ids: List[int], name: str, attach_type: int = _programs.SOCK_OPS
 ) -> None:
     for prog_id in prog_ids:
-        with _explaining(f"detaching program {prog_id} from cgroup {name}"):
-            fd = _program_fd(prog_id)
+        with _cgroupfs.explaining(f"detaching program {prog_id} from cgroup {name}"):
+            fd = _programs.program_fd(prog_id)
             if fd is None:
                 continue
             try:
@@ -472,8 +287,11 @@ def detach(path: str) -> bool:
     keep the values they were given.
     """
     directory, name = resolve(path)
-    with _holding(directory, name) as cgroup_fd, _explaining(f"detaching from cgroup {name}"):
-        ours = _all_ours(cgroup_fd)
+    with (
+        _cgroupfs.holding(directory, name) as cgroup_fd,
+        _cgroupfs.explaining(f"detaching from cgroup {name}"),
+    ):
+        ours = _programs.all_ours(cgroup_fd)
         for attach_type, prog_id in ours:
             _detach_ids(cgroup_fd, [prog_id], name, attach_type)
     return bool(ours)
@@ -482,7 +300,7 @@ def detach(path: str) -> bool:
 def status(path: str) -> Optional[Policy]:
     """The policy attached to cgroup *path* itself, read from the kernel, or ``None``."""
     directory, name = resolve(path)
-    with _opened(directory) as cgroup_fd:
+    with _cgroupfs.opened(directory) as cgroup_fd:
         return _status_fd(cgroup_fd, name)
 
 
@@ -491,11 +309,14 @@ def foreign_programs(path: str) -> List[Tuple[int, str]]:
     (sock_ops, setsockopt) that is not ours."""
     directory, name = resolve(path)
     doing = f"reading the programs attached to cgroup {name}"
-    with _holding(directory, name, exclusive=False) as cgroup_fd, _explaining(doing):
+    with (
+        _cgroupfs.holding(directory, name, exclusive=False) as cgroup_fd,
+        _cgroupfs.explaining(doing),
+    ):
         return [
             (info.prog_id, info.name)
-            for hook in (_SOCK_OPS, _SETSOCKOPT)
-            for info in _programs(cgroup_fd, hook)[1]
+            for hook in (_programs.SOCK_OPS, _programs.SETSOCKOPT)
+            for info in _programs.programs(cgroup_fd, hook)[1]
         ]
 
 
@@ -504,10 +325,12 @@ def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     combined in the order the kernel runs them: the last attached runs last."""
     found: Optional[Policy] = None
     doing = f"reading the policy of cgroup {name}"
-    with _locked(cgroup_fd, name, exclusive=False), _explaining(doing):
-        for ours in _ours(cgroup_fd):
+    with _cgroupfs.locked(cgroup_fd, name, exclusive=False), _cgroupfs.explaining(doing):
+        for ours in _programs.ours(cgroup_fd):
             found = _combine(found, _read_policy(ours))
-        counts = [_enforce.clamped(ours.info) for ours in _ours(cgroup_fd, _SETSOCKOPT)]
+        counts = [
+            _enforce.clamped(ours.info) for ours in _programs.ours(cgroup_fd, _programs.SETSOCKOPT)
+        ]
     if found is not None and counts:
         found = replace(found, enforced=True, clamped=sum(counts))
     return found
@@ -519,7 +342,7 @@ def _combine(earlier: Optional[Policy], later: Policy) -> Policy:
     if earlier is None:
         return later
     kept: Dict[str, Any] = {
-        knob: getattr(earlier, knob) for knob in _KNOBS if getattr(later, knob) is None
+        knob: getattr(earlier, knob) for knob in _VALUE_KNOBS if getattr(later, knob) is None
     }
     return replace(later, **kept)
 
@@ -530,9 +353,9 @@ def policies() -> List[Tuple[str, Policy]]:
     found: List[Tuple[str, Policy]] = []
     for directory, subdirs, _ in os.walk(mount):
         subdirs.sort()
-        name = _cgroup_name(directory, mount)
+        name = _cgroupfs.cgroup_name(directory, mount)
         try:
-            with _opened(directory) as cgroup_fd:
+            with _cgroupfs.opened(directory) as cgroup_fd:
                 policy = _status_fd(cgroup_fd, name)
         except FileNotFoundError:  # removed while walking
             continue

@@ -1,4 +1,4 @@
-"""Layer 2: keepalive socket-option numbers, units and ranges, one table per OS.
+"""Layer 3: keepalive socket-option numbers, units and ranges, one table per OS.
 
 Every number here is the value of a C macro from the operating system's
 public headers.  Each :class:`PlatformTable` maps netkeepalive's five knobs
@@ -8,7 +8,7 @@ the unit the kernel expects and the range it accepts in that unit.
 
 Looking for ``TCP_KEEPCNT`` on FreeBSD?  It is in :data:`FREEBSD` below.
 
-The tables say *what* to pass; :mod:`netkeepalive._sys` says *how* (libc's
+The tables say *what* to pass; :mod:`netkeepalive._backends` says *how* (libc's
 ``setsockopt`` on Unix-likes, ``ws2_32`` on Windows), and
 :func:`table_for` picks the table for the running system.
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 import socket
 import sys
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
+
+from ._common import KNOBS, version_tuple
 
 __all__ = [
     "AIX",
@@ -63,6 +64,7 @@ __all__ = [
     "detect_platform",
     "freebsd_table",
     "generic_table",
+    "linux_kernel",
     "linux_table",
     "table_for",
     "windows_table",
@@ -155,14 +157,17 @@ class PlatformTable:
     #: Related options no knob uses, listed so that every number this
     #: system defines for keepalive is in one place (and checked by the tests).
     extras: Tuple[Option, ...] = ()
+    #: The knobs an accepted socket inherits from its listening socket, as
+    #: checked on real sockets by the test suite (tests/integrations/test_servers.py):
+    #: Linux copies all five to every connection whose handshake completes after
+    #: the listener was configured.  Unchecked elsewhere: each connection is configured.
+    inherited: FrozenSet[str] = frozenset()
 
     def option(self, knob: str) -> Optional[Option]:
         """The option carrying *knob* (``"idle"``, ``"probes"``, ...)."""
         opt: Optional[Option] = getattr(self, knob)
         return opt
 
-
-KNOBS = ("enable", "idle", "interval", "probes", "user_timeout")
 
 # BSD-heritage systems (macOS, the BSDs, Solaris, AIX, Windows) share these.
 _BSD_SOL_SOCKET = 0xFFFF
@@ -229,6 +234,7 @@ def linux_table(machine: str = "", name: str = "linux") -> PlatformTable:
         # net/ipv4/tcp.c do_tcp_setsockopt: ms >= 0, 0 = system default.
         user_timeout=_tcp("user_timeout", "TCP_USER_TIMEOUT", 18, Unit.MILLISECONDS, 0, INT_MAX),
         tcp_info=11,  # include/uapi/linux/tcp.h
+        inherited=frozenset(KNOBS) if name == "linux" else frozenset(),
     )
 
 
@@ -521,7 +527,7 @@ AIX = PlatformTable(
 # Windows (mingw-w64 headers ws2ipdef.h and mstcpip.h for the numbers;
 # Microsoft's "IPPROTO_TCP socket options" page for units and versions).
 # What exists depends on the build of the running kernel (RtlGetVersion;
-# see _kernel_build):
+# see netkeepalive._backends.windows.kernel_build):
 #   16299+ (1709)  TCP_KEEPIDLE (an alias of TCP_KEEPALIVE, 3), TCP_KEEPINTVL, seconds
 #   15063+ (1703)  TCP_KEEPCNT, at most 255; read back only from 16299 on:
 #                  before that the times go through SIO_KEEPALIVE_VALS, whose
@@ -608,7 +614,7 @@ WINDOWS = windows_table(WINDOWS_BUILD_KEEPIDLE)
 # Choosing the table for the running system.
 # --------------------------------------------------------------------------
 #: BSD ``sys.platform`` prefix -> the kernel version number (``sysctl
-#: kern.osreldate``/``kern.osrevision``, see :mod:`netkeepalive._sys.sysctl`)
+#: kern.osreldate``/``kern.osrevision``, see :mod:`netkeepalive._sysctl`)
 #: from which its newer table applies:
 #: FreeBSD: __FreeBSD_version 1400000 (sys/sys/param.h), 14.0 with
 #: TCP_MAXUNACKTIME.  NetBSD: __NetBSD_Version__ 800000000 (sys/sys/param.h,
@@ -633,19 +639,17 @@ _BY_RELEASE = {
 }
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    m = re.match(r"(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return ()
-    return tuple(int(part) for part in m.groups() if part is not None)
-
-
 def _kernel_version(platform: str) -> Optional[int]:
     """The running BSD kernel's version number, or ``None`` (use ``uname``)."""
-    from ._sys.sysctl import kernel_version
+    from ._sysctl import kernel_version
 
     number = kernel_version(platform)
     return number if number is not None and number > 0 else None
+
+
+def linux_kernel() -> bool:
+    """Whether this process runs on a Linux kernel (Android included)."""
+    return sys.platform.startswith("linux") or sys.platform == "android"
 
 
 def detect_platform(
@@ -694,13 +698,13 @@ def detect_platform(
         version = uname.version if version is None else version
     for bsd, (first, older) in _BY_RELEASE.items():
         if plat.startswith(bsd):
-            return bsd if _version_tuple(release) >= first else older
+            return bsd if version_tuple(release) >= first else older
     # illumos and Solaris both report release "5.11".  Solaris reports its
     # update as the uname version: "11.4.0.15.0", "11.3"; Solaris 10 and
     # OpenSolaris report "Generic_..." and "snv_...".  illumos distributions
     # report a build tag instead ("illumos-...", "omnios-...", "joyent_...").
     if version[:1].isdigit():
-        return "solaris" if _version_tuple(version) >= (11, 4) else "solaris-pre-11.4"
+        return "solaris" if version_tuple(version) >= (11, 4) else "solaris-pre-11.4"
     if version.startswith(("Generic", "snv_")) or release in ("5.10", "5.9", "5.8"):
         return "solaris-pre-11.4"
     return "illumos"
@@ -723,58 +727,9 @@ def _running_linux_table() -> PlatformTable:
     return table if enable is None else replace(table, enable=enable)
 
 
-def _kernel_build() -> Optional[int]:
-    """The build number the Windows kernel reports (``RtlGetVersion``), if any.
-
-    Unlike ``GetVersionEx`` (behind ``sys.getwindowsversion()``), ntdll's
-    ``RtlGetVersion`` is not subject to the application manifest, so a host
-    program without a Windows 10 manifest cannot make it report an older
-    build.  ``None`` where it cannot be called.
-    """
-    import ctypes
-
-    windll = getattr(ctypes, "WinDLL", None)
-    if windll is None:
-        return None
-
-    class OSVERSIONINFOW(ctypes.Structure):
-        _fields_ = [
-            ("dwOSVersionInfoSize", ctypes.c_uint32),
-            ("dwMajorVersion", ctypes.c_uint32),
-            ("dwMinorVersion", ctypes.c_uint32),
-            ("dwBuildNumber", ctypes.c_uint32),
-            ("dwPlatformId", ctypes.c_uint32),
-            ("szCSDVersion", ctypes.c_wchar * 128),
-        ]
-
-    try:
-        rtl_get_version = windll("ntdll").RtlGetVersion
-        info = OSVERSIONINFOW()
-        info.dwOSVersionInfoSize = ctypes.sizeof(info)
-        if rtl_get_version(ctypes.byref(info)) != 0:  # an NTSTATUS other than success
-            return None
-    except (OSError, AttributeError):
-        return None
-    return int(info.dwBuildNumber)
-
-
-def _running_windows_table() -> PlatformTable:
-    """Windows' table for the build of the running kernel.
-
-    ``RtlGetVersion`` first; ``sys.getwindowsversion()`` only where that
-    cannot be called, since it reports an older build to programs without
-    a Windows 10 manifest.
-    """
-    build = _kernel_build()
-    if build is None:
-        getwindowsversion = getattr(sys, "getwindowsversion", None)
-        build = int(getwindowsversion().build) if getwindowsversion is not None else 0
-    return windows_table(build)
-
-
 def _running_freebsd_table(table: PlatformTable) -> PlatformTable:
     """FreeBSD's table with the ceilings of the running kernel's ``kern.hz``."""
-    from ._sys.sysctl import sysctl_int
+    from ._sysctl import sysctl_int
 
     hz = sysctl_int("kern.hz")
     return freebsd_table(table, hz) if hz is not None else table
@@ -820,7 +775,9 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
     """The option table for platform *name* (default: the running system).
 
     For the running system the table also reflects what only run time
-    tells: the Linux CPU architecture, the Windows build.  A system with
+    tells: the Linux CPU architecture, the Windows build (as the interpreter
+    reports it; the backend asks the kernel, see
+    :func:`netkeepalive._backends.windows.running_table`).  A system with
     no table gets :func:`generic_table`: ``SO_KEEPALIVE`` only.
     """
     if name is None:
@@ -828,7 +785,8 @@ def table_for(name: Optional[str] = None) -> PlatformTable:
         if name == "linux":
             return _running_linux_table()
         if name == "win32":
-            return _running_windows_table()
+            getwindowsversion = getattr(sys, "getwindowsversion", None)
+            return windows_table(int(getwindowsversion().build) if getwindowsversion else 0)
         if name.startswith("freebsd"):
             return _running_freebsd_table(_TABLES[name])
     if name == "linux":

@@ -21,8 +21,8 @@ except ImportError as exc:
     ) from exc
 
 from ._convert import Milliseconds
+from ._pools import install_pool_classes
 from ._sockopts import checked_options
-from .urllib3 import _install
 
 __all__ = ["KeepAliveAdapter"]
 
@@ -75,12 +75,12 @@ class KeepAliveAdapter(HTTPAdapter):
     ) -> None:
         """Create the pool manager as requests does, with keepalive connections."""
         super().init_poolmanager(connections, maxsize, block, **self._pool_kwargs(pool_kwargs))
-        _install(self.poolmanager, self.netkeepalive_options)
+        install_pool_classes(self.poolmanager, self.netkeepalive_options)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The proxy's pool manager as requests makes it, with keepalive connections."""
         known = proxy in self.proxy_manager
         manager = super().proxy_manager_for(proxy, **self._pool_kwargs(proxy_kwargs))
         if not known:
-            _install(manager, self.netkeepalive_options)
+            install_pool_classes(manager, self.netkeepalive_options)
         return manager

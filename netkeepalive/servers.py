@@ -13,14 +13,14 @@ from __future__ import annotations
 import socket as _socket
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from . import _sys
-from ._api import Settings, configure
+from . import _backends
+from ._api import configure
 from ._convert import Milliseconds
+from ._settings import Settings
 from ._sockopts import checked_options
+from .constants import LINUX
 
 __all__ = ["INHERITED", "KeepAliveMixin", "ServerKeepAlive", "inherited_options"]
-
-_ALL_KNOBS = frozenset({"enable", "idle", "interval", "probes", "user_timeout"})
 
 #: Per platform (table name), the knobs an accepted socket inherits from
 #: the listening socket, as checked on real sockets by the test suite.
@@ -28,8 +28,9 @@ _ALL_KNOBS = frozenset({"enable", "idle", "interval", "probes", "user_timeout"})
 #: ``TCP_KEEPCNT`` and ``TCP_USER_TIMEOUT`` to every connection whose
 #: handshake completes after the listener was configured.  No other system
 #: has been checked, so everywhere else each accepted connection is
-#: configured on its own.
-INHERITED: Mapping[str, FrozenSet[str]] = {"linux": _ALL_KNOBS}
+#: configured on its own.  Kept for compatibility: the source is
+#: :attr:`PlatformTable.inherited <netkeepalive.constants.PlatformTable.inherited>`.
+INHERITED: Mapping[str, FrozenSet[str]] = {"linux": LINUX.inherited}
 
 
 def inherited_options(platform: Optional[str] = None) -> FrozenSet[str]:
@@ -39,8 +40,9 @@ def inherited_options(platform: Optional[str] = None) -> FrozenSet[str]:
     ``"interval"``, ``"probes"`` and ``"user_timeout"``; the empty set
     where inheritance has not been verified.
     """
-    name = _sys.backend().table.name if platform is None else platform
-    return INHERITED.get(name, frozenset())
+    if platform is None:
+        return _backends.backend().table.inherited
+    return INHERITED.get(platform, frozenset())
 
 
 def _is_listening(sock: Any) -> bool:

@@ -13,8 +13,7 @@ Needs urllib3: ``pip install 'netkeepalive[urllib3]'``.
 
 from __future__ import annotations
 
-import socket
-from typing import Any, Callable, Dict, Mapping, MutableMapping, Optional, Tuple, Type
+from typing import Any, Dict, Mapping, Optional, Type
 
 try:
     import urllib3
@@ -26,57 +25,11 @@ except ImportError as exc:
         "pip install 'netkeepalive[urllib3]'"
     ) from exc
 
-from . import _forksafe
-from ._api import configure
 from ._convert import Milliseconds
+from ._pools import connection_class, install_pool_classes, pool_class
 from ._sockopts import checked_options
 
 __all__ = ["PoolManager", "ProxyManager", "keepalive_connection_class", "keepalive_pool_classes"]
-
-_Options = Tuple[Tuple[str, Any], ...]
-
-
-# One subclass per (base class, settings): pools create many connections.
-# Made under the library's set-up lock (re-entrant: making a pool class
-# makes its connection class), which os.fork() waits for.
-_lock = _forksafe.lock
-_classes: Dict[Tuple[type, _Options], type] = {}
-
-
-def _cached(base: type, options: _Options, make: Callable[[], type]) -> type:
-    with _lock:
-        cls = _classes.get((base, options))
-        if cls is None:
-            cls = _classes[base, options] = make()
-        return cls
-
-
-def _connection_class(base: Type[Any], options: _Options) -> Type[HTTPConnection]:
-    return _cached(base, options, lambda: _make_connection_class(base, options))
-
-
-def _make_connection_class(base: Type[Any], options: _Options) -> type:
-    kwargs = dict(options)
-
-    def _new_conn(self: HTTPConnection) -> socket.socket:
-        # urllib3 creates and connects the socket here (and applies its
-        # socket_options); every connect(), plain, TLS or through a proxy,
-        # starts with it.
-        sock: socket.socket = base._new_conn(self)
-        try:
-            configure(sock, **kwargs)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    namespace = {
-        "_new_conn": _new_conn,
-        "netkeepalive_options": kwargs,
-        "__module__": __name__,
-        "__doc__": f"{base.__name__} that calls netkeepalive.configure() on each new socket.",
-    }
-    return type(f"KeepAlive{base.__name__}", (base,), namespace)
 
 
 def keepalive_connection_class(
@@ -97,17 +50,7 @@ def keepalive_connection_class(
     The same arguments return the same class.
     """
     options = checked_options(idle, interval, probes, user_timeout)
-    return _connection_class(base, tuple(options.items()))
-
-
-def _pool_class(base: Type[HTTPConnectionPool], options: _Options) -> Type[HTTPConnectionPool]:
-    return _cached(base, options, lambda: _make_pool_class(base, options))
-
-
-def _make_pool_class(base: Type[HTTPConnectionPool], options: _Options) -> type:
-    conn_cls = _connection_class(base.ConnectionCls, options)
-    namespace = {"ConnectionCls": conn_cls, "__module__": __name__}
-    return type(f"KeepAlive{base.__name__}", (base,), namespace)
+    return connection_class(base, tuple(options.items()))
 
 
 def keepalive_pool_classes(
@@ -125,14 +68,7 @@ def keepalive_pool_classes(
     included) and adds :func:`keepalive_connection_class`'s behaviour.
     """
     options = tuple(checked_options(idle, interval, probes, user_timeout).items())
-    return {scheme: _pool_class(cls, options) for scheme, cls in pool_classes_by_scheme.items()}
-
-
-def _install(manager: Any, options: Mapping[str, Any]) -> None:
-    classes: MutableMapping[str, Type[HTTPConnectionPool]] = manager.pool_classes_by_scheme
-    manager.pool_classes_by_scheme = {
-        scheme: _pool_class(cls, tuple(options.items())) for scheme, cls in classes.items()
-    }
+    return {scheme: pool_class(cls, options) for scheme, cls in pool_classes_by_scheme.items()}
 
 
 class PoolManager(urllib3.PoolManager):
@@ -160,7 +96,7 @@ class PoolManager(urllib3.PoolManager):
         super().__init__(num_pools, headers, **connection_pool_kw)
         #: The keepalive settings, as keyword arguments for ``configure``.
         self.netkeepalive_options = options
-        _install(self, options)
+        install_pool_classes(self, options)
 
 
 class ProxyManager(urllib3.ProxyManager):
@@ -186,4 +122,4 @@ class ProxyManager(urllib3.ProxyManager):
         super().__init__(proxy_url, num_pools, headers, **kwargs)
         #: The keepalive settings, as keyword arguments for ``configure``.
         self.netkeepalive_options = options
-        _install(self, options)
+        install_pool_classes(self, options)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import socket
 import sys
 import types
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, NamedTuple, Optional
 
-import fakelib
 import pytest
+from helpers import fakelib
 from hypothesis import HealthCheck, settings
 
+import netkeepalive._backends
 import netkeepalive._libc
-import netkeepalive._sys
-from netkeepalive._sys.base import Backend
+from netkeepalive._backends.base import Backend
 
 if TYPE_CHECKING:
     from test_retrofit import Child
@@ -58,10 +59,10 @@ def client(tcp_pair: tuple[socket.socket, socket.socket]) -> socket.socket:
 @pytest.fixture
 def fresh_backend() -> Iterator[None]:
     """Forget the loaded C library and backend before and after a test."""
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
     yield
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
 
 
@@ -101,15 +102,15 @@ def simulate(mocker: Any) -> Iterator[Callable[..., Simulation]]:
             win = platform == "win32"
             lib = fakelib.FakeWs2(kernel, boolean_keepalive) if win else fakelib.FakeLibc(kernel)
         # The kernel's version number (sysctlbyname) comes from the same library.
-        mocker.patch("netkeepalive._sys.sysctl._library", return_value=lib)
-        backend = netkeepalive._sys.use(None, lib)
+        mocker.patch("netkeepalive._sysctl._library", return_value=lib)
+        backend = netkeepalive._backends.use(None, lib)
         kernel.known = fakelib.known_options(backend.table)
         fakelib.real_kernel(kernel, backend.table.name)
         return Simulation(kernel, lib, backend)
 
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     yield make
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
 
 
@@ -149,7 +150,7 @@ def refuse_option(fresh_backend: None) -> Callable[..., None]:
         level: int, option: int, err: int, when: Optional[Callable[[int], bool]] = None
     ) -> None:
         lib = _RefusingLib(level, option, err, when or (lambda fd: True))
-        netkeepalive._sys.use(None, lib)
+        netkeepalive._backends.use(None, lib)
 
     return install
 
@@ -190,3 +191,18 @@ def child() -> Iterator[Child]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def claim_inheritance(monkeypatch: pytest.MonkeyPatch) -> Callable[[FrozenSet[str]], None]:
+    """Make the running backend's table claim that accepted sockets inherit *knobs*.
+
+    It patches the current backend: call it after anything that replaces
+    the backend (``refuse_option``, ``simulate``).
+    """
+
+    def claim(knobs: FrozenSet[str]) -> None:
+        backend = netkeepalive._backends.backend()
+        monkeypatch.setattr(backend, "table", dataclasses.replace(backend.table, inherited=knobs))
+
+    return claim

@@ -31,8 +31,8 @@ from test_retrofit import needs_pidfd
 import netkeepalive
 
 HERE = Path(__file__).parent
-SECCOMP = HERE / "seccomp_run.py"
-CHILD = HERE / "atomic_child.py"
+SECCOMP = HERE / "helpers" / "seccomp_run.py"
+CHILD = HERE / "helpers" / "atomic_child.py"
 TCP = socket.IPPROTO_TCP
 FD = 7
 

@@ -2,7 +2,7 @@
 
 For budgets of 4 s and 8 s, two loopback connections each take the
 settings :func:`netkeepalive.detect_within` chose, and their server ends
-are silenced by a socket filter (see ``netkeepalive._silence``): one stays
+are silenced by a socket filter (see ``netkeepalive._linux._silence``): one stays
 idle (keepalive must drop it), the other sends data that is never
 acknowledged (the user timeout must drop it).  All cases start at once,
 each in its own thread, when the first test of this module asks for them,
@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import pytest
 
 import netkeepalive
-from netkeepalive._silence import Outcome, silent_pair, watch
+from netkeepalive._linux._silence import Outcome, silent_pair, watch
 
 pytestmark = [
     pytest.mark.slow,

@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 
 import netkeepalive
+import netkeepalive._backends
 import netkeepalive._libc
-import netkeepalive._sys
 from netkeepalive import Settings, SocketOptionError, UnsupportedOptionError
-from netkeepalive._sys.unix import UnixBackend
+from netkeepalive._backends.unix import UnixBackend
 from netkeepalive.constants import Unit, table_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -264,7 +264,7 @@ def test_descriptor_that_is_not_a_socket_is_enotsock() -> None:
 @pytest.mark.usefixtures("fresh_backend")
 def test_reset_backend_is_picked_up(client: socket.socket) -> None:
     netkeepalive.set_keepalive_probes(client, 6)
-    netkeepalive._sys.reset()
+    netkeepalive._backends.reset()
     netkeepalive._libc.reset()
     assert netkeepalive.get_keepalive_probes(client) == 6
     netkeepalive.set_keepalive_probes(client, 7)
@@ -278,7 +278,7 @@ def test_backend_without_an_option_refuses_it(
 ) -> None:
     netkeepalive.set_user_timeout(client, 1234)  # builds the fast path for the real table
     lacking = UnixBackend(replace(table_for(), user_timeout=None))
-    monkeypatch.setattr(netkeepalive._sys, "_current", lacking)
+    monkeypatch.setattr(netkeepalive._backends, "_current", lacking)
     with pytest.raises(UnsupportedOptionError):
         netkeepalive.set_user_timeout(client, 1000)
     with pytest.raises(UnsupportedOptionError):
@@ -309,7 +309,7 @@ def test_seconds_option_that_takes_zero(
     assert table.user_timeout is not None
     seconds = replace(table.user_timeout, unit=Unit.SECONDS, minimum=0, maximum=1000)
     monkeypatch.setattr(
-        netkeepalive._sys, "_current", UnixBackend(replace(table, user_timeout=seconds))
+        netkeepalive._backends, "_current", UnixBackend(replace(table, user_timeout=seconds))
     )
     level, number = STDLIB_OPTION["user_timeout"]
     client.setsockopt(level, number, 777)
@@ -359,7 +359,7 @@ def test_injected_library_refusal_reports_its_errno(
             return -1
 
     lib = Refusing()
-    monkeypatch.setattr(netkeepalive._sys, "_current", UnixBackend(table_for(), lib=lib))
+    monkeypatch.setattr(netkeepalive._backends, "_current", UnixBackend(table_for(), lib=lib))
     with pytest.raises(SocketOptionError) as info:
         netkeepalive.set_keepalive_probes(client, 3)
     assert info.value.errno == errno.ENOPROTOOPT

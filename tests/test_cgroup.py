@@ -78,7 +78,8 @@ def _why_not() -> Optional[str]:
         return "cgroup sock_ops programs are Linux-only"
     if os.geteuid() != 0:
         return "needs root: creates cgroups and attaches BPF programs"
-    from netkeepalive import _bpf, _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpf, _bpfsys
 
     try:
         cgroup.cgroup2_mount()
@@ -165,9 +166,9 @@ class Cgroup:
 
     def programs(self) -> List[str]:
         """Names of the sock_ops programs attached to this cgroup itself."""
-        from netkeepalive import _bpfsys, cgroup
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
-        with cgroup._opened(self.directory) as fd:
+        with _cgroupfs.opened(self.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
             names = []
             for prog_id in ids:
@@ -180,24 +181,24 @@ class Cgroup:
 
     def attach_foreign(self, multi: bool = True) -> None:
         """Attach a do-nothing sock_ops program of another name, with ALLOW_MULTI if *multi*."""
-        from netkeepalive import _bpf, _bpfsys, cgroup
+        from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs
 
         prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, _bpf.return_one_program(), "foreign")
         self.foreign.append(prog)
         flags = _bpfsys.F_ALLOW_MULTI if multi else 0
-        with cgroup._opened(self.directory) as fd:
+        with _cgroupfs.opened(self.directory) as fd:
             _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, flags)
 
     def remove(self) -> None:
         """Stop the children, detach every program, remove the directory."""
-        from netkeepalive import _bpfsys, cgroup
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
         for sub in self.subgroups:
             sub.remove()
         for child in self.children:
             child.close()
         try:
-            with cgroup._opened(self.directory) as fd:
+            with _cgroupfs.opened(self.directory) as fd:
                 _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
                 for prog_id in ids:
                     prog = _bpfsys.prog_get_fd_by_id(prog_id)
@@ -286,6 +287,7 @@ def test_server_in_the_cgroup_gets_the_policy_on_accepted_sockets(
 
 def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     from netkeepalive import cgroup
+    from netkeepalive.cli import _report
 
     expected = {
         "enabled": True,
@@ -313,7 +315,7 @@ def test_status_reads_the_policy_back_from_the_kernel(cg: Cgroup) -> None:
     assert text.stdout == f"{cg.name}: keepalive on, idle 5000 ms, probes 3\n"
     policy = cgroup.status(cg.directory)
     assert policy is not None
-    assert policy.as_json() == expected
+    assert _report.policy_json(policy) == expected
 
 
 def test_reattach_replaces_only_our_program(cg: Cgroup, listener: socket.socket) -> None:
@@ -474,7 +476,8 @@ def test_older_release_that_refuses_an_option_is_refused(
 ) -> None:
     """The probe's TCP_KEEPCNT of 0 is refused by this kernel's bpf_setsockopt, as an
     old kernel refuses an option it does not know: nothing is attached."""
-    from netkeepalive import _cgroup_probe, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _cgroup_probe
 
     mocker.patch.dict(_cgroup_probe._PROBE_VALUES, {"probes": 0})
     with pytest.raises(cgroup.CgroupError) as caught:
@@ -519,7 +522,7 @@ def test_library_api_round_trip(cg: Cgroup) -> None:
 @pytest.mark.slow
 def test_silent_peer_times_out_within_the_policy(cg: Cgroup, listener: socket.socket) -> None:
     """The demo's experiment, with the settings coming from the cgroup alone."""
-    from netkeepalive._silence import silence
+    from netkeepalive._linux._silence import silence
 
     idle, interval, probes = 1, 1, 2
     attach(cg.name, "--idle", idle * 1000, "--interval", interval * 1000, "--probes", probes)
@@ -614,7 +617,8 @@ def test_a_failing_reattach_leaves_the_old_policy_and_no_descriptor(
     cg: Cgroup, listener: socket.socket, mocker: Any, command: str
 ) -> None:
     """Each bpf(2) step of attach refused in turn: the earlier policy stays alone."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     old = cgroup.attach(cg.directory, idle=7000, probes=3)
     before = open_fds()
@@ -633,7 +637,8 @@ def test_a_failing_reattach_leaves_the_old_policy_and_no_descriptor(
 
 def test_a_reattach_that_cannot_undo_itself_says_so(cg: Cgroup, listener: socket.socket) -> None:
     """Detaching the old program fails and so does detaching the new one again."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     cgroup.attach(cg.directory, idle=7000, probes=3)
     failing = FailingBpf(_bpfsys.PROG_DETACH, errno.ENOMEM, times=2)
@@ -672,7 +677,7 @@ def test_bpf_missing_or_refused_is_one_line(
     cg: Cgroup, mocker: Any, capsys: Any, error: int, hint: str, action: str
 ) -> None:
     """``bpf(2)`` missing (ENOSYS) or refused (EPERM: privileges, lockdown, seccomp)."""
-    from netkeepalive import _bpfsys
+    from netkeepalive._linux import _bpfsys
 
     failing = FailingBpf(_bpfsys.PROG_QUERY, error, times=99)
     mocker.patch.object(_bpfsys, "libc", return_value=failing)
@@ -688,7 +693,7 @@ def test_no_cgroup_v2_is_one_line(
     tmp_path: Path, mocker: Any, capsys: Any, args: List[str]
 ) -> None:
     """A mount table without cgroup2 (a cgroup v1 only system); needs no root."""
-    from netkeepalive import _cgroupfs
+    from netkeepalive._linux import _cgroupfs
 
     table = tmp_path / "mounts"
     table.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")

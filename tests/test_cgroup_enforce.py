@@ -87,9 +87,9 @@ def write_options(group: Cgroup, writes: List[List[Any]]) -> Dict[str, Any]:
 
 def setsockopt_programs(group: Cgroup) -> List[str]:
     """Names of the cgroup/setsockopt programs attached to *group* itself."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive._linux import _bpfsys, _cgroupfs
 
-    with cgroup._opened(group.directory) as fd:
+    with _cgroupfs.opened(group.directory) as fd:
         _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
         names = []
         for prog_id in ids:
@@ -109,9 +109,9 @@ def enforced(cg: Cgroup) -> Iterator[Cgroup]:  # noqa: F811
     try:
         yield cg
     finally:
-        from netkeepalive import _bpfsys, cgroup
+        from netkeepalive._linux import _bpfsys, _cgroupfs
 
-        with cgroup._opened(cg.directory) as fd:
+        with _cgroupfs.opened(cg.directory) as fd:
             _, ids = _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
             for prog_id in ids:
                 prog = _bpfsys.prog_get_fd_by_id(prog_id)
@@ -211,7 +211,7 @@ def test_reattach_with_enforce_replaces_both(enforced: Cgroup) -> None:
 
 
 def test_detach_removes_both_programs_and_keeps_others(enforced: Cgroup) -> None:
-    from netkeepalive import _bpf, _bpfsys, cgroup
+    from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs
 
     foreign = _bpfsys.prog_load(
         _bpfsys.PROG_TYPE_CGROUP_SOCKOPT,
@@ -220,7 +220,7 @@ def test_detach_removes_both_programs_and_keeps_others(enforced: Cgroup) -> None
         attach_type=_bpfsys.ATTACH_CGROUP_SETSOCKOPT,
     )
     try:
-        with cgroup._opened(enforced.directory) as fd:
+        with _cgroupfs.opened(enforced.directory) as fd:
             _bpfsys.prog_attach(
                 fd, foreign, _bpfsys.ATTACH_CGROUP_SETSOCKOPT, _bpfsys.F_ALLOW_MULTI
             )
@@ -294,7 +294,7 @@ def test_an_application_that_turns_keepalive_down_still_detects_a_silent_peer(
     """Keepalive off, 2 hours idle, 9 probes from the application; the policy
     (1 s, 1 s, 2 probes, enforced) is what the kernel uses: the silent peer is
     detected in seconds instead of never."""
-    from netkeepalive._silence import silence
+    from netkeepalive._linux._silence import silence
 
     attach(cg.name, "--idle", 1000, "--interval", 1000, "--probes", 2, "--enforce")
     child = start(DOWNGRADER, [str(listener.getsockname()[1])], cg)
@@ -351,7 +351,8 @@ def test_a_failing_enforce_attach_leaves_the_old_policy(
     old_enforced: bool,
 ) -> None:
     """One step of an enforcing attach fails: the old policy stays, alone."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     old = cgroup.attach(cg.directory, idle=7000, enforce=old_enforced)
     before = len(os.listdir("/proc/self/fd"))
@@ -392,7 +393,7 @@ class Before53:
         import ctypes
         import struct
 
-        from netkeepalive import _bpfsys
+        from netkeepalive._linux import _bpfsys
 
         first, second = struct.unpack_from("=II", attr, 0)
         if (cmd.value, second) == (_bpfsys.PROG_QUERY, _bpfsys.ATTACH_CGROUP_SETSOCKOPT) or (
@@ -410,7 +411,8 @@ def test_a_kernel_without_the_hook_works_without_enforce(
     mocker: Any,
 ) -> None:
     """Before 5.3: attach, status and detach as before; --enforce says what it needs."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, "5.2.21", real.version, real.machine))

@@ -34,16 +34,17 @@ cg = test_cgroup.cg  # the fixture: a fresh cgroup, removed with all it holds
 
 def sock_ops_ids(directory: str) -> List[int]:
     """The ids of every sock_ops program attached to the cgroup at *directory*, in run order."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive._linux import _bpfsys, _cgroupfs
 
-    with cgroup._opened(directory) as fd:
+    with _cgroupfs.opened(directory) as fd:
         return _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS)[1]
 
 
 @pytest.fixture
 def no_root_attach(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The cgroup2 mount; attaching there fails the test instead of reaching the kernel."""
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     mount = os.path.realpath(cgroup.cgroup2_mount())
     root = os.stat(mount)
@@ -122,8 +123,8 @@ def test_slash_and_the_mount_point_name_the_root(no_root_attach: str) -> None:
 
 
 def test_the_report_of_a_root_attach_says_it_covers_the_machine() -> None:
-    from netkeepalive import _cgroup_cli
     from netkeepalive.cgroup import Policy
+    from netkeepalive.cli import _cgroup as _cgroup_cli
 
     policy = Policy(True, 60000, None, None, None)
     text = _cgroup_cli.report([("/", policy)], False, attaching=True)
@@ -144,17 +145,17 @@ def test_the_report_of_a_root_attach_says_it_covers_the_machine() -> None:
 def attach_impostor(cg: Cgroup, like_ours: bool) -> int:
     """A foreign sock_ops program named ``netkeepalive``; with *like_ours*, it is our
     own keepalive program with a map of the same name and shape, but unmarked."""
-    from netkeepalive import _bpf, _bpfsys, cgroup
+    from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs, _programs
 
     code = _bpf.return_one_program()
     if like_ours:
-        map_fd = cgroup._new_map("netkeepalive", entries=2)
+        map_fd = _programs.new_policy_map("netkeepalive", entries=2)
         cg.foreign.append(map_fd)
-        _bpfsys.map_update(map_fd, cgroup._KEY, _bpf.policy_value({"enabled": 1, "idle": 99}))
+        _bpfsys.map_update(map_fd, _bpf.POLICY_KEY, _bpf.policy_value({"enabled": 1, "idle": 99}))
         code = _bpf.keepalive_program(map_fd)
     prog = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, code, "netkeepalive")
     cg.foreign.append(prog)
-    with cgroup._opened(cg.directory) as fd:
+    with _cgroupfs.opened(cg.directory) as fd:
         _bpfsys.prog_attach(fd, prog, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI)
     return _bpfsys.prog_info(prog).prog_id
 
@@ -194,10 +195,11 @@ def test_a_foreign_program_named_netkeepalive_is_shown_and_left_alone(
 
 
 def test_program_kind_names_the_enforcing_program(cg: Cgroup) -> None:
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys, _cgroupfs
 
     cgroup.attach(cg.name, idle=4000, enforce=True)
-    with cgroup._opened(cg.directory) as cgroup_fd:
+    with _cgroupfs.opened(cg.directory) as cgroup_fd:
         _, ids = _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
     kinds = []
     for prog_id in ids:
@@ -208,12 +210,13 @@ def test_program_kind_names_the_enforcing_program(cg: Cgroup) -> None:
             os.close(fd)
     assert kinds == ["enforce"]
     assert cgroup.detach(cg.name) is True
-    with cgroup._opened(cg.directory) as cgroup_fd:
+    with _cgroupfs.opened(cg.directory) as cgroup_fd:
         assert _bpfsys.prog_query(cgroup_fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)[1] == []
 
 
 def test_program_kind_of_an_attached_program(cg: Cgroup) -> None:
-    from netkeepalive import _bpfsys, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys
 
     impostor = attach_impostor(cg, like_ours=True)
     test_cgroup.attach(cg.name, "--idle", 4000)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import netkeepalive as nk
-from netkeepalive._cliopts import add_settings_arguments, settings_from_args
+from netkeepalive.cli._options import add_settings_arguments, settings_from_args
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux tables")
 

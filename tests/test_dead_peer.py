@@ -1,7 +1,7 @@
 """The kernel notices a silent peer when the settings say it will.
 
 Every case runs on a real loopback connection whose server end is silenced
-by a socket filter (see ``netkeepalive._silence``), and waits on the
+by a socket filter (see ``netkeepalive._linux._silence``), and waits on the
 kernel's own keepalive and retransmission timers.  All cases start at once,
 each in its own thread, when the first test of this module asks for them,
 so the whole module takes about as long as its longest case (~9 s).
@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterator, Optional
 import pytest
 
 import netkeepalive
-from netkeepalive._silence import Outcome, loopback_pair, silent_pair, watch
+from netkeepalive._linux._silence import Outcome, loopback_pair, silent_pair, watch
 
 pytestmark = [
     pytest.mark.slow,

@@ -114,7 +114,7 @@ NETNS_SYSCTLS = {
 NETNS_CHILD = r"""
 import json, os, socket, sys, time
 import netkeepalive as nk
-from netkeepalive._silence import silent_pair
+from netkeepalive._linux._silence import silent_pair
 
 os.system("ip link set lo up")
 wanted = json.loads(sys.argv[1])

@@ -13,8 +13,9 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 import netkeepalive
-from netkeepalive import cli, demo
-from netkeepalive._silence import silence
+from netkeepalive import cli
+from netkeepalive._linux._silence import silence
+from netkeepalive.cli import _demo as demo
 
 RESULT = re.compile(r"^measured (\d+) ms, predicted (\d+) ms, difference ([+-]\d+) ms", re.M)
 PROBE = re.compile(r"^\s*(\d+\.\d+) s  keepalive probe (\d+) sent", re.M)

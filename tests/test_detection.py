@@ -9,9 +9,9 @@ from typing import Any, Optional
 import pytest
 
 import netkeepalive
-import netkeepalive._sys
+import netkeepalive._backends
 from netkeepalive import constants
-from netkeepalive._sys.unix import FallbackUnixBackend, UnixBackend
+from netkeepalive._backends.unix import FallbackUnixBackend, UnixBackend
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_this_linux_gets_the_plain_backend_on_real_sockets(
     """No fallback bookkeeping on Linux: the plain fast backend, real kernel."""
     if constants.detect_platform() != "linux":
         pytest.skip("Linux only")
-    backend = netkeepalive._sys.backend()
+    backend = netkeepalive._backends.backend()
     assert type(backend) is UnixBackend
     assert not isinstance(backend, FallbackUnixBackend)
     netkeepalive.configure(client, idle=3_000, interval=2_000, probes=5)
@@ -124,7 +124,7 @@ def test_this_linux_gets_the_plain_backend_on_real_sockets(
 
 
 def test_use_installs_a_backend_for_a_named_table(fresh_backend: None) -> None:
-    backend = netkeepalive._sys.use("illumos", lib=object())
-    assert netkeepalive._sys.backend() is backend
+    backend = netkeepalive._backends.use("illumos", lib=object())
+    assert netkeepalive._backends.backend() is backend
     assert isinstance(backend, FallbackUnixBackend)
     assert backend.table is constants.ILLUMOS

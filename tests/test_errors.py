@@ -15,7 +15,7 @@ from enum import IntEnum
 import pytest
 
 import netkeepalive as nk
-from netkeepalive import _sys
+from netkeepalive import _backends
 from netkeepalive.constants import LINUX
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
@@ -111,7 +111,7 @@ def test_pipe_is_not_a_socket() -> None:
 
 def test_kernel_refusal_beyond_netkeepalive_checks(client: socket.socket) -> None:
     """The ranges in constants.LINUX are the kernel's: one past them is EINVAL."""
-    backend = _sys.backend()
+    backend = _backends.backend()
     for opt in (LINUX.idle, LINUX.interval, LINUX.probes):
         assert opt is not None
         backend.set(client.fileno(), opt, opt.maximum)

@@ -135,7 +135,7 @@ def test_fork_during_first_call_gives_a_working_child() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["netkeepalive._sys", "netkeepalive._libc", "netkeepalive.urllib3"]
+    "module", ["netkeepalive._backends", "netkeepalive._libc", "netkeepalive._pools"]
 )
 def test_fork_waits_for_a_set_up_lock_held_by_another_thread(module: str) -> None:
     """Each one-time set-up lock: held by a thread when another forks.

@@ -20,7 +20,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, FrozenSet, List, Tuple
 
 import pytest
 
@@ -579,12 +579,10 @@ def test_only_lower_skips_what_cannot_be_read_back(simulate: Callable[..., Any])
 
 
 def test_accept_configures_where_there_is_no_inheritance(
-    monkeypatch: pytest.MonkeyPatch,
+    claim_inheritance: Callable[[FrozenSet[str]], None],
 ) -> None:
     """Linux, told it does not inherit: accept() must set the options itself."""
-    from netkeepalive import servers
-
-    monkeypatch.setattr(servers, "INHERITED", {})
+    claim_inheritance(frozenset())
     nk.install(**POLICY)
     assert socket.socket.accept is _install._accept
     with socket.create_server(("127.0.0.1", 0)) as listener:

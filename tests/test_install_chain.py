@@ -365,13 +365,11 @@ def test_enforce_off_again_removes_the_setsockopt_wrapper() -> None:
 
 
 def test_accept_wrapper_left_under_another_is_a_pass_through(
-    monkeypatch: pytest.MonkeyPatch,
+    claim_inheritance: Any,
 ) -> None:
     """A policy that no longer needs ``accept`` leaves a covered wrapper doing nothing."""
-    from netkeepalive import servers
-
-    inherited = dict(servers.INHERITED)
-    monkeypatch.setattr(servers, "INHERITED", {})
+    inherited = nk._backends.backend().table.inherited
+    claim_inheritance(frozenset())
     nk.install(**POLICY)
     ours = socket.socket.accept
     calls: List[int] = []
@@ -382,7 +380,7 @@ def test_accept_wrapper_left_under_another_is_a_pass_through(
 
     socket.socket.accept = theirs  # type: ignore[method-assign]
     try:
-        monkeypatch.setattr(servers, "INHERITED", inherited)
+        claim_inheritance(inherited)
         nk.install(**POLICY)  # Linux inherits: accept() is no longer needed
         with socket.create_server(("127.0.0.1", 0)) as server:
             server.setsockopt(TCP, socket.TCP_KEEPIDLE, 99)  # what accepted sockets inherit

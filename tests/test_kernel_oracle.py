@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
-from fakelib import ROUNDING, RULES, RULES_FILE, SIO_KEEPALIVE_VALS, Rule, rules_for, tables_for
+from helpers.fakelib import (
+    ROUNDING,
+    RULES,
+    RULES_FILE,
+    SIO_KEEPALIVE_VALS,
+    Rule,
+    rules_for,
+    tables_for,
+)
 
 import netkeepalive
 from netkeepalive import UnsupportedOptionError

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-from fakelib import XNU_DEFAULT_KEEPIDLE, Call
+from helpers.fakelib import XNU_DEFAULT_KEEPIDLE, Call
 
 import netkeepalive
 from netkeepalive import Settings, UnsupportedOptionError

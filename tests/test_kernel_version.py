@@ -14,11 +14,11 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from fakelib import Call, FakeLibc, Kernel
+from helpers.fakelib import Call, FakeLibc, Kernel
 
 import netkeepalive
 from netkeepalive import Settings, constants
-from netkeepalive._sys import sysctl
+from netkeepalive import _sysctl as sysctl
 
 TCP = 6
 FD = 7
@@ -26,7 +26,7 @@ FD = 7
 
 def test_sysctl_int_reads_an_int_through_the_c_library(mocker: Any) -> None:
     kernel = Kernel(sysctls={"kern.osreldate": 1_401_000})
-    mocker.patch("netkeepalive._sys.sysctl._library", return_value=FakeLibc(kernel))
+    mocker.patch("netkeepalive._sysctl._library", return_value=FakeLibc(kernel))
     assert sysctl.sysctl_int("kern.osreldate") == 1_401_000
     assert sysctl.sysctl_int("kern.nosuchname") is None  # ENOENT
 
@@ -37,9 +37,9 @@ def test_sysctl_int_is_none_where_the_call_fails(mocker: Any) -> None:
             ctypes.set_errno(errno.EPERM)
             return -1
 
-    mocker.patch("netkeepalive._sys.sysctl._library", return_value=Refusing())
+    mocker.patch("netkeepalive._sysctl._library", return_value=Refusing())
     assert sysctl.sysctl_int("kern.osreldate") is None
-    mocker.patch("netkeepalive._sys.sysctl._library", side_effect=OSError("no C library"))
+    mocker.patch("netkeepalive._sysctl._library", side_effect=OSError("no C library"))
     assert sysctl.sysctl_int("kern.osreldate") is None
 
 

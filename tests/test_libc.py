@@ -19,7 +19,7 @@ from pytest_mock import MockerFixture
 
 import netkeepalive as nk
 from netkeepalive import _libc
-from netkeepalive._sys.unix import UnixBackend
+from netkeepalive._backends.unix import UnixBackend
 from netkeepalive.constants import LINUX
 from netkeepalive.errors import LibraryNotFoundError
 

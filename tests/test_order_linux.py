@@ -16,8 +16,8 @@ import pytest
 from test_retrofit import Child, needs_pidfd
 
 import netkeepalive
+import netkeepalive._backends
 import netkeepalive._libc
-import netkeepalive._sys
 from netkeepalive import cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -50,7 +50,7 @@ class Recorder:
 def recorder(fresh_backend: None) -> Recorder:
     """The recorder, installed as the backend's C library (fresh_backend undoes it)."""
     rec = Recorder()
-    netkeepalive._sys.use(None, rec)
+    netkeepalive._backends.use(None, rec)
     return rec
 
 

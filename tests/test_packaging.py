@@ -40,7 +40,7 @@ REQUIRED = [
     "pyproject.toml",
     "MANIFEST.in",
     "tests/conftest.py",
-    "tests/fakelib.py",
+    "tests/helpers/fakelib.py",
     "tests/data/tcp-keepalive-constants.tsv",
     "tests/integrations/conftest.py",
     "docs/conf.py",

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 import netkeepalive
-from netkeepalive import _pidfd, _procfs
+from netkeepalive._linux import _pidfd, _procfs
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only")
 

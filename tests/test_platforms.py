@@ -15,8 +15,8 @@ import errno
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import pytest
-from fakelib import SIO_KEEPALIVE_VALS, Call
-from fakelib import WRITE_ONLY as WRITE_ONLY_TABLES
+from helpers.fakelib import SIO_KEEPALIVE_VALS, Call
+from helpers.fakelib import WRITE_ONLY as WRITE_ONLY_TABLES
 
 import netkeepalive
 from netkeepalive import UnsupportedOptionError

@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import pytest
 
-from netkeepalive import _pidfd
+from netkeepalive._linux import _pidfd
 
 ROOT = Path(__file__).resolve().parents[1]
-CHILD = Path(__file__).with_name("retrofit_child.py")
+CHILD = Path(__file__).parent / "helpers" / "retrofit_child.py"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 pytestmark = pytest.mark.skipif(
@@ -615,7 +615,8 @@ def test_borrowed_descriptor_must_be_the_listed_tcp_socket(client: Any) -> None:
     """A reused descriptor number, or a socket that is not TCP, is refused."""
     import socket
 
-    from netkeepalive import _procfs, retrofit
+    from netkeepalive._linux import _procfs
+    from netkeepalive.cli import _retrofit as retrofit
 
     def check(pidfd: int, fd_number: int, listed: _procfs.TcpSocket) -> None:
         with _pidfd.borrowed(pidfd, fd_number) as fd:

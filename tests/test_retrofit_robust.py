@@ -28,10 +28,10 @@ from test_retrofit import (
     settings_only,
 )
 
-from netkeepalive import _procfs
+from netkeepalive._linux import _procfs
 
-BUSY = Path(__file__).with_name("busy_child.py")
-SECCOMP = Path(__file__).with_name("seccomp_run.py")
+BUSY = Path(__file__).parent / "helpers" / "busy_child.py"
+SECCOMP = Path(__file__).parent / "helpers" / "seccomp_run.py"
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd_getfd is Linux-only"),

@@ -23,7 +23,7 @@ pytestmark = [
     needs_pidfd,
 ]
 
-SECCOMP = Path(__file__).with_name("seccomp_run.py")
+SECCOMP = Path(__file__).parent / "helpers" / "seccomp_run.py"
 
 
 def _off(child: Child) -> List[int]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import netkeepalive
-from netkeepalive import _sys, constants
-from netkeepalive._sys.unix import UnixBackend
+from netkeepalive import _backends, constants
+from netkeepalive._backends.unix import UnixBackend
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux numbers")
 
@@ -22,7 +22,7 @@ def platform_table(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Pretend the running system is another one (its table only; nothing is called)."""
 
     def use(table: constants.PlatformTable) -> None:
-        monkeypatch.setattr(_sys, "backend", lambda: UnixBackend(table))
+        monkeypatch.setattr(_backends, "backend", lambda: UnixBackend(table))
 
     return use
 

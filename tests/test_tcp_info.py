@@ -13,9 +13,9 @@ import pytest
 from pytest_mock import MockerFixture
 
 import netkeepalive
-import netkeepalive._sys
+import netkeepalive._backends
 from netkeepalive import tcp_info
-from netkeepalive._sys.unix import UnixBackend
+from netkeepalive._backends.unix import UnixBackend
 from netkeepalive.constants import DARWIN, FREEBSD, PlatformTable
 
 #: Reading struct tcp_info from a real socket: Linux's layout.
@@ -30,6 +30,32 @@ def _wait_for(predicate: Callable[[], bool], what: str, limit: float = 5.0) -> N
         if time.monotonic() > deadline:
             pytest.fail(f"gave up after {limit} s waiting for {what}")
         time.sleep(0.01)
+
+
+@linux_tcp_info
+def test_state_and_probes_reads_the_head_of_the_same_structure(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, server = tcp_pair
+    for end in (client, server):
+        info = netkeepalive.get_tcp_info(end)
+        assert tcp_info.state_and_probes(end.fileno()) == (info.state, info.probes)
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        state, probes = tcp_info.state_and_probes(listener.fileno())
+        assert (tcp_info.TCP_STATES[state], probes) == ("LISTEN", 0)
+    with socket.socket() as fresh:
+        assert tcp_info.TCP_STATES[tcp_info.state_and_probes(fresh.fileno())[0]] == "CLOSE"
+
+
+@linux_tcp_info
+def test_state_and_probes_on_a_closed_descriptor_names_the_call() -> None:
+    sock = socket.socket()
+    fd = sock.detach()
+    socket.close(fd)
+    with pytest.raises(netkeepalive.SocketOptionError, match=r"getsockopt.*TCP_INFO") as info:
+        tcp_info.state_and_probes(fd)
+    assert info.value.errno == errno.EBADF
 
 
 @linux_tcp_info
@@ -200,7 +226,7 @@ def test_other_systems_are_refused(
     client: socket.socket, mocker: MockerFixture, table: PlatformTable
 ) -> None:
     # Other kernels lay out their TCP_INFO differently: refuse, never guess.
-    mocker.patch.object(netkeepalive._sys, "backend", return_value=UnixBackend(table))
+    mocker.patch.object(netkeepalive._backends, "backend", return_value=UnixBackend(table))
     with pytest.raises(netkeepalive.UnsupportedOptionError) as info:
         netkeepalive.get_tcp_info(client)
     assert info.value.errno == errno.ENOPROTOOPT

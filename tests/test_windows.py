@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from fakelib import (
+from helpers.fakelib import (
     SIO_KEEPALIVE_VALS,
     WSAEINVAL,
     WSAENOTSOCK,
@@ -24,10 +24,10 @@ from fakelib import (
 )
 
 import netkeepalive
+import netkeepalive._backends
 import netkeepalive._libc
-import netkeepalive._sys
 from netkeepalive import Settings, UnsupportedOptionError
-from netkeepalive._sys.windows import INVALID_SOCKET, WindowsBackend
+from netkeepalive._backends.windows import INVALID_SOCKET, WindowsBackend
 from netkeepalive.constants import windows_table
 
 TCP = 6
@@ -40,7 +40,7 @@ def keepalive_vals(onoff: int, idle: int, interval: int) -> bytes:
 
 
 def test_struct_is_twelve_bytes_of_u_long() -> None:
-    from netkeepalive._sys.windows import tcp_keepalive
+    from netkeepalive._backends.windows import tcp_keepalive
 
     assert ctypes.sizeof(tcp_keepalive) == 12
     ka = tcp_keepalive(1, 7_200_000, 1_000)
@@ -257,8 +257,8 @@ def test_detected_windows_uses_ws2_32(win_dll: Any, simulate: Callable[..., Any]
     sim = simulate("win32", build=22631, lib=None)
     # simulate() gave the backend its own fake; a backend made by detection
     # alone loads ws2_32 through the loader.
-    netkeepalive._sys.reset()
-    backend = netkeepalive._sys.backend()
+    netkeepalive._backends.reset()
+    backend = netkeepalive._backends.backend()
     assert isinstance(backend, WindowsBackend)
     netkeepalive.set_keepalive(FD, True)
     assert sim.kernel.calls == []
@@ -341,7 +341,7 @@ def test_socket_options_follow_the_build(simulate: Callable[..., Any]) -> None:
 
 def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: Any) -> None:
     """sys.getwindowsversion() may say 9200 to a program without a Windows 10 manifest."""
-    from netkeepalive import constants
+    from netkeepalive._backends import windows
 
     def rtl_get_version(info_ref: Any) -> int:
         info = info_ref._obj
@@ -354,7 +354,7 @@ def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: A
     mocker.patch.object(sys, "platform", "win32")
     told = mocker.Mock(build=9200)
     mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
-    table = constants.table_for()
+    table = windows.running_table()
     assert table.name == "win32"
     assert table.idle is not None
     assert table.idle.name == "TCP_KEEPIDLE"
@@ -362,7 +362,7 @@ def test_kernel_build_from_rtl_get_version_wins_over_getwindowsversion(mocker: A
 
 @pytest.mark.parametrize("failure", ["raises", "status"])
 def test_getwindowsversion_only_where_rtl_get_version_fails(mocker: Any, failure: str) -> None:
-    from netkeepalive import constants
+    from netkeepalive._backends import windows
 
     if failure == "raises":
         mocker.patch.object(ctypes, "WinDLL", create=True, side_effect=OSError("no ntdll"))
@@ -372,7 +372,7 @@ def test_getwindowsversion_only_where_rtl_get_version_fails(mocker: Any, failure
     mocker.patch.object(sys, "platform", "win32")
     told = mocker.Mock(build=15063)
     mocker.patch.object(sys, "getwindowsversion", create=True, return_value=told)
-    assert constants.table_for().name == "win32 (build 15063)"
+    assert windows.running_table().name == "win32 (build 15063)"
 
 
 # -- user_timeout=0 has no documented meaning on Windows ----------------------
@@ -415,7 +415,7 @@ def test_turning_keepalive_off_forgets_the_handle(simulate: Callable[..., Any]) 
 
 
 def test_memory_is_bounded(simulate: Callable[..., Any], mocker: Any) -> None:
-    from netkeepalive._sys import windows
+    from netkeepalive._backends import windows
 
     mocker.patch.object(windows, "MAX_REMEMBERED", 3)
     sim = simulate("win32", build=15063)

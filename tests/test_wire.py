@@ -18,7 +18,7 @@ from typing import List, Optional
 import pytest
 
 import netkeepalive
-from netkeepalive._silence import silent_pair
+from netkeepalive._linux._silence import silent_pair
 
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4

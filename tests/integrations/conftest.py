@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Callable
 
 import pytest
-from wire_servers import LoopbackHTTPServer, QuietHandler, serving
+from helpers.wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 

@@ -16,9 +16,9 @@ from collections.abc import Awaitable
 from types import ModuleType
 from typing import Any, Callable
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
 
 import netkeepalive
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
 
 import netkeepalive
 
@@ -23,7 +23,7 @@ pytest.importorskip("botocore")
 import botocore
 import botocore.config
 import botocore.session
-from wire_servers import LoopbackHTTPServer, QuietHandler, serving
+from helpers.wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 import netkeepalive.botocore
 

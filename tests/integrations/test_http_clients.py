@@ -13,9 +13,9 @@ import socket
 from types import ModuleType
 from typing import Any, Callable
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
 
 pytestmark = kernel_view.linux_only
 

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Callable
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
-from wire_servers import LoopbackHTTPServer, QuietHandler, serving
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
+from helpers.wire_servers import LoopbackHTTPServer, QuietHandler, serving
 
 import netkeepalive
 

@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kernel_view
 import pytest
-import tls_servers
-from kernel_view import Kernel
-from tls_servers import Certificates, Request, Tunnel
+from helpers import kernel_view, tls_servers
+from helpers.kernel_view import Kernel
+from helpers.tls_servers import Certificates, Request, Tunnel
 
 import netkeepalive
 

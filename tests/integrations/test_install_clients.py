@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Tuple
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
-from wire_servers import amqp_server, resp_server, serving
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
+from helpers.wire_servers import amqp_server, resp_server, serving
 
 import netkeepalive as nk
 from netkeepalive import _install

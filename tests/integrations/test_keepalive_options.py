@@ -13,10 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-import kernel_view
 import pytest
-from kernel_view import Kernel
-from wire_servers import amqp_server, resp_server
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
+from helpers.wire_servers import amqp_server, resp_server
 
 import netkeepalive
 from netkeepalive import UnsupportedOptionError

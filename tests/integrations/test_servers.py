@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
-from wire_servers import serving
+from helpers.wire_servers import serving
 
 import netkeepalive
 import netkeepalive.aio
@@ -116,10 +116,10 @@ def test_inherited_options_per_platform() -> None:
 
 
 @pytest.fixture(params=["inherit", "per-connection"])
-def inheritance(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def inheritance(request: pytest.FixtureRequest, claim_inheritance: Any) -> str:
     """Run on both paths: relying on inheritance, and configuring each connection."""
     if request.param == "per-connection":
-        monkeypatch.setattr(servers, "INHERITED", {})
+        claim_inheritance(frozenset())
     elif not sys.platform.startswith("linux"):
         pytest.skip("inheritance is verified on Linux only")
     return str(request.param)
@@ -274,15 +274,15 @@ def test_aio_start_server_can_leave_serving_to_the_caller() -> None:
 
 
 def test_aio_start_server_closes_a_connection_it_cannot_configure(
-    refuse_option: Any, monkeypatch: pytest.MonkeyPatch
+    refuse_option: Any, claim_inheritance: Any
 ) -> None:
     import errno
 
-    monkeypatch.setattr(servers, "INHERITED", {})  # every connection configured on its own
     armed: list[bool] = []  # refuse only once the listener is configured
     refuse_option(
         socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, errno.EPERM, when=lambda fd: bool(armed)
     )
+    claim_inheritance(frozenset())  # every connection configured on its own
     called: list[bool] = []
     reported: list[Any] = []
 

@@ -31,7 +31,7 @@ import struct
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .constants import LINUX, Option
+from ..constants import LINUX, Option
 
 __all__ = [
     "POLICY_FIELDS",
@@ -113,6 +113,10 @@ POLICY_FIELDS: Tuple[Tuple[str, Option], ...] = (
 )
 #: ``struct.pack`` format of the map value (native byte order).
 POLICY_FORMAT = "=" + "q" * len(POLICY_FIELDS)
+#: The key of the policy (or probe result) entry of a map: entry 0.
+POLICY_KEY = struct.pack("=I", 0)
+#: Bytes of that entry: one signed 64-bit number per :data:`POLICY_FIELDS` option.
+POLICY_VALUE_SIZE = struct.calcsize(POLICY_FORMAT)
 #: A field holding this is not applied: the connection keeps its value.
 UNSET = -1
 

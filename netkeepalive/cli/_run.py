@@ -20,7 +20,7 @@ import sys
 from types import CodeType, ModuleType, TracebackType
 from typing import Callable, List, Optional
 
-from ._cliopts import add_settings_arguments, settings_from_args
+from ._options import add_settings_arguments, settings_from_args
 
 __all__ = ["add_arguments", "run"]
 
@@ -257,7 +257,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     settings = settings_from_args(args, parser)
     if args.module is None and not args.program:
         parser.error("give the program to run: -- script.py [args] or -m module [args]")
-    from ._install import install
+    from .._install import install
 
     install(
         idle=settings.get("idle"),

@@ -96,7 +96,7 @@ def resolve(path: str) -> Tuple[str, str]:
                     f"cgroup path {path!r} is the root cgroup: a policy there would reach "
                     f"every process on the machine; to mean that, write '/' (or {written})"
                 )
-            return real, _cgroup_name(real, mount)
+            return real, cgroup_name(real, mount)
     raise CgroupError(
         errno.ENOENT,
         f"no such cgroup: {path!r} (not a directory of the cgroup v2 hierarchy at {mount})",
@@ -109,7 +109,7 @@ def _names_root(path: str, *mounts: str) -> bool:
     return path == "/" or any(path.rstrip("/") == m.rstrip("/") and m != "/" for m in mounts)
 
 
-def _cgroup_name(directory: str, mount: str) -> str:
+def cgroup_name(directory: str, mount: str) -> str:
     """The cgroup at *directory* under *mount* as ``/proc/PID/cgroup`` names it."""
     return "/" + os.path.relpath(directory, mount) if directory != mount else "/"
 
@@ -124,7 +124,7 @@ def cgroup_of_pid(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def _opened(directory: str) -> Iterator[int]:
+def opened(directory: str) -> Iterator[int]:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         yield fd
@@ -133,10 +133,10 @@ def _opened(directory: str) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _locked(cgroup_fd: int, name: str, exclusive: bool = True) -> Iterator[None]:
+def locked(cgroup_fd: int, name: str, exclusive: bool = True) -> Iterator[None]:
     """Hold ``flock`` on the cgroup directory: one change of ours at a time per cgroup
     (*exclusive*), and no reading in the middle of one (shared)."""
-    with _explaining(f"locking cgroup {name} (flock)"):
+    with explaining(f"locking cgroup {name} (flock)"):
         fcntl.flock(cgroup_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
     try:
         yield
@@ -145,13 +145,13 @@ def _locked(cgroup_fd: int, name: str, exclusive: bool = True) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def _holding(directory: str, name: str, exclusive: bool = True) -> Iterator[int]:
-    """:func:`_opened` and :func:`_locked`: the cgroup's descriptor, locked."""
-    with _opened(directory) as cgroup_fd, _locked(cgroup_fd, name, exclusive):
+def holding(directory: str, name: str, exclusive: bool = True) -> Iterator[int]:
+    """:func:`opened` and :func:`locked`: the cgroup's descriptor, locked."""
+    with opened(directory) as cgroup_fd, locked(cgroup_fd, name, exclusive):
         yield cgroup_fd
 
 
-def _explain(exc: OSError, doing: str) -> CgroupError:
+def explain(exc: OSError, doing: str) -> CgroupError:
     """*exc* from ``bpf(2)`` as a :class:`CgroupError` saying what to do."""
     command = getattr(exc, "command", "")
     if exc.errno == errno.EPERM and command.endswith("_GET_FD_BY_ID"):
@@ -169,17 +169,17 @@ def _explain(exc: OSError, doing: str) -> CgroupError:
 
 
 @contextlib.contextmanager
-def _explaining(doing: str) -> Iterator[None]:
-    """Turn an :class:`OSError` of the block into :func:`_explain`'s :class:`CgroupError`."""
+def explaining(doing: str) -> Iterator[None]:
+    """Turn an :class:`OSError` of the block into :func:`explain`'s :class:`CgroupError`."""
     try:
         yield
     except CgroupError:
         raise
     except OSError as exc:
-        raise _explain(exc, doing) from None
+        raise explain(exc, doing) from None
 
 
-def _attach_error(
+def attach_error(
     exc: OSError, cgroup_fd: int, name: str, attach_type: int = _bpfsys.ATTACH_CGROUP_SOCK_OPS
 ) -> CgroupError:
     doing = f"attaching to cgroup {name} (BPF_PROG_ATTACH)"
@@ -196,10 +196,10 @@ def _attach_error(
                 f"{doing}: another {kind} program is attached to cgroup {name} without "
                 "BPF_F_ALLOW_MULTI, so none can be added beside it; nothing was attached",
             )
-    return _explain(exc, doing)
+    return explain(exc, doing)
 
 
-def _raise_memlock() -> None:
+def raise_memlock() -> None:
     """Kernels before 5.11 charge BPF memory to ``RLIMIT_MEMLOCK``: lift it if allowed."""
     try:
         import resource

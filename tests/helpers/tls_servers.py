@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-import kernel_view
-from kernel_view import Kernel
-from wire_servers import _recv_exactly, _Server
+from helpers import kernel_view
+from helpers.kernel_view import Kernel
+from helpers.wire_servers import _recv_exactly, _Server
 
 
 class Certificates(NamedTuple):

@@ -28,11 +28,12 @@ import threading
 import time
 from typing import Callable, Dict, NoReturn, Optional, TextIO, cast
 
-from . import _output
-from ._api import Settings, configure
-from ._silence import Outcome, silent_pair, watch
-from .constants import detect_platform
-from .tcp_info import get_tcp_info
+from .._api import configure
+from .._linux._silence import Outcome, silent_pair, watch
+from .._settings import Settings
+from ..constants import detect_platform
+from ..tcp_info import get_tcp_info
+from . import _report as _output
 
 __all__ = ["add_arguments", "run"]
 
@@ -300,7 +301,7 @@ def _say_data(
 
 
 class _Refused(Exception):
-    """Keepalive arguments :func:`._cliopts.settings_from_args` refused."""
+    """Keepalive arguments :func:`._options.settings_from_args` refused."""
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -329,7 +330,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             interval = DEFAULT_INTERVAL if interval is None else interval
             probes = DEFAULT_PROBES if probes is None else probes
         else:
-            from ._cliopts import settings_from_args
+            from ._options import settings_from_args
 
             chosen = settings_from_args(args, _RaisingParser())
             # Linux has all four options (run() refuses every other system).

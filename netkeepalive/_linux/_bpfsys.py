@@ -16,7 +16,7 @@ import os
 import struct
 from typing import List, Optional, Tuple
 
-from ._libc import libc
+from .._libc import libc
 
 __all__ = [
     "ATTACH_CGROUP_SETSOCKOPT",

@@ -1,8 +1,8 @@
 """Platform backends: *how* an option reaches the kernel.
 
 :mod:`netkeepalive.constants` says *what* to pass (level, number, unit);
-a backend passes it: :mod:`._sys.unix` through the C library's
-``setsockopt``/``getsockopt``, :mod:`._sys.windows` through ``ws2_32``.
+a backend passes it: :mod:`._backends.unix` through the C library's
+``setsockopt``/``getsockopt``, :mod:`._backends.windows` through ``ws2_32``.
 :func:`backend` returns the one for the running system, created on first use.
 """
 
@@ -25,9 +25,9 @@ def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
 
     table = table_for(platform)
     if table.name.startswith("win32"):
-        from .windows import WindowsBackend
+        from .windows import WindowsBackend, running_table
 
-        return WindowsBackend(table, lib)
+        return WindowsBackend(running_table() if platform is None else table, lib)
     from .unix import FallbackUnixBackend, IllumosBackend, UnixBackend
 
     if table.name == "illumos":

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from .constants import TCP_STATES
+from ..tcp_info import TCP_STATES
 
 __all__ = [
     "TCP_STATES",
@@ -34,6 +34,7 @@ __all__ = [
     "status_field",
     "tcp_sockets",
     "thread_group",
+    "what_is",
 ]
 
 
@@ -240,3 +241,20 @@ def tcp_sockets(
             continue
         found.append(TcpSocket(pid, fd, inode, row.family, row.local, row.remote, row.state))
     return found
+
+
+def what_is(pid: int, fd: int) -> str:
+    """Why descriptor *fd* of *pid* is not something ``set`` may change."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:
+        return "not an open descriptor of the process"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if target.startswith("socket:"):
+        try:
+            kind = os.getxattr(f"/proc/{pid}/fd/{fd}", "system.sockprotoname")
+            target = kind.rstrip(b"\0").decode("ascii", "replace") + " " + target
+        except OSError:
+            pass
+    return f"not a TCP socket ({target})"

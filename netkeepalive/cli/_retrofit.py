@@ -1,8 +1,8 @@
 """``netkeepalive show`` and ``netkeepalive set``: running processes' sockets (Linux).
 
 Each TCP socket of a process is found in ``/proc`` (see
-:mod:`netkeepalive._procfs`), borrowed with ``pidfd_getfd`` (see
-:mod:`netkeepalive._pidfd`), checked to still be that TCP socket, read or
+:mod:`netkeepalive._linux._procfs`), borrowed with ``pidfd_getfd`` (see
+:mod:`netkeepalive._linux._pidfd`), checked to still be that TCP socket, read or
 changed with the public API (:func:`netkeepalive.get_settings`,
 :func:`netkeepalive.configure`; the unanswered probes from ``TCP_INFO``)
 and closed again straight away.  The copy shares the process's open socket,
@@ -23,46 +23,27 @@ Linux, a kernel before 5.6, a seccomp filter answering ``ENOSYS``); 141
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import errno
-import io
-import json
 import os
 import socket
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    TextIO,
-    Tuple,
-)
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import _output, _pidfd, _procfs, _sys
-from ._api import configure, get_settings
-from ._cliopts import add_settings_arguments, settings_from_args
-from ._libc import libc
-from .constants import INT_MAX, IPPROTO_TCP, LINUX, TCP_STATES, Option, Unit
-from .errors import SocketOptionError
+from .. import _backends
+from .._api import configure, get_settings
+from .._linux import _pidfd, _procfs
+from ..constants import INT_MAX, Option, Unit
+from ..tcp_info import TCP_STATES, state_and_probes
+from ._options import add_settings_arguments, number_from, settings_from_args
+from ._report import CLOSED_PIPE, Outcome, Result, exit_status, report_errors, write_output
 
 if TYPE_CHECKING:
-    from .cgroup import Policy
+    from ..cgroup import Policy
 
 __all__ = ["add_arguments", "run"]
 
-
-_PERMISSION_HINT = (
-    "inspecting or changing another process's sockets needs ptrace access to it: "
-    "the same user id (and a kernel.yama.ptrace_scope that allows it) or CAP_SYS_PTRACE"
-)
 
 _SO_TYPE = Option("type", socket.SOL_SOCKET, "SO_TYPE", socket.SO_TYPE, Unit.COUNT, 0, INT_MAX)
 _SO_PROTOCOL = Option(
@@ -75,35 +56,7 @@ _SO_PROTOCOL = Option(
     INT_MAX,
 )
 
-_COLUMNS: Tuple[Tuple[str, str], ...] = (
-    ("enabled", "KEEPALIVE"),
-    ("idle_ms", "IDLE(ms)"),
-    ("interval_ms", "INTERVAL(ms)"),
-    ("probes", "PROBES"),
-    ("user_timeout_ms", "USER_TIMEOUT(ms)"),
-    ("unanswered_probes", "UNANSWERED"),
-)
-
-
 # -- arguments -------------------------------------------------------------
-
-
-def _number_from(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a decimal int in *minimum*..INT_MAX, else "not *what*".
-
-    Process ids and descriptors reach the kernel as a C ``int``.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            value = minimum - 1
-        if not minimum <= value <= INT_MAX:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
-        return value
-
-    return parse
 
 
 #: ``--no-enable``: leave SO_KEEPALIVE as it is on each socket.
@@ -111,8 +64,8 @@ _LEAVE = "leave"
 #: The knobs that matter only while keepalive is on: giving one turns it on.
 _KEEPALIVE_KNOBS = ("idle", "interval", "probes")
 
-_pid = _number_from(1, "a process id")
-_fd_number = _number_from(0, "a descriptor number")
+_pid = number_from(1, "a process id")
+_fd_number = number_from(0, "a descriptor number")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -179,62 +132,13 @@ class _NotTcp(_SocketGone):
     """The descriptor is the listed socket's inode but not a TCP socket."""
 
 
-@dataclass
-class _Result:
-    sock: _procfs.TcpSocket
-    before: Optional[Dict[str, Any]] = None
-    after: Optional[Dict[str, Any]] = None
-    error: Optional[str] = None
-    #: ``set``: keepalive was off and this call turned it on.
-    turned_on: bool = False
-
-    def as_json(self, changed: bool) -> Dict[str, Any]:
-        out = _socket_json(self.sock)
-        if changed:
-            out["before"] = self.before
-            out["after"] = self.after
-        else:
-            out["keepalive"] = self.before
-        out["error"] = self.error
-        return out
-
-
-def _socket_json(s: _procfs.TcpSocket) -> Dict[str, Any]:
-    return {
-        "pid": s.pid,
-        "fd": s.fd,
-        "inode": s.inode,
-        "family": s.family,
-        "local": s.local,
-        "remote": s.remote,
-        "state": s.state,
-    }
-
-
-@dataclass
-class _Outcome:
-    results: List[_Result] = field(default_factory=list)
-    #: (pid, message) for processes that could not be inspected at all.
-    errors: List[Tuple[int, str]] = field(default_factory=list)
-    #: Sockets the process closed before they could be read (or changed),
-    #: with what was found.
-    gone: List[Tuple[_procfs.TcpSocket, str]] = field(default_factory=list)
-    #: A system call refused whatever the process: message -> pids, said once.
-    blocked: Dict[str, List[int]] = field(default_factory=dict)
-    #: Processes whose sockets could be looked at (or that had none).
-    inspected: int = 0
-    #: ``show`` only: (pid, cgroup, policy) per process with a cgroup
-    #: keepalive policy (see :func:`_cgroup_policies`).
-    cgroup_policies: Optional[List[Tuple[int, str, Policy]]] = None
-
-
 def _verify(fd: int, sock: _procfs.TcpSocket) -> None:
     """Make sure borrowed *fd* is still the TCP socket *sock* (not a reused number)."""
     if os.fstat(fd).st_ino != sock.inode:
         raise _SocketGone(
             "closed by the process; its number now refers to something else, left alone"
         )
-    backend = _sys.backend()
+    backend = _backends.backend()
     sock_type = backend.get(fd, _SO_TYPE)
     protocol = backend.get(fd, _SO_PROTOCOL)
     if sock_type != socket.SOCK_STREAM or protocol != socket.IPPROTO_TCP:
@@ -257,19 +161,6 @@ def _borrowed(pidfd: int, sock: _procfs.TcpSocket) -> Iterator[int]:
         os.close(fd)
 
 
-def _tcp_info_head(fd: int) -> Tuple[int, int]:
-    """``(tcpi_state, tcpi_probes)``: the first bytes of ``getsockopt(TCP_INFO)``.
-
-    The same values as :func:`netkeepalive.tcp_info.get_tcp_info`'s
-    ``state`` and ``probes``, without building the whole structure.
-    """
-    head = (ctypes.c_uint8 * 8)()
-    length = ctypes.c_uint32(ctypes.sizeof(head))
-    if libc().getsockopt(fd, IPPROTO_TCP, LINUX.tcp_info, head, ctypes.byref(length)):
-        raise SocketOptionError.from_errno(ctypes.get_errno(), "getsockopt", "TCP_INFO")
-    return head[0], head[3]
-
-
 def _read(fd: int) -> Dict[str, Any]:
     s = get_settings(fd)
     return {
@@ -278,7 +169,7 @@ def _read(fd: int) -> Dict[str, Any]:
         "interval_ms": s.interval,
         "probes": s.probes,
         "user_timeout_ms": s.user_timeout,
-        "unanswered_probes": _tcp_info_head(fd)[1],
+        "unanswered_probes": state_and_probes(fd)[1],
     }
 
 
@@ -307,18 +198,9 @@ def _located(fd: int, sock: _procfs.TcpSocket) -> _procfs.TcpSocket:
         local, remote = _address(view, False), _address(view, True)
     finally:
         view.detach()
-    number = _tcp_info_head(fd)[0]
+    number = state_and_probes(fd)[0]
     state = TCP_STATES.get(number, f"UNKNOWN({number})")
     return dataclasses.replace(sock, local=local, remote=remote, state=state)
-
-
-def _is_permission(exc: OSError) -> bool:
-    return exc.errno in (errno.EPERM, errno.EACCES)
-
-
-def _describe(sock: _procfs.TcpSocket) -> str:
-    where = f"{_known(sock.local)} -> {_known(sock.remote)}, {_known(sock.state)}"
-    return f"pid {sock.pid} fd {sock.fd} ({where})"
 
 
 def _find(
@@ -329,86 +211,14 @@ def _find(
         return _procfs.tcp_sockets(pid, only_fds=only_fds, tables=tables), None
     except PermissionError as exc:
         where = exc.filename or f"/proc/{pid}/fd"
-        return [], f"permission denied reading {where} ({exc.strerror}); {_permission_hint()}"
+        return [], f"permission denied reading {where} ({exc.strerror}); {_pidfd.permission_hint()}"
     except FileNotFoundError:
         return [], "no such process"
     except OSError as exc:
         return [], f"cannot list its descriptors: {exc}"
 
 
-def _permission_text(exc: OSError) -> str:
-    return f"permission denied ({exc}); {_permission_hint()}{_seccomp_note()}"
-
-
-# -- refusals that are not about permission ---------------------------------
-
-#: ``CAP_SYS_PTRACE`` (linux/capability.h).
-_CAP_SYS_PTRACE = 19
-
-
-def _has_cap_sys_ptrace() -> bool:
-    caps = _procfs.status_field("self", "CapEff")
-    try:
-        return caps is not None and bool(int(caps, 16) >> _CAP_SYS_PTRACE & 1)
-    except ValueError:
-        return False
-
-
-def _permission_hint() -> str:
-    """What ptrace access needs, or, with ``CAP_SYS_PTRACE``, what else refuses it."""
-    if _has_cap_sys_ptrace():
-        return (
-            "you have CAP_SYS_PTRACE, so something else refuses it: the process runs in "
-            "a user namespace where you hold no capabilities, kernel.yama.ptrace_scope "
-            "is 3, or a Linux security module denies ptrace access"
-        )
-    return _PERMISSION_HINT
-
-
-def _seccomp_note() -> str:
-    mode = _procfs.status_field("self", "Seccomp")
-    if mode in ("1", "2"):
-        return "; this command runs under a seccomp filter, which may be what refuses it"
-    return ""
-
-
-def _blocked(exc: OSError) -> Optional[str]:
-    """Why a pidfd call was refused, when it is not for want of permission.
-
-    ``pidfd_open`` checks no permission at all, and ``pidfd_getfd`` only
-    ptrace access, which ``CAP_SYS_PTRACE`` grants: if either is refused
-    anyway, a seccomp filter or a Linux security module refused it.
-    """
-    if not (isinstance(exc, _pidfd.SyscallError) and _is_permission(exc)):
-        return None
-    name = exc.call.split("(", 1)[0]
-    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-    if name == "pidfd_open":
-        return (
-            f"pidfd_open was refused ({code}) although it needs no permission: a seccomp "
-            "profile or LSM is blocking it; in a container, run with a seccomp profile "
-            "that allows pidfd_open and pidfd_getfd"
-        )
-    if name != "pidfd_getfd" or not _has_cap_sys_ptrace():
-        return None
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            yama = f.read().strip()
-    except OSError:
-        yama = ""
-    cause = (
-        "kernel.yama.ptrace_scope is 3, which refuses it to everyone"
-        if yama == "3"
-        else "a seccomp profile or LSM is blocking it"
-    )
-    return (
-        f"pidfd_getfd was refused ({code}) although you have CAP_SYS_PTRACE: {cause}; "
-        "in Docker, run with --cap-add=SYS_PTRACE and a seccomp profile that allows "
-        "pidfd_getfd"
-    )
-
-
-def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> Optional[int]:
+def _open_process(pid: int, outcome: Outcome, quiet_if_gone: bool = False) -> Optional[int]:
     """``pidfd_open(pid)``, or ``None`` with the reason recorded in *outcome*.
 
     A process that no longer exists is not recorded when *quiet_if_gone*
@@ -419,7 +229,7 @@ def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> O
     except _pidfd.PidfdUnsupportedError:
         raise
     except OSError as exc:
-        blocked = _blocked(exc)
+        blocked = _pidfd.refusal_reason(exc)
         if blocked is not None:
             outcome.blocked.setdefault(blocked, []).append(pid)
             return None
@@ -435,19 +245,19 @@ def _open_process(pid: int, outcome: _Outcome, quiet_if_gone: bool = False) -> O
         return None
 
 
-def _refused(pid: int, exc: OSError, outcome: _Outcome, suffix: str = "") -> None:
+def _refused(pid: int, exc: OSError, outcome: Outcome, suffix: str = "") -> None:
     """Record that borrowing from *pid* was refused (nothing borrowed yet)."""
-    blocked = _blocked(exc)
+    blocked = _pidfd.refusal_reason(exc)
     if blocked is not None:
         outcome.blocked.setdefault(blocked + suffix, []).append(pid)
     else:
-        outcome.errors.append((pid, _permission_text(exc) + suffix))
+        outcome.errors.append((pid, _pidfd.permission_text(exc) + suffix))
 
 
 # -- show ------------------------------------------------------------------
 
 
-def _show_process(pid: int, outcome: _Outcome, listing_all: bool, tables: _procfs.Tables) -> None:
+def _show_process(pid: int, outcome: Outcome, listing_all: bool, tables: _procfs.Tables) -> None:
     pidfd = _open_process(pid, outcome, quiet_if_gone=listing_all)
     if pidfd is None:
         return
@@ -457,10 +267,10 @@ def _show_process(pid: int, outcome: _Outcome, listing_all: bool, tables: _procf
             if not (listing_all and reason == "no such process"):
                 outcome.errors.append((pid, reason))
             return
-        results: List[_Result] = []
+        results: List[Result] = []
         gone: List[Tuple[_procfs.TcpSocket, str]] = []
         for sock in socks:
-            result = _Result(sock)
+            result = Result(sock)
             try:
                 with _borrowed(pidfd, sock) as fd:
                     result.sock = _located(fd, sock)
@@ -473,7 +283,11 @@ def _show_process(pid: int, outcome: _Outcome, listing_all: bool, tables: _procf
                 gone.append((sock, str(exc)))
                 continue
             except OSError as exc:
-                if isinstance(exc, _pidfd.SyscallError) and _is_permission(exc) and not results:
+                if (
+                    isinstance(exc, _pidfd.SyscallError)
+                    and _pidfd.is_permission(exc)
+                    and not results
+                ):
                     # The same for every descriptor: report the process once.
                     _refused(pid, exc, outcome)
                     return
@@ -493,14 +307,14 @@ def _show_process(pid: int, outcome: _Outcome, listing_all: bool, tables: _procf
 def _run_show(args: argparse.Namespace) -> int:
     listing_all = not args.pids
     pids: Sequence[int] = _procfs.list_pids() if listing_all else list(dict.fromkeys(args.pids))
-    outcome = _Outcome()
+    outcome = Outcome()
     tables = _procfs.Tables()
     for pid in pids:
         _show_process(pid, outcome, listing_all, tables)
     outcome.cgroup_policies = _cgroup_policies([r.sock.pid for r in outcome.results])
-    written = _write_output(outcome, args.json, changed=False)
-    failed = _report_errors("show", outcome, listing_all)
-    return _exit_status("show", written, failed)
+    written = write_output(outcome, args.json, changed=False)
+    failed = report_errors("show", outcome, listing_all)
+    return exit_status("show", written, failed)
 
 
 # -- set -------------------------------------------------------------------
@@ -520,15 +334,15 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dict
 def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     given = _validate(args, parser)
     pid: int = args.pid
-    outcome = _Outcome()
+    outcome = Outcome()
     pidfd = _open_process(pid, outcome)
     if pidfd is not None:
         try:
             _set_process(args, pid, pidfd, given, outcome)
         finally:
             os.close(pidfd)
-    written = _write_output(outcome, args.json, changed=True)
-    failed = _report_errors("set", outcome, False)
+    written = write_output(outcome, args.json, changed=True)
+    failed = report_errors("set", outcome, False)
     change = None
     if written is not None:
         # What stays although the report failed; a closed pipe is quiet
@@ -536,7 +350,7 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         changed = [r for r in outcome.results if r.after is not None and r.error is None]
         if changed:
             change = f"the change was applied to {len(changed)} socket(s) of pid {pid}"
-        elif written is not _CLOSED_PIPE:
+        elif written is not CLOSED_PIPE:
             change = "nothing was changed"
     turned_on = [r for r in outcome.results if r.turned_on and r.error is None]
     if turned_on and written is None:
@@ -550,11 +364,11 @@ def _run_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "--no-enable leaves it as it is",
             file=sys.stderr,
         )
-    return _output.exit_status("set", written, failed, change)
+    return exit_status("set", written, failed, change)
 
 
 def _set_process(
-    args: argparse.Namespace, pid: int, pidfd: int, given: Dict[str, int], outcome: _Outcome
+    args: argparse.Namespace, pid: int, pidfd: int, given: Dict[str, int], outcome: Outcome
 ) -> None:
     socks, reason = _find(pid, args.fds)
     if reason is not None:
@@ -565,14 +379,16 @@ def _set_process(
         missing = [fd for fd in dict.fromkeys(args.fds) if fd not in found]
         if missing:
             for fd in missing:
-                outcome.errors.append((pid, f"fd {fd}: {_what_is(pid, fd)}; nothing was changed"))
+                outcome.errors.append(
+                    (pid, f"fd {fd}: {_procfs.what_is(pid, fd)}; nothing was changed")
+                )
             return
     # One pass: borrow, check, read, change, read back.  Borrowing needs
     # the same permission for every descriptor, so a refusal comes with the
     # first one, before anything was changed.
     borrowed_any = False
     for sock in socks:
-        result = _Result(sock)
+        result = Result(sock)
         try:
             with _borrowed(pidfd, sock) as fd:
                 borrowed_any = True
@@ -593,13 +409,13 @@ def _set_process(
             continue
         except OSError as exc:
             syscall = isinstance(exc, _pidfd.SyscallError)
-            if syscall and _is_permission(exc) and not borrowed_any:
+            if syscall and _pidfd.is_permission(exc) and not borrowed_any:
                 _refused(pid, exc, outcome, "; nothing was changed")
                 return
             if syscall and not borrowed_any and exc.errno not in (errno.ESRCH, errno.EBADF):
                 # Any other refusal of the first borrow (a seccomp filter's
                 # EINVAL...) would come with every socket: said once.
-                outcome.errors.append((pid, f"{exc}{_seccomp_note()}; nothing was changed"))
+                outcome.errors.append((pid, f"{exc}{_pidfd.seccomp_note()}; nothing was changed"))
                 return
             if isinstance(exc, _pidfd.SyscallError) and exc.errno == errno.ESRCH:
                 outcome.errors.append((pid, "exited while its sockets were being changed"))
@@ -619,150 +435,6 @@ def _enable_for(option: object, given: Dict[str, int], enabled: bool) -> bool:
     return enabled
 
 
-def _what_is(pid: int, fd: int) -> str:
-    """Why descriptor *fd* of *pid* is not something ``set`` may change."""
-    try:
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-    except FileNotFoundError:
-        return "not an open descriptor of the process"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    if target.startswith("socket:"):
-        try:
-            kind = os.getxattr(f"/proc/{pid}/fd/{fd}", "system.sockprotoname")
-            target = kind.rstrip(b"\0").decode("ascii", "replace") + " " + target
-        except OSError:
-            pass
-    return f"not a TCP socket ({target})"
-
-
-# -- output ----------------------------------------------------------------
-
-
-def _known(value: Optional[str]) -> str:
-    """An address or state, ``?`` where it could not be read."""
-    return "?" if value is None else value
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    return str(value)
-
-
-def _print_table(outcome: _Outcome, changed: bool, out: TextIO) -> None:
-    header = ["PID", "FD", "STATE", "LOCAL", "REMOTE"]
-    if changed:
-        header.append("WHEN")
-    header.extend(title for _, title in _COLUMNS)
-    rows: List[List[str]] = []
-    for result in outcome.results:
-        s = result.sock
-        base = [str(s.pid), str(s.fd), _known(s.state), _known(s.local), _known(s.remote)]
-        readings = (
-            (("before", result.before), ("after", result.after))
-            if changed
-            else (("", result.before),)
-        )
-        for when, values in readings:
-            row = list(base)
-            if changed:
-                row.append(when)
-            for key, _ in _COLUMNS:
-                row.append("?" if values is None else _cell(values[key]))
-            rows.append(row)
-    if not rows:
-        if not outcome.errors and not outcome.blocked:
-            print("no TCP sockets found", file=out)
-        return
-    lines = [header, *rows]
-    widths = [max(map(len, column)) for column in zip(*lines)]
-    numeric = {0, 1} | set(range(len(header) - len(_COLUMNS), len(header)))
-    line = "  ".join(
-        f"{{:{'>' if i in numeric else '<'}{width}}}" for i, width in enumerate(widths)
-    )
-    out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
-    for pid, where, policy in outcome.cgroup_policies or ():
-        out.write(f"pid {pid}: cgroup {where}: {policy.describe()}\n")
-
-
-def _print_json(outcome: _Outcome, changed: bool, out: TextIO) -> None:
-    errors = list(outcome.errors)
-    errors += [(pid, message) for message, pids in outcome.blocked.items() for pid in pids]
-    document: Dict[str, Any] = {
-        "sockets": [result.as_json(changed) for result in outcome.results],
-        "errors": [{"pid": pid, "error": message} for pid, message in errors],
-        "gone": [dict(_socket_json(sock), reason=reason) for sock, reason in outcome.gone],
-    }
-    if outcome.cgroup_policies is not None:
-        document["cgroup_policies"] = [
-            {"pid": pid, "cgroup": where, "keepalive": policy.as_json()}
-            for pid, where, policy in outcome.cgroup_policies
-        ]
-    # One string, then one write: json.dump() with an indent writes each
-    # of its many small pieces separately, which takes a third more time.
-    out.write(json.dumps(document, indent=2) + "\n")
-
-
-#: What :func:`_write_output` returns when standard output is a closed pipe.
-_CLOSED_PIPE = _output.CLOSED_PIPE
-
-
-def _write_output(outcome: _Outcome, as_json: bool, changed: bool) -> Optional[str]:
-    """Print the table or JSON (see :func:`._output.write`); ``None`` when written,
-    else what went wrong."""
-    text = io.StringIO()
-    if as_json:
-        _print_json(outcome, changed, text)
-    else:
-        _print_table(outcome, changed, text)
-    return _output.write(text.getvalue())
-
-
-def _exit_status(name: str, written: Optional[str], failed: bool) -> int:
-    return _output.exit_status(name, written, failed)
-
-
-def _report_errors(name: str, outcome: _Outcome, listing_all: bool) -> bool:
-    """Print every failure on stderr; return whether any counts as a failure.
-
-    When every process is listed, the ones you may not inspect are summed
-    up and do not count, unless no process at all could be inspected.
-    """
-    failed = False
-    denied: List[int] = []
-    for pid, message in outcome.errors:
-        if listing_all and message.startswith("permission denied"):
-            denied.append(pid)
-            continue
-        failed = True
-        print(f"netkeepalive {name}: pid {pid}: {message}", file=sys.stderr)
-    for message, pids in outcome.blocked.items():
-        failed = True
-        who = f"pid {pids[0]}" if len(pids) == 1 else f"{len(pids)} processes"
-        print(f"netkeepalive {name}: {who}: {message}", file=sys.stderr)
-    if denied:
-        shown = ", ".join(str(pid) for pid in denied)
-        print(
-            f"netkeepalive {name}: not inspected, permission denied: "
-            f"{len(denied)} process(es): {shown}; {_permission_hint()}{_seccomp_note()}",
-            file=sys.stderr,
-        )
-        if not outcome.inspected:
-            failed = True
-    for sock, reason in outcome.gone:
-        print(f"netkeepalive {name}: pid {sock.pid} fd {sock.fd}: {reason}", file=sys.stderr)
-    for result in outcome.results:
-        if result.error is not None:
-            failed = True
-            print(f"netkeepalive {name}: {_describe(result.sock)}: {result.error}", file=sys.stderr)
-    return failed
-
-
 # -- cgroup policies (netkeepalive cgroup) ----------------------------------
 
 
@@ -773,7 +445,7 @@ def _cgroup_policies(pids: Sequence[int]) -> List[Tuple[int, str, Policy]]:
     :func:`netkeepalive.cgroup.effective_policy`); nothing where it cannot
     be read (no cgroup v2, no privileges for ``bpf(2)``).
     """
-    from . import cgroup
+    from .. import cgroup
 
     found: List[Tuple[int, str, Policy]] = []
     seen: Dict[str, Optional[Tuple[str, Policy]]] = {}

@@ -273,3 +273,56 @@ def _handle(fd: int) -> int:
     if not 0 <= fd < INVALID_SOCKET:
         raise ValueError(f"{fd} is not a Windows SOCKET handle")
     return fd
+
+
+def kernel_build() -> Optional[int]:
+    """The build number the Windows kernel reports (``RtlGetVersion``), if any.
+
+    Unlike ``GetVersionEx`` (behind ``sys.getwindowsversion()``), ntdll's
+    ``RtlGetVersion`` is not subject to the application manifest, so a host
+    program without a Windows 10 manifest cannot make it report an older
+    build.  ``None`` where it cannot be called.
+    """
+    import ctypes
+
+    windll = getattr(ctypes, "WinDLL", None)
+    if windll is None:
+        return None
+
+    class OSVERSIONINFOW(ctypes.Structure):
+        _fields_ = [
+            ("dwOSVersionInfoSize", ctypes.c_uint32),
+            ("dwMajorVersion", ctypes.c_uint32),
+            ("dwMinorVersion", ctypes.c_uint32),
+            ("dwBuildNumber", ctypes.c_uint32),
+            ("dwPlatformId", ctypes.c_uint32),
+            ("szCSDVersion", ctypes.c_wchar * 128),
+        ]
+
+    try:
+        rtl_get_version = windll("ntdll").RtlGetVersion
+        info = OSVERSIONINFOW()
+        info.dwOSVersionInfoSize = ctypes.sizeof(info)
+        if rtl_get_version(ctypes.byref(info)) != 0:  # an NTSTATUS other than success
+            return None
+    except (OSError, AttributeError):
+        return None
+    return int(info.dwBuildNumber)
+
+
+def running_table() -> PlatformTable:
+    """Windows' table for the build of the running kernel.
+
+    ``RtlGetVersion`` first; ``sys.getwindowsversion()`` only where that
+    cannot be called, since it reports an older build to programs without
+    a Windows 10 manifest.
+    """
+    import sys
+
+    from ..constants import windows_table
+
+    build = kernel_build()
+    if build is None:
+        getwindowsversion = getattr(sys, "getwindowsversion", None)
+        build = int(getwindowsversion().build) if getwindowsversion is not None else 0
+    return windows_table(build)

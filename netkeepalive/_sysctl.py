@@ -28,7 +28,7 @@ VERSION_SYSCTLS = {
 
 def _library() -> Any:
     """The C library (loaded once by :mod:`netkeepalive._libc`)."""
-    from .._libc import libc
+    from ._libc import libc
 
     return libc()
 

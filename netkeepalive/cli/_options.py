@@ -10,12 +10,12 @@ anything is touched.
 from __future__ import annotations
 
 import argparse
-from typing import Dict
+from typing import Callable, Dict
 
-__all__ = ["KNOBS", "add_settings_arguments", "integer", "settings_from_args"]
+from .._common import VALUE_KNOBS
+from ..constants import INT_MAX
 
-#: The knobs, in the order their arguments are listed.
-KNOBS = ("idle", "interval", "probes", "user_timeout")
+__all__ = ["add_settings_arguments", "integer", "number_from", "settings_from_args"]
 
 
 def integer(text: str) -> int:
@@ -73,22 +73,22 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     probe count); it cannot be combined with ``--idle``, ``--interval`` or
     ``--user-timeout``.
     """
-    from . import _sys
-    from ._convert import to_native
-    from .errors import UnsupportedOptionError
+    from .. import _backends
+    from .._convert import to_native
+    from ..errors import UnsupportedOptionError
 
     given: Dict[str, int] = {
-        knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob, None) is not None
+        knob: getattr(args, knob) for knob in VALUE_KNOBS if getattr(args, knob, None) is not None
     }
     budget = getattr(args, "detect_within", None)
     try:
-        backend = _sys.backend()
+        backend = _backends.backend()
         if budget is not None:
             clash = [k for k in ("idle", "interval", "user_timeout") if k in given]
             if clash:
                 names = ", ".join("--" + k.replace("_", "-") for k in clash)
                 parser.error(f"--detect-within chooses {names} itself: give one or the other")
-            from ._budget import detect_within
+            from .._budget import detect_within
 
             plan = detect_within(budget, probes=given.get("probes"))
             chosen = (
@@ -107,3 +107,21 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     except (TypeError, ValueError, OSError) as exc:
         parser.error(str(exc).replace("detect_within:", "--detect-within:"))
     return given
+
+
+def number_from(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a decimal int in *minimum*..INT_MAX, else "not *what*".
+
+    Process ids and descriptors reach the kernel as a C ``int``.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= INT_MAX:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    return parse

@@ -21,7 +21,7 @@ UINT_MAX = 2**32 - 1
 #: from its own source (one row per system, releases and option, each with
 #: its citation).  The simulated kernels refuse what this file says, never
 #: what netkeepalive's own tables say, so a wrong table row fails a test.
-RULES_FILE = Path(__file__).resolve().parent / "data" / "kernel-rules.tsv"
+RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "kernel-rules.tsv"
 
 
 @dataclass(frozen=True)

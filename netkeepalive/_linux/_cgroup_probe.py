@@ -12,12 +12,12 @@ import contextlib
 import errno
 import os
 import struct
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from .._common import version_tuple
 from . import _bpf, _bpfsys
-from ._cgroupfs import CgroupError, _opened, cgroup2_mount
-from .cgroup import _KEY, _VALUE_SIZE, MINIMUM_KERNEL, PROGRAM_NAME, _new_map
-from .constants import _version_tuple
+from ._cgroupfs import CgroupError, cgroup2_mount, opened
+from ._programs import PROGRAM_NAME, new_policy_map
 
 __all__ = ["check_kernel"]
 
@@ -34,16 +34,16 @@ _PROBE_CLIENT = (
 )
 
 
-def check_kernel() -> None:
+def check_kernel(minimum: Tuple[int, int]) -> None:
     """Refuse a kernel whose ``bpf_setsockopt`` does not take the five options.
 
-    Linux 5.9 and later take them.  An older release number is not the end:
+    *minimum* (Linux 5.9) and later take them.  An older release number is not the end:
     distribution kernels backport BPF features, so the kernel is asked
     (:func:`_probe_setsockopt`), and only a refusal or a failed test is fatal.
     """
     release = os.uname().release
-    found = _version_tuple(release)
-    if not found or found >= MINIMUM_KERNEL:
+    found = version_tuple(release)
+    if not found or found >= minimum:
         return
     why = _why_no_backport()
     if why is None:
@@ -118,15 +118,15 @@ def _probe_setsockopt() -> Optional[List[int]]:
     directory = os.path.join(cgroup2_mount(), f"{PROGRAM_NAME}-probe-{uuid.uuid4().hex[:12]}")
     os.mkdir(directory)
     try:
-        map_fd = _new_map("nka_probe")
+        map_fd = new_policy_map("nka_probe")
         try:
             not_run = [_NOT_RUN] * len(_bpf.POLICY_FIELDS)
-            _bpfsys.map_update(map_fd, _KEY, struct.pack(_bpf.POLICY_FORMAT, *not_run))
+            _bpfsys.map_update(map_fd, _bpf.POLICY_KEY, struct.pack(_bpf.POLICY_FORMAT, *not_run))
             values = [_PROBE_VALUES[knob] for knob, _ in _bpf.POLICY_FIELDS]
             program = _bpf.setsockopt_probe_program(map_fd, values)
             prog_fd = _bpfsys.prog_load(_bpfsys.PROG_TYPE_SOCK_OPS, program, "nka_probe")
             try:
-                with _opened(directory) as cgroup_fd:
+                with opened(directory) as cgroup_fd:
                     _bpfsys.prog_attach(
                         cgroup_fd, prog_fd, _bpfsys.ATTACH_CGROUP_SOCK_OPS, _bpfsys.F_ALLOW_MULTI
                     )
@@ -141,7 +141,7 @@ def _probe_setsockopt() -> Optional[List[int]]:
                 os.close(prog_fd)
             if not connected:
                 return None
-            raw = _bpfsys.map_lookup(map_fd, _KEY, _VALUE_SIZE)
+            raw = _bpfsys.map_lookup(map_fd, _bpf.POLICY_KEY, _bpf.POLICY_VALUE_SIZE)
         finally:
             os.close(map_fd)
     finally:

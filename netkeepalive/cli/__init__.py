@@ -1,4 +1,4 @@
-"""Layer 5: the ``netkeepalive`` command.
+"""Layer 11: the ``netkeepalive`` command.
 
 Each subcommand lives in its own module, imported only when it runs, which
 provides ``add_arguments(name, parser)`` and ``run(name, args) -> int``.
@@ -11,15 +11,15 @@ import importlib
 import sys
 from typing import List, Optional
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
-    "demo": ("netkeepalive.demo", "watch the kernel detect a silent peer on loopback"),
-    "show": ("netkeepalive.retrofit", "list processes' TCP sockets and their keepalive settings"),
-    "set": ("netkeepalive.retrofit", "change keepalive settings of a running process's sockets"),
-    "cgroup": ("netkeepalive._cgroup_cli", "keepalive policy for every connection of a cgroup"),
-    "run": ("netkeepalive._run", "run a Python program with keepalive on all its TCP connections"),
+    "demo": ("._demo", "watch the kernel detect a silent peer on loopback"),
+    "show": ("._retrofit", "list processes' TCP sockets and their keepalive settings"),
+    "set": ("._retrofit", "change keepalive settings of a running process's sockets"),
+    "cgroup": ("._cgroup", "keepalive policy for every connection of a cgroup"),
+    "run": ("._run", "run a Python program with keepalive on all its TCP connections"),
 }
 
 
@@ -29,7 +29,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     With *command*, only that subcommand's module is imported (the others
     are listed by name and help text only; ``""`` imports none).
     """
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="netkeepalive",
@@ -41,7 +41,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(command_parser=sub_parser)
         if command is None or command == name:
-            importlib.import_module(module).add_arguments(name, sub_parser)
+            importlib.import_module(module, __name__).add_arguments(name, sub_parser)
     return parser
 
 
@@ -54,6 +54,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:  # refused by the (sub)command they were given to, with its usage
         parser: argparse.ArgumentParser = args.command_parser
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = importlib.import_module(COMMANDS[args.command][0], __name__)
     status: int = module.run(args.command, args)
     return status

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 # The oracle, also re-exported for the tests that drive its rows.
-from oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
+from helpers.oracle import RULES, RULES_FILE, TABLE_RULES, Rule, rules_for, tables_for  # noqa: F401
+from netkeepalive.constants import KNOBS
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
 WSAEFAULT = 10014
@@ -318,7 +319,7 @@ class FakeWs2:
 def known_options(table: Any) -> Set[Tuple[int, int]]:
     """(level, option) of every socket option in *table* (fallbacks included)."""
     known: Set[Tuple[int, int]] = set()
-    for knob in ("enable", "idle", "interval", "probes", "user_timeout"):
+    for knob in KNOBS:
         opt = table.option(knob)
         while opt is not None:
             if opt.number != SIO_KEEPALIVE_VALS:

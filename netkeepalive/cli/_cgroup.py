@@ -16,8 +16,15 @@ import argparse
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._cliopts import add_settings_arguments, settings_from_args
-from ._output import complain, exit_status, write
+from ._options import add_settings_arguments, settings_from_args
+from ._report import (
+    complain,
+    describe_policy,
+    enforcement_json,
+    exit_status,
+    policy_json,
+    write,
+)
 
 __all__ = ["add_arguments", "report", "run"]
 
@@ -105,8 +112,8 @@ def report(
         for name, policy in entries:
             entry: Dict[str, Any] = {
                 "cgroup": name,
-                "keepalive": None if policy is None else policy.as_json(),
-                "enforce": None if policy is None else policy.enforcement_json(),
+                "keepalive": None if policy is None else policy_json(policy),
+                "enforce": None if policy is None else enforcement_json(policy),
             }
             if foreign.get(name):
                 entry["foreign_programs"] = [{"id": i, "name": n} for i, n in foreign[name]]
@@ -116,7 +123,7 @@ def report(
         return json.dumps(document, indent=2) + "\n"
     lines = []
     for name, policy in entries:
-        line = f"{name}: {'no policy' if policy is None else policy.describe()}"
+        line = f"{name}: {'no policy' if policy is None else describe_policy(policy)}"
         if attaching and name == "/":
             line += f" ({WHOLE_MACHINE})"
         lines.append(line)
@@ -129,7 +136,7 @@ def report(
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run ``cgroup ACTION`` with parsed *args*; return the exit status."""
-    from . import cgroup
+    from .. import cgroup
 
     parser: argparse.ArgumentParser = args.cgroup_parser
     action: str = args.action

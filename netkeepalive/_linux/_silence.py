@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from ._fd import fileno
-from ._libc import libc
-from .errors import SocketOptionError
-from .tcp_info import TcpInfo, get_tcp_info
+from .._fd import fileno
+from .._libc import libc
+from ..errors import SocketOptionError
+from ..tcp_info import TcpInfo, get_tcp_info
 
 __all__ = [
     "Outcome",

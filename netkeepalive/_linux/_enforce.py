@@ -4,7 +4,7 @@ Beside the sock_ops program, which gives each connection the policy, a
 ``BPF_PROG_TYPE_CGROUP_SOCKOPT`` program attached at
 ``BPF_CGROUP_SETSOCKOPT`` sees every ``setsockopt()`` of the cgroup's
 processes before the kernel handles it, and makes the policy a ceiling
-(:func:`netkeepalive._bpf.enforce_program`): it reads the same policy map
+(:func:`netkeepalive._linux._bpf.enforce_program`): it reads the same policy map
 as the sock_ops program and counts the writes it lowered in a one-entry
 array map of its own, :data:`COUNTER_MAP_NAME`, that :func:`clamped`
 reads back.
@@ -69,9 +69,9 @@ def load(policy_fd: int, name: str) -> Tuple[int, int]:
 
 
 def _older_than_5_3() -> bool:
-    from .constants import _version_tuple
+    from .._common import version_tuple
 
-    found = _version_tuple(os.uname().release)
+    found = version_tuple(os.uname().release)
     return bool(found) and found < MINIMUM_KERNEL
 
 

@@ -23,17 +23,27 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple, Type, TypeVar
 
-from ._libc import libc
-from .constants import INT_MAX, _version_tuple
+from .._common import version_tuple
+from .._libc import libc
+from ..constants import INT_MAX
+from . import _procfs
 
 __all__ = [
+    "CAP_SYS_PTRACE",
+    "PERMISSION_HINT",
     "PidfdUnsupportedError",
     "SyscallError",
     "borrowed",
     "check_supported",
+    "has_cap_sys_ptrace",
+    "is_permission",
     "opened",
+    "permission_hint",
+    "permission_text",
     "pidfd_getfd",
     "pidfd_open",
+    "refusal_reason",
+    "seccomp_note",
     "syscall_numbers",
 ]
 
@@ -170,7 +180,7 @@ _SINCE = {"pidfd_open": (5, 3), "pidfd_getfd": (5, 6)}
 
 def _kernel_version() -> Optional[Tuple[int, ...]]:
     """``(major, minor)`` of the running kernel (``uname -r``), or ``None``."""
-    return _version_tuple(os.uname().release)[:2] or None
+    return version_tuple(os.uname().release)[:2] or None
 
 
 def _unsupported(call: str) -> PidfdUnsupportedError:
@@ -276,3 +286,89 @@ def borrowed(pidfd: int, targetfd: int, pid: Optional[int] = None) -> Iterator[i
         yield fd
     finally:
         os.close(fd)
+
+
+# -- why a borrow was refused ---------------------------------------------
+
+PERMISSION_HINT = (
+    "inspecting or changing another process's sockets needs ptrace access to it: "
+    "the same user id (and a kernel.yama.ptrace_scope that allows it) or CAP_SYS_PTRACE"
+)
+
+
+def is_permission(exc: OSError) -> bool:
+    """Whether *exc* is ``EPERM`` or ``EACCES``."""
+    return exc.errno in (errno.EPERM, errno.EACCES)
+
+
+def permission_text(exc: OSError) -> str:
+    """*exc* as a refusal for want of permission, with what would grant it."""
+    return f"permission denied ({exc}); {permission_hint()}{seccomp_note()}"
+
+
+#: ``CAP_SYS_PTRACE`` (linux/capability.h).
+CAP_SYS_PTRACE = 19
+
+
+def has_cap_sys_ptrace() -> bool:
+    """Whether this process holds ``CAP_SYS_PTRACE`` (``CapEff`` in /proc)."""
+    caps = _procfs.status_field("self", "CapEff")
+    try:
+        return caps is not None and bool(int(caps, 16) >> CAP_SYS_PTRACE & 1)
+    except ValueError:
+        return False
+
+
+def permission_hint() -> str:
+    """What ptrace access needs, or, with ``CAP_SYS_PTRACE``, what else refuses it."""
+    if has_cap_sys_ptrace():
+        return (
+            "you have CAP_SYS_PTRACE, so something else refuses it: the process runs in "
+            "a user namespace where you hold no capabilities, kernel.yama.ptrace_scope "
+            "is 3, or a Linux security module denies ptrace access"
+        )
+    return PERMISSION_HINT
+
+
+def seccomp_note() -> str:
+    """A note when this process runs under a seccomp filter, else ``""``."""
+    mode = _procfs.status_field("self", "Seccomp")
+    if mode in ("1", "2"):
+        return "; this command runs under a seccomp filter, which may be what refuses it"
+    return ""
+
+
+def refusal_reason(exc: OSError) -> Optional[str]:
+    """Why a pidfd call was refused, when it is not for want of permission.
+
+    ``pidfd_open`` checks no permission at all, and ``pidfd_getfd`` only
+    ptrace access, which ``CAP_SYS_PTRACE`` grants: if either is refused
+    anyway, a seccomp filter or a Linux security module refused it.
+    """
+    if not (isinstance(exc, SyscallError) and is_permission(exc)):
+        return None
+    name = exc.call.split("(", 1)[0]
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    if name == "pidfd_open":
+        return (
+            f"pidfd_open was refused ({code}) although it needs no permission: a seccomp "
+            "profile or LSM is blocking it; in a container, run with a seccomp profile "
+            "that allows pidfd_open and pidfd_getfd"
+        )
+    if name != "pidfd_getfd" or not has_cap_sys_ptrace():
+        return None
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            yama = f.read().strip()
+    except OSError:
+        yama = ""
+    cause = (
+        "kernel.yama.ptrace_scope is 3, which refuses it to everyone"
+        if yama == "3"
+        else "a seccomp profile or LSM is blocking it"
+    )
+    return (
+        f"pidfd_getfd was refused ({code}) although you have CAP_SYS_PTRACE: {cause}; "
+        "in Docker, run with --cap-add=SYS_PTRACE and a seccomp profile that allows "
+        "pidfd_getfd"
+    )

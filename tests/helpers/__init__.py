@@ -1,0 +1,1 @@
+"""Modules the tests share: simulated C libraries, child processes, loopback servers."""
