@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import _backends
 from ._backends.base import Backend
 from ._common import VALUE_KNOBS
-from ._convert import Milliseconds, plan
+from ._convert import Milliseconds, from_native, plan
 from .constants import Option
 from .errors import UnsupportedOptionError
 
@@ -55,12 +55,17 @@ def checked_options(
     Each value is checked against the running system's table first, so
     this raises what :func:`netkeepalive.configure` would raise for the
     same values (``TypeError``, ``ValueError``,
-    :class:`UnsupportedOptionError`) without touching any socket.
+    :class:`UnsupportedOptionError`) without touching any socket.  The
+    values come back normalised: plain ``int`` in the public unit, each
+    exactly what the kernel will get (``timedelta(seconds=1.5)`` is
+    ``1000`` where the kernel takes whole seconds), so that an integration
+    calling ``configure`` for every connection takes its fast path and
+    validates nothing again.
     """
     if idle is None and interval is None and probes is None and user_timeout is None:
         return {}
     planned = _plan(_backends.backend(), idle, interval, probes, user_timeout)
-    return {knob: value for knob, _opt, value, _native in planned}
+    return {knob: from_native(opt, native) for knob, opt, _value, native in planned}
 
 
 def socket_options(

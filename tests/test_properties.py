@@ -366,9 +366,13 @@ def test_socket_options(
         with pytest.raises(errors):
             checked_options(**kwargs)
         return
-    assert checked_options(**kwargs) == kwargs
+    checked = checked_options(**kwargs)
     options = nk.socket_options(**kwargs)
     natives = {knob: expected(knob, value) for knob, value in kwargs.items()}
+    # Normalised for configure()'s fast path: plain ints in the public unit,
+    # each exactly what the kernel gets.
+    assert all(type(value) is int for value in checked.values())
+    assert checked == {knob: n * (SPEC[knob][1] or 1) for knob, n in natives.items()}  # type: ignore[operator]
     want = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     want += [(TCP, SPEC[knob][0], natives[knob]) for knob in KNOBS if knob in natives]  # type: ignore[misc]
     assert options == want
