@@ -1,0 +1,99 @@
+"""install(enforce=True) against every form Python's setsockopt takes a value in.
+
+``socket.setsockopt`` takes an int (anything with ``__index__``) or any
+bytes-like buffer, of which the kernel reads the first C int; every form
+must meet the same ceiling, and a value Python itself refuses must still
+be refused.  Each check reads the option back with ``getsockopt``.
+"""
+
+from __future__ import annotations
+
+import array
+import socket
+import struct
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import netkeepalive as nk
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel")
+
+TCP = socket.IPPROTO_TCP
+
+
+class Disguised(int):
+    """An int whose conversions disagree with the number Python's setsockopt writes."""
+
+    def __int__(self) -> int:
+        return 1
+
+    def __index__(self) -> int:
+        return 1
+
+
+class Index:
+    """Not an int, but has ``__index__``: setsockopt takes it as one."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+@pytest.fixture(autouse=True)
+def _enforcing() -> Iterator[None]:
+    nk.install(idle=11_000, probes=4, enforce=True)
+    yield
+    nk.uninstall()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        struct.pack("ii", 3600, 0),  # longer than an int: the kernel reads the first one
+        bytearray(struct.pack("ii", 3600, 7)),
+        array.array("i", [3600]),
+        memoryview(array.array("i", [3600])),  # len() counts items, not bytes
+        Disguised(3600),
+        Index(3600),
+    ],
+    ids=["bytes8", "bytearray8", "array", "memoryview-of-array", "int-subclass", "index"],
+)
+def test_every_value_form_meets_the_ceiling(value: Any) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(TCP, socket.TCP_KEEPIDLE, value)
+        assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 11
+        sock.setsockopt(TCP, socket.TCP_KEEPCNT, 2)
+        assert sock.getsockopt(TCP, socket.TCP_KEEPCNT) == 2  # fewer probes: kept
+
+
+def test_level_and_option_given_through_index() -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(Index(TCP), Index(socket.TCP_KEEPIDLE), 3600)  # type: ignore[call-overload]
+        assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 11
+
+
+@pytest.mark.parametrize("value", [2**31, 2**40, -(2**31) - 1])
+def test_a_value_python_refuses_is_still_refused(value: int) -> None:
+    with socket.socket() as plain:
+        nk.uninstall()
+        with pytest.raises((OverflowError, TypeError)) as unenforced:
+            plain.setsockopt(TCP, socket.TCP_KEEPIDLE, value)
+        nk.install(idle=11_000, probes=4, enforce=True)
+        before = plain.getsockopt(TCP, socket.TCP_KEEPIDLE)
+        with pytest.raises(unenforced.type):
+            plain.setsockopt(TCP, socket.TCP_KEEPIDLE, value)
+        assert plain.getsockopt(TCP, socket.TCP_KEEPIDLE) == before
+
+
+def test_shorter_values_in_every_form_are_kept() -> None:
+    with socket.socket() as sock:
+        for value in (struct.pack("ii", 5, 0), array.array("i", [6]), Index(7), Disguised(8)):
+            sock.setsockopt(TCP, socket.TCP_KEEPIDLE, value)
+        assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 8
+        sock.setsockopt(TCP, socket.TCP_KEEPIDLE, struct.pack("ii", 5, 0))
+        assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 5
