@@ -270,7 +270,8 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
         int prog(struct bpf_sockopt *ctx) {
             if (ctx->optlen > 4096) { ctx->optlen = 0; return 1; }
             int *val = ctx->optval;
-            if (ctx->optlen < 4 || ctx->sk->protocol != IPPROTO_TCP
+            if (ctx->optlen < 4 || (ctx->sk->protocol != IPPROTO_TCP
+                    && ctx->sk->protocol != IPPROTO_MPTCP)
                     || (void *)(val + 1) > ctx->optval_end)
                 return 1;
             s64 *policy = bpf_map_lookup_elem(&policy_map, &(u32){0});
@@ -301,10 +302,14 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
         _goto_if(_JMP_JGT_K, r2, _LARGE_OPTVAL, "large"),
         # if (r2 < 4) goto out: shorter than an int, the kernel refuses it.
         _goto_if(_JMP_JLT_K, r2, 4, "out"),
-        # r1 = ctx->sk; r2 = r1->protocol: only TCP sockets are ours.
+        # r1 = ctx->sk; r2 = r1->protocol: only TCP sockets are ours, and
+        # MPTCP ones (IPPROTO_MPTCP, 262), which hand these options on to
+        # their TCP subflows.
         _insn(_LDX_DW, dst=r1, src=r6, off=_SOCKOPT_SK),
         _insn(_LDX_W, dst=r2, src=r1, off=_SOCK_PROTOCOL),
-        _goto_if(_JMP_JNE_K, r2, _IPPROTO_TCP, "out"),
+        _goto_if(_JMP_JEQ_K, r2, _IPPROTO_TCP, "tcp"),
+        _goto_if(_JMP_JNE_K, r2, 262, "out"),
+        "tcp",
         # r8 = ctx->optval; r2 = ctx->optval_end.
         _insn(_LDX_DW, dst=r8, src=r6, off=_SOCKOPT_OPTVAL),
         _insn(_LDX_DW, dst=r2, src=r6, off=_SOCKOPT_OPTVAL_END),

@@ -38,7 +38,8 @@ _INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
 _raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defined]
 _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
 _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
-_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
+#: TCP, and MPTCP (262), whose sockets take the same options for their TCP subflows.
+_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", 262))
 _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 
 #: (level, option number) -> rule, for the installed policy; empty when

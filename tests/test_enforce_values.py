@@ -97,3 +97,25 @@ def test_shorter_values_in_every_form_are_kept() -> None:
         assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 8
         sock.setsockopt(TCP, socket.TCP_KEEPIDLE, struct.pack("ii", 5, 0))
         assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 5
+
+
+MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
+
+
+def _mptcp() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, MPTCP).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _mptcp(), reason="no MPTCP here (net.mptcp.enabled)")
+def test_an_mptcp_socket_meets_the_ceiling() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, MPTCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+        sock.setsockopt(TCP, socket.TCP_KEEPIDLE, 3600)
+        sock.setsockopt(TCP, socket.TCP_KEEPCNT, 9)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 11
+        assert sock.getsockopt(TCP, socket.TCP_KEEPCNT) == 4
