@@ -15,8 +15,9 @@ from __future__ import annotations
 import operator
 import socket
 import struct
-import threading
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+from . import _forksafe
 
 __all__ = ["clamped_writes"]
 
@@ -48,7 +49,9 @@ _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 _rules: Dict[Tuple[int, int], _Rule] = {}
 _where: Optional[Where] = None
 
-_count_lock = threading.Lock()
+#: The lock os.fork() waits for (see :mod:`._forksafe`): a fork while another
+#: thread counts must not leave the child a lock that no thread of its releases.
+_count_lock = _forksafe.lock
 _counts: Dict[str, int] = {}
 
 

@@ -119,3 +119,52 @@ def test_an_mptcp_socket_meets_the_ceiling() -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(TCP, socket.TCP_KEEPIDLE) == 11
         assert sock.getsockopt(TCP, socket.TCP_KEEPCNT) == 4
+
+
+FORK_WHILE_COUNTING = r"""
+import os, socket, sys, threading, time
+import netkeepalive as nk
+from netkeepalive import _setsockopt_ceiling as ceiling
+
+nk.install(idle=11_000, enforce=True)
+held = threading.Event()
+
+def count_slowly():
+    # Another thread in the middle of counting a clamped write when the fork comes.
+    with ceiling._count_lock:
+        held.set()
+        time.sleep(0.5)
+
+threading.Thread(target=count_slowly).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 3600)
+        os._exit(0 if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 11 else 1)
+print(os.waitpid(pid, 0)[1], flush=True)
+"""
+
+
+def test_a_fork_while_another_thread_counts_leaves_the_child_working() -> None:
+    """The child of a fork made while a clamped write was being counted can still
+    write (a lock held at the fork would stop its first clamped write forever)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORK_WHILE_COUNTING], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        # The child hangs, and the parent waiting for it: end both.
+        for line in subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split():
+            os.kill(int(line), 9)
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the forked child hung on its first clamped write")
+    assert (proc.returncode, out.strip()) == (0, "0")
