@@ -72,6 +72,11 @@ def test_edge_values(enforced: Cgroup) -> None:  # noqa: F811
             ["user_timeout_negative", TCP, UT, -1, None],
             ["keepalive_off_8_bytes", SOL, socket.SO_KEEPALIVE, 0, 8],
             ["idle_3_bytes", TCP, IDLE, 7200, 3],
+            # Longer than a page: the program sees a copy of the first page only.
+            ["idle_large", TCP, IDLE, 7200, 5000],
+            ["keepalive_off_large", SOL, socket.SO_KEEPALIVE, 0, 5000],
+            ["probes_large_shorter", TCP, CNT, 2, 5000],
+            ["nodelay_large", TCP, socket.TCP_NODELAY, 1, 5000],
         ],
     )
     assert report == {
@@ -83,6 +88,10 @@ def test_edge_values(enforced: Cgroup) -> None:  # noqa: F811
         "user_timeout_negative": f"errno {errno.EINVAL}",
         "keepalive_off_8_bytes": 1,
         "idle_3_bytes": f"errno {errno.EINVAL}",
+        "idle_large": KERNEL["idle"],
+        "keepalive_off_large": 1,
+        "probes_large_shorter": 2,
+        "nodelay_large": 1,
     }
 
 
