@@ -135,3 +135,42 @@ def test_mptcp_is_clamped(enforced: Cgroup) -> None:  # noqa: F811
     # MPTCP has no TCP_USER_TIMEOUT (ENOPROTOOPT with or without a ceiling).
     report = writes(enforced, [socket.AF_INET, socket.SOCK_STREAM, MPTCP], CLAMPED)
     assert report == {**CLAMPED_TO, "user_timeout_0": f"errno {errno.ENOPROTOOPT}"}
+
+
+def test_a_foreign_setsockopt_program_like_ours_is_left_alone(cg: Cgroup) -> None:  # noqa: F811
+    """A cgroup/setsockopt program named ``netkeepalive`` with maps named and shaped like
+    ours (but unmarked) is neither counted, nor replaced, nor detached."""
+    import os
+
+    from netkeepalive import _bpf, _bpfsys, _enforce, cgroup
+
+    policy = cgroup._new_map("netkeepalive", entries=2)
+    try:
+        _bpfsys.map_update(policy, cgroup._KEY, _bpf.policy_value({"enabled": 1, "idle": 99}))
+        prog, counter = _enforce.load(policy, "netkeepalive")
+        try:
+            with cgroup._opened(cg.directory) as fd:
+                _bpfsys.prog_attach(
+                    fd, prog, _bpfsys.ATTACH_CGROUP_SETSOCKOPT, _bpfsys.F_ALLOW_MULTI
+                )
+            impostor = _bpfsys.prog_info(prog).prog_id
+        finally:
+            os.close(prog)
+            os.close(counter)
+    finally:
+        os.close(policy)
+    assert cgroup.status(cg.name) is None
+    assert cgroup.foreign_programs(cg.name) == [(impostor, "netkeepalive")]
+    policy_now = cgroup.attach(cg.name, idle=30_000, enforce=True)
+    assert policy_now.enforced
+    assert cgroup.status(cg.name) == policy_now
+    assert cgroup.detach(cg.name) is True
+    assert cgroup.status(cg.name) is None
+    assert cgroup.foreign_programs(cg.name) == [(impostor, "netkeepalive")]
+    with cgroup._opened(cg.directory) as fd:
+        assert _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)[1] == [impostor]
+        found = _bpfsys.prog_get_fd_by_id(impostor)
+        try:
+            _bpfsys.prog_detach(fd, found, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
+        finally:
+            os.close(found)
