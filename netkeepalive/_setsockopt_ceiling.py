@@ -12,10 +12,12 @@ dictionary look-up.
 
 from __future__ import annotations
 
+import operator
 import socket
 import struct
-import threading
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+from . import _forksafe
 
 __all__ = ["clamped_writes"]
 
@@ -32,11 +34,13 @@ class _Rule(NamedTuple):
 
 
 _INT = struct.Struct("i")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
 _raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defined]
 _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
 _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
-_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP)
+#: TCP, and MPTCP (262), whose sockets take the same options for their TCP subflows.
+_TCP_PROTOCOLS = (0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", 262))
 _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 
 #: (level, option number) -> rule, for the installed policy; empty when
@@ -45,7 +49,9 @@ _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 _rules: Dict[Tuple[int, int], _Rule] = {}
 _where: Optional[Where] = None
 
-_count_lock = threading.Lock()
+#: The lock os.fork() waits for (see :mod:`._forksafe`): a fork while another
+#: thread counts must not leave the child a lock that no thread of its releases.
+_count_lock = _forksafe.lock
 _counts: Dict[str, int] = {}
 
 
@@ -85,15 +91,31 @@ def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
         or _raw_proto(sock) not in _TCP_PROTOCOLS
     ):
         return value  # not TCP: as written
+    # The forms socket.setsockopt takes, in its order: an int (or anything
+    # with __index__), then any bytes-like buffer, of which the kernel reads
+    # the first C int.  The value checked is the value handed on.
+    buffer = None
     if isinstance(value, int):
-        number = int(value)
-    elif isinstance(value, (bytes, bytearray, memoryview)) and len(value) == _INT.size:
-        number = _INT.unpack(bytes(value))[0]
+        number = int.__index__(value)  # the number itself, not an override's
     else:
-        return value  # (None, optlen) and odd buffers: the kernel's business
+        try:
+            number = operator.index(value)
+        except TypeError:
+            try:
+                view = memoryview(value)
+            except TypeError:
+                return value  # (None, optlen): the kernel's business
+            if not view.c_contiguous or view.nbytes < _INT.size:
+                return value  # Python or the kernel refuses it as it is
+            buffer = view.tobytes()
+            number = _INT.unpack_from(buffer)[0]
+        else:
+            value = number
+    if not _INT_MIN <= number <= _INT_MAX:
+        return value  # not a C int: Python refuses it as it would without us
     replacement = _clamp(rule, number)
     if replacement is None:
-        return value
+        return value if buffer is None else buffer
     where = _where
     if where is not None:
         try:
@@ -104,12 +126,21 @@ def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
             return value
     with _count_lock:
         _counts[rule.knob] = _counts.get(rule.knob, 0) + 1
-    return replacement if isinstance(value, int) else _INT.pack(replacement)
+    if buffer is None:
+        return replacement
+    return _INT.pack(replacement) + buffer[_INT.size :]
 
 
 def _setsockopt(self: socket.socket, level: int, optname: int, value: Any, *rest: Any) -> None:
     """``socket.setsockopt``, with the installed policy as a ceiling (netkeepalive)."""
     rule = _rules.get((level, optname))
+    if rule is None and not (type(level) is int and type(optname) is int):
+        try:  # setsockopt takes anything with __index__ for these too
+            level, optname = operator.index(level), operator.index(optname)
+        except TypeError:
+            pass
+        else:
+            rule = _rules.get((level, optname))
     if rule is not None:
         value = _enforced(self, rule, value)
     _real_setsockopt(self, level, optname, value, *rest)

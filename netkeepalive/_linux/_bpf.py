@@ -252,10 +252,12 @@ _SOCKOPT_LEVEL, _SOCKOPT_OPTNAME, _SOCKOPT_OPTLEN = 24, 28, 32
 #: Byte offset of ``protocol`` in ``struct bpf_sock``.
 _SOCK_PROTOCOL = 12
 _IPPROTO_TCP = 6
-#: Values longer than this are not copied whole for the program; it sets
-#: ``optlen`` to 0, "use the caller's own buffer" (Documentation/bpf/
-#: prog_cgroup_sockopt.rst, "Large optval"; 5.3 to 6.4 fail such a call
-#: with EFAULT otherwise).  No keepalive option is that long.
+#: Values longer than this (a page) are not copied whole for the program; it
+#: sets ``optlen`` to 0, "use the caller's own buffer", or, for an option of
+#: ours, to 4, "use the program's copy, trimmed to one int" (Documentation/
+#: bpf/prog_cgroup_sockopt.rst, "Large optval"; 5.3 to 6.4 fail such a call
+#: with EFAULT otherwise).  The kernel reads one int of a keepalive option
+#: however long the buffer, so a long one must meet the ceiling too.
 _LARGE_OPTVAL = 4096
 
 
@@ -272,9 +274,11 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
     In C it would read::
 
         int prog(struct bpf_sockopt *ctx) {
-            if (ctx->optlen > 4096) { ctx->optlen = 0; return 1; }
+            if (ctx->optlen > 4096)  /* 4: the kernel reads one int of ours anyway */
+                if ((ctx->optlen = ours(ctx->level, ctx->optname) ? 4 : 0) == 0) return 1;
             int *val = ctx->optval;
-            if (ctx->optlen < 4 || ctx->sk->protocol != IPPROTO_TCP
+            if (ctx->optlen < 4 || (ctx->sk->protocol != IPPROTO_TCP
+                    && ctx->sk->protocol != IPPROTO_MPTCP)
                     || (void *)(val + 1) > ctx->optval_end)
                 return 1;
             s64 *policy = bpf_map_lookup_elem(&policy_map, &(u32){0});
@@ -301,14 +305,39 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
         _insn(_ALU64_MOV_X, dst=r6, src=r1),
         # r2 = ctx->optlen: the value's length.
         _insn(_LDX_W, dst=r2, src=r6, off=_SOCKOPT_OPTLEN),
-        # if (r2 > 4096) goto large: not ours, and not copied whole.
-        _goto_if(_JMP_JGT_K, r2, _LARGE_OPTVAL, "large"),
         # if (r2 < 4) goto out: shorter than an int, the kernel refuses it.
         _goto_if(_JMP_JLT_K, r2, 4, "out"),
-        # r1 = ctx->sk; r2 = r1->protocol: only TCP sockets are ours.
+        # if (r2 <= 4096) goto sized: the program sees the whole value.
+        _goto_if(_JMP_JGT_K, r2, _LARGE_OPTVAL, "large"),
+        _goto("sized"),
+        "large",
+        # Longer than a page (see _LARGE_OPTVAL): an option of ours is trimmed
+        # to its int (ctx->optlen = 4) and checked as any other; any other
+        # uses the caller's buffer (ctx->optlen = 0; stores come from a register).
+        _insn(_LDX_W, dst=r2, src=r6, off=_SOCKOPT_LEVEL),
+        _insn(_LDX_W, dst=r3, src=r6, off=_SOCKOPT_OPTNAME),
+        _goto_if(_JMP_JNE_K, r2, POLICY_FIELDS[0][1].level, "large_tcp"),
+        _goto_if(_JMP_JEQ_K, r3, POLICY_FIELDS[0][1].number, "trim"),
+        _goto("untouched"),
+        "large_tcp",
+        _goto_if(_JMP_JNE_K, r2, _IPPROTO_TCP, "untouched"),
+        *[_goto_if(_JMP_JEQ_K, r3, option.number, "trim") for _, option in POLICY_FIELDS[1:]],
+        "untouched",
+        _insn(_ALU64_MOV_K, dst=r1, imm=0),
+        _insn(_STX_W, dst=r6, src=r1, off=_SOCKOPT_OPTLEN),
+        _goto("out"),
+        "trim",
+        _insn(_ALU64_MOV_K, dst=r1, imm=4),
+        _insn(_STX_W, dst=r6, src=r1, off=_SOCKOPT_OPTLEN),
+        "sized",
+        # r1 = ctx->sk; r2 = r1->protocol: only TCP sockets are ours, and
+        # MPTCP ones (IPPROTO_MPTCP, 262), which hand these options on to
+        # their TCP subflows.
         _insn(_LDX_DW, dst=r1, src=r6, off=_SOCKOPT_SK),
         _insn(_LDX_W, dst=r2, src=r1, off=_SOCK_PROTOCOL),
-        _goto_if(_JMP_JNE_K, r2, _IPPROTO_TCP, "out"),
+        _goto_if(_JMP_JEQ_K, r2, _IPPROTO_TCP, "tcp"),
+        _goto_if(_JMP_JNE_K, r2, 262, "out"),
+        "tcp",
         # r8 = ctx->optval; r2 = ctx->optval_end.
         _insn(_LDX_DW, dst=r8, src=r6, off=_SOCKOPT_OPTVAL),
         _insn(_LDX_DW, dst=r2, src=r6, off=_SOCKOPT_OPTVAL_END),
@@ -373,12 +402,6 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
         # r1 = 1; lock *(u64 *)r0 += r1: one more clamped write, atomically.
         _insn(_ALU64_MOV_K, dst=r1, imm=1),
         _insn(_ATOMIC_ADD_DW, dst=_R0, src=r1, imm=_ATOMIC_ADD),
-        _goto("out"),
-        "large",
-        # ctx->optlen = 0: the kernel uses the caller's own buffer (a store to
-        # the context must come from a register).
-        _insn(_ALU64_MOV_K, dst=r1, imm=0),
-        _insn(_STX_W, dst=r6, src=r1, off=_SOCKOPT_OPTLEN),
     ]
     # out: r0 = 1, "go on" (0 would fail the call with EPERM).
     return _assemble(items + _return_one())
