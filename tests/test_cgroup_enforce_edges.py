@@ -142,14 +142,15 @@ def test_a_foreign_setsockopt_program_like_ours_is_left_alone(cg: Cgroup) -> Non
     ours (but unmarked) is neither counted, nor replaced, nor detached."""
     import os
 
-    from netkeepalive import _bpf, _bpfsys, _enforce, cgroup
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpf, _bpfsys, _cgroupfs, _enforce, _programs
 
-    policy = cgroup._new_map("netkeepalive", entries=2)
+    policy = _programs.new_policy_map("netkeepalive", entries=2)
     try:
-        _bpfsys.map_update(policy, cgroup._KEY, _bpf.policy_value({"enabled": 1, "idle": 99}))
+        _bpfsys.map_update(policy, _bpf.POLICY_KEY, _bpf.policy_value({"enabled": 1, "idle": 99}))
         prog, counter = _enforce.load(policy, "netkeepalive")
         try:
-            with cgroup._opened(cg.directory) as fd:
+            with _cgroupfs.opened(cg.directory) as fd:
                 _bpfsys.prog_attach(
                     fd, prog, _bpfsys.ATTACH_CGROUP_SETSOCKOPT, _bpfsys.F_ALLOW_MULTI
                 )
@@ -167,7 +168,7 @@ def test_a_foreign_setsockopt_program_like_ours_is_left_alone(cg: Cgroup) -> Non
     assert cgroup.detach(cg.name) is True
     assert cgroup.status(cg.name) is None
     assert cgroup.foreign_programs(cg.name) == [(impostor, "netkeepalive")]
-    with cgroup._opened(cg.directory) as fd:
+    with _cgroupfs.opened(cg.directory) as fd:
         assert _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)[1] == [impostor]
         found = _bpfsys.prog_get_fd_by_id(impostor)
         try:

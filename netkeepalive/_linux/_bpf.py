@@ -1,13 +1,12 @@
 """The eBPF program behind ``netkeepalive cgroup``, one instruction at a time.
 
 eBPF is a small virtual machine inside the Linux kernel.  A program is a
-list of 8-byte instructions (``struct bpf_insn`` in
-``include/uapi/linux/bpf.h``): an opcode byte, a destination and a source
-register (4 bits each), a signed 16-bit offset and a signed 32-bit
-immediate value.  There are eleven 64-bit registers: ``r0`` holds results
-and return values, ``r1``-``r5`` pass arguments to kernel functions
+list of 8-byte instructions (``struct bpf_insn``): an opcode byte, a
+destination and a source register (4 bits each), a signed 16-bit offset
+and a signed 32-bit immediate.  Of the eleven 64-bit registers, ``r0``
+holds results, ``r1``-``r5`` pass arguments to kernel functions
 ("helpers") and are lost on a call, ``r6``-``r9`` survive calls, and
-``r10`` points just past the program's 512-byte stack (read-only).
+``r10`` points just past the 512-byte stack (read-only).
 
 The kernel checks (verifies) every program before it runs: each memory
 access must be in bounds, each pointer that may be NULL must be checked,
@@ -252,12 +251,12 @@ _SOCKOPT_LEVEL, _SOCKOPT_OPTNAME, _SOCKOPT_OPTLEN = 24, 28, 32
 #: Byte offset of ``protocol`` in ``struct bpf_sock``.
 _SOCK_PROTOCOL = 12
 _IPPROTO_TCP = 6
-#: Values longer than this (a page) are not copied whole for the program; it
-#: sets ``optlen`` to 0, "use the caller's own buffer", or, for an option of
-#: ours, to 4, "use the program's copy, trimmed to one int" (Documentation/
-#: bpf/prog_cgroup_sockopt.rst, "Large optval"; 5.3 to 6.4 fail such a call
-#: with EFAULT otherwise).  The kernel reads one int of a keepalive option
-#: however long the buffer, so a long one must meet the ceiling too.
+#: Values longer than a page are not copied whole for the program; it sets
+#: ``optlen`` to 0, "use the caller's buffer", or, for an option of ours, to 4,
+#: "use the program's copy, trimmed to one int" (Documentation/bpf/
+#: prog_cgroup_sockopt.rst, "Large optval"; 5.3 to 6.4 fail such a call with
+#: EFAULT otherwise): the kernel reads one int of a keepalive option however
+#: long the buffer, so a long one meets the ceiling too.
 _LARGE_OPTVAL = 4096
 
 
@@ -277,10 +276,8 @@ def enforce_program(policy_fd: int, counter_fd: int) -> bytes:
             if (ctx->optlen > 4096)  /* 4: the kernel reads one int of ours anyway */
                 if ((ctx->optlen = ours(ctx->level, ctx->optname) ? 4 : 0) == 0) return 1;
             int *val = ctx->optval;
-            if (ctx->optlen < 4 || (ctx->sk->protocol != IPPROTO_TCP
-                    && ctx->sk->protocol != IPPROTO_MPTCP)
-                    || (void *)(val + 1) > ctx->optval_end)
-                return 1;
+            if (ctx->optlen < 4 || !tcp_or_mptcp(ctx->sk->protocol)
+                    || (void *)(val + 1) > ctx->optval_end) return 1;
             s64 *policy = bpf_map_lookup_elem(&policy_map, &(u32){0});
             if (!policy) return 1;
             s64 v = *val, ceiling;
