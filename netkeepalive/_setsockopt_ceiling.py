@@ -43,11 +43,11 @@ _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined
 _TCP_PROTOCOLS = (0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", 262))
 _real_setsockopt: Callable[..., Any] = socket.socket.setsockopt
 
-#: (level, option number) -> rule, for the installed policy; empty when
-#: nothing is enforced.  Replaced whole, never changed in place, so a write
-#: sees one policy's rules.
-_rules: Dict[Tuple[int, int], _Rule] = {}
-_where: Optional[Where] = None
+#: The installed policy: its rules, (level, option number) -> rule (empty
+#: when nothing is enforced), and its ``where``.  One tuple, replaced whole
+#: and never changed in place, so a write sees one policy's rules and
+#: ``where`` together, even while another thread re-installs.
+_policy: Tuple[Dict[Tuple[int, int], _Rule], Optional[Where]] = ({}, None)
 
 #: The lock os.fork() waits for (see :mod:`._forksafe`): a fork while another
 #: thread counts must not leave the child a lock that no thread of its releases.
@@ -57,9 +57,8 @@ _counts: Dict[str, int] = {}
 
 def set_rules(rules: Dict[Tuple[int, int], _Rule], where: Optional[Where]) -> None:
     """Put *rules* in force (the caller holds install()'s lock)."""
-    global _rules, _where
-    _where = where
-    _rules = rules
+    global _policy
+    _policy = (rules, where)
 
 
 def clamped_writes() -> Dict[str, int]:
@@ -83,7 +82,7 @@ def _clamp(rule: _Rule, value: int) -> Optional[int]:
     return None
 
 
-def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
+def _enforced(sock: socket.socket, rule: _Rule, value: Any, where: Optional[Where]) -> Any:
     """*value*, or the policy's value in its place (and counted)."""
     if (
         _raw_type(sock) != socket.SOCK_STREAM
@@ -116,7 +115,6 @@ def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
     replacement = _clamp(rule, number)
     if replacement is None:
         return value if buffer is None else buffer
-    where = _where
     if where is not None:
         try:
             address: Any = sock.getpeername()
@@ -133,16 +131,17 @@ def _enforced(sock: socket.socket, rule: _Rule, value: Any) -> Any:
 
 def _setsockopt(self: socket.socket, level: int, optname: int, value: Any, *rest: Any) -> None:
     """``socket.setsockopt``, with the installed policy as a ceiling (netkeepalive)."""
-    rule = _rules.get((level, optname))
+    rules, where = _policy
+    rule = rules.get((level, optname))
     if rule is None and not (type(level) is int and type(optname) is int):
         try:  # setsockopt takes anything with __index__ for these too
             level, optname = operator.index(level), operator.index(optname)
         except TypeError:
             pass
         else:
-            rule = _rules.get((level, optname))
+            rule = rules.get((level, optname))
     if rule is not None:
-        value = _enforced(self, rule, value)
+        value = _enforced(self, rule, value, where)
     _real_setsockopt(self, level, optname, value, *rest)
 
 
