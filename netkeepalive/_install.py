@@ -319,11 +319,23 @@ def _in_chain(name: str) -> bool:
     """Whether our wrapper for *name* may still be called (under ``_lock``).
 
     It is when it is ``socket.socket``'s own attribute, or when another
-    function took its place there (which is taken to call it).  It is not
-    when the attribute is gone, or is again what ours replaced.
+    function took its place there and is taken to call it: one whose
+    ``__wrapped__`` chain (``functools.wraps``) leads to ours, or one that
+    does not say what it wraps.  It is not when the attribute is gone, or
+    is again what ours replaced, or is a chain of ``__wrapped__`` that
+    leads there without ours.
     """
+    original = _saved[name][1]
     current = socket.socket.__dict__.get(name)
-    return current is not None and current is not _saved[name][1]
+    for _ in range(64):  # a chain that long, or a loop: taken to call ours
+        if current is None or current is original:
+            return False
+        if current is _WRAPPERS[name]:
+            return True
+        current = getattr(current, "__wrapped__", None)
+        if current is None:
+            return True  # does not say what it wraps: taken to call ours
+    return True
 
 
 def _restore(name: str) -> None:

@@ -71,10 +71,11 @@ class Foreign:
     (``del`` instead, with ``by_del``, where the class had no own attribute).
     """
 
-    def __init__(self, by_del: bool = False) -> None:
+    def __init__(self, by_del: bool = False, wraps: bool = False) -> None:
         self.calls: List[str] = []
         self.found: Dict[str, Tuple[bool, Any]] = {}
         self.by_del = by_del
+        self.wraps = wraps
         for name in WRAPPED:
             own = name in socket.socket.__dict__
             below = getattr(socket.socket, name)
@@ -86,6 +87,8 @@ class Foreign:
             self.calls.append(name)
             return below(sock, *args)
 
+        if self.wraps:
+            theirs.__wrapped__ = below  # type: ignore[attr-defined]  # as functools.wraps does
         return theirs
 
     def undo(self) -> None:
@@ -184,6 +187,24 @@ def test_wrapper_above_removed_with_del(listener: socket.socket) -> None:
     foreign.undo()  # del: ours (stranded under foreign2, now on top) goes too
     nk.install(**OTHER)
     assert connections(listener) == expect(OTHER_EXPECTED)
+
+
+def test_stranded_wrapper_gone_with_a_del_then_another_library_wraps(
+    listener: socket.socket,
+) -> None:
+    """Ours, left under a wrapper that ``del`` removes, is gone with it; a third
+    library then wraps what is left.  Its ``__wrapped__`` chain shows ours is
+    not in it, so install() wraps again and the policy applies."""
+    nk.install(**POLICY)
+    first = Foreign(by_del=True)
+    nk.uninstall()  # ours stays under first's, as a pass-through
+    first.undo()  # del: ours goes with it
+    second = Foreign(wraps=True)
+    nk.install(**OTHER)
+    assert connections(listener) == expect(OTHER_EXPECTED)
+    assert second.calls.count("connect") == 1
+    nk.uninstall()
+    second.undo()
 
 
 def test_wrapper_above_unwrapped_before_uninstall(listener: socket.socket) -> None:
