@@ -16,6 +16,7 @@ from collections import namedtuple
 from . import _atomic, _sys
 from ._convert import from_native, ms_per_unit, plan, to_native
 from ._fd import fileno
+from ._forksafe import lock as _lock
 from .errors import LibraryNotFoundError, UnsupportedOptionError
 
 # ``typing`` (with ``re``), ``datetime`` and the option tables are not
@@ -23,7 +24,7 @@ from .errors import LibraryNotFoundError, UnsupportedOptionError
 # load with the backend on the first call.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeGuard
+    from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
     from ._convert import Milliseconds
     from ._sys.base import Backend
@@ -154,91 +155,190 @@ def _check_enable(enable: object, label: str = "enable") -> bool:
 
 # -- the fast path -----------------------------------------------------------
 #
-# A server may call these for every connection it accepts.  Each public
-# function first tries a fast path that handles the common call (a
-# ``socket.socket`` or descriptor, a plain ``int`` inside the option's range)
-# with everything that does not depend on the call worked out once per
-# backend in a :class:`_Fast` record per option; any other call takes the
-# general path below it (``_set``/``_get``/...), which validates and raises
-# exactly as before.  The fast path is taken only when its checks prove the
-# general path would do the same: same kernel calls, same values, same
-# errors.  A call the kernel refuses is handed to the backend's ``set``/
-# ``get``, which repeat it, read ``errno`` and own every error.
+# A server may call these for every connection it accepts.  Each option has
+# one accessor (:class:`_Knob`), built once per backend and held in
+# ``_knobs``; each public function calls its accessor's ``set``/``get``.
+# The accessor's fast branch handles the common call (a ``socket.socket``
+# or an ``int`` descriptor, a plain ``int`` value the general path already
+# accepted once) with nothing but a type test, one look-up and the C call;
+# everything else takes its slow branch, the general path (``_set``/
+# ``_get``/...), which validates and raises exactly as before.  The fast
+# branch is taken only when its checks prove the general path would do the
+# same: same kernel calls, same values, same errors.  A call the kernel
+# refuses is handed to the general path, which repeats it through the
+# backend's ``set``/``get``, reads ``errno`` and owns every error.
+#
+# Where an option has no fast branch (the platform lacks it, its backend
+# has no raw C functions, the C library failed to load, or no backend is
+# chosen yet), its accessor is a :class:`_General`: the general path only.
+# ``_sys.use()``/``reset()`` put back the general accessors; the next
+# general call builds the fast ones for the backend then current.
 
 _socket_type = socket.socket
 _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
 _pack_int = struct.Struct("=i").pack
 _INT_SIZE = 4
+#: The largest descriptor a C ``int`` holds (see :func:`._fd.fileno`).
+_FD_MAX = 2**31 - 1
+#: How many distinct values one setter remembers, ready packed.
+_PACKED_MAX = 256
 
 #: The knobs with a public setter/getter in milliseconds or counts.
 _VALUE_KNOBS = ("idle", "interval", "probes", "user_timeout")
 
 
-#: Stands where a backend would when a fast path must not be taken.
-_NEVER = object()
+class _General:
+    """An option's accessor without a fast branch: the general path only.
+
+    *unset*: the getter answers ``None`` where the kernel's 0 means "never
+    set" (``TCP_KEEPINTVL``/``TCP_KEEPCNT`` on illumos).
+    """
+
+    __slots__ = ("knob", "unset")
+
+    def __init__(self, knob: str, unset: bool = False) -> None:
+        self.knob = knob
+        self.unset = unset
+
+    def set(self, sock: Any, value: object) -> bool:
+        """Set *value* (public unit) on *sock*."""
+        return _set(self.knob, sock, value)
+
+    def get(self, sock: Any) -> Any:
+        """The value of *sock*, in the public unit."""
+        if self.unset:
+            return _get_or_unset(self.knob, sock)
+        return _get(self.knob, sock)
 
 
-class _Fast:
-    """One option's fast path, for the backend it was built for.
+class _Knob(_General):
+    """An option's accessor for the backend it was built for.
 
-    ``backend`` is that backend, or ``None`` where there is no fast path
-    (the platform lacks the option, its backend has no raw C functions, or
-    the C library failed to load); the fast path is taken only while it is
-    ``_sys._current``.  ``c_set``/``c_get`` are ``setsockopt``/``getsockopt``
-    with the C signature, ``buffers`` the backend's per-thread getter buffer,
-    ``retry_set``/``retry_get`` the backend's ``set``/``get`` for a refusal.
-    Plain ints in ``lo..hi`` (public unit) are valid, and
-    ``native = value // scale``, ``public = native * scale``.
+    ``c_set``/``c_get`` are ``setsockopt``/``getsockopt`` with the C
+    signature, ``buffers`` the backend's per-thread getter buffer.
+    ``packed`` maps each plain ``int`` the general path has accepted (public
+    unit) to the 4 bytes of its native value: immutable, so threads share
+    them, and a value in it passed every check already.  Plain ints in
+    ``lo..hi`` are valid, and ``native = value // scale``, ``public =
+    native * scale`` (for :func:`configure` and :func:`install`).
     """
 
     __slots__ = (
-        "backend",
-        "buffers",
-        "c_get",
-        "c_set",
-        "hi",
-        "level",
-        "lo",
-        "number",
-        "opt",
-        "retry_get",
-        "retry_set",
-        "scale"
+        "backend", "buffers", "c_get", "c_set", "hi", "level", "lo", "number", "opt",
+        "packed", "scale",
     )  # fmt: skip
 
     if TYPE_CHECKING:
-        backend: Any
+        backend: Backend
         c_set: Callable[..., int]
         c_get: Callable[..., int]
         buffers: Any
-        retry_set: Callable[[int, Option, int], None]
-        retry_get: Callable[[int, Option], int]
         level: int
         number: int
         opt: Option
+        packed: Dict[int, bytes]
         lo: int
         hi: int
         scale: int
 
-    def __init__(self, backend: Any = None, opt: Any = None, span: Any = (0, -1, 1)) -> None:
-        # No record matches _sys._current when there is no backend, not even
-        # before the first one exists (None).
-        self.backend = _NEVER if backend is None else backend
-        self.opt = opt
+    def __init__(
+        self, knob: str, backend: Backend, opt: Option, span: Tuple[int, int, int]
+    ) -> None:
+        super().__init__(knob)
+        self.backend, self.opt = backend, opt
         self.lo, self.hi, self.scale = span
-        if backend is not None:
-            self.c_set, self.c_get, self.buffers = backend.fast_functions()
-            self.retry_set, self.retry_get = backend.set, backend.get
-            self.level, self.number = opt.level, opt.number
+        self.c_set, self.c_get, self.buffers = backend.fast_functions()  # type: ignore[misc]
+        self.level, self.number = opt.level, opt.number
+        self.packed = {}
+
+    def set(self, sock: Any, value: object) -> bool:
+        """Set *value* (public unit) on *sock*: ``setsockopt``, or the general path."""
+        if type(value) is int:
+            data = self.packed.get(value)
+            if data is not None:
+                if type(sock) is _socket_type:
+                    fd = _socket_fileno(sock)
+                elif type(sock) is int and 0 <= sock <= _FD_MAX:
+                    fd = sock
+                else:
+                    fd = fileno(sock)
+                if self.c_set(fd, self.level, self.number, data, _INT_SIZE):
+                    return _set(self.knob, sock, value)  # refused: raises with errno
+                return True
+            done = _set(self.knob, sock, value)
+            if self.lo <= value <= self.hi and len(self.packed) < _PACKED_MAX:
+                # Accepted by the general path: the next call takes the fast
+                # branch.  Bytes are immutable, so threads share them.
+                self.packed[value] = _pack_int(value // self.scale)
+            return done
+        return _set(self.knob, sock, value)
+
+    def get(self, sock: Any) -> int:
+        """The value of *sock* in the public unit: ``getsockopt``, or the general path."""
+        if type(sock) is _socket_type:
+            fd = _socket_fileno(sock)
+        elif type(sock) is int and 0 <= sock <= _FD_MAX:
+            fd = sock
+        else:
+            fd = fileno(sock)
+        view, value_ref, length_ref = self.buffers.fast
+        if self.c_get(fd, self.level, self.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+            # Refused, or not an int's size: the length is put back, and the
+            # general path repeats the call, raises or decodes.
+            view[1] = _INT_SIZE
+            return _get(self.knob, sock)
+        value: int = view[0]
+        return value * self.scale
 
 
-_NO_FAST = _Fast()
-_enable = _idle = _interval = _probes = _user_timeout = _NO_FAST
-#: The backend get_settings/configure may take the fast path for: every
-#: option has one and can be read back.
-_all_for: object = _NEVER
-_built_for: object = _NEVER
+class _Knobs:
+    """The accessor of every option; ``complete`` when each has a fast branch."""
+
+    __slots__ = (
+        "backend", "complete", "enable", "idle", "interval", "ordered", "probes", "user_timeout",
+    )  # fmt: skip
+
+    if TYPE_CHECKING:
+        #: The value options' accessors in ``_APPLY_ORDER`` (fast ones when complete).
+        ordered: Tuple[_Knob, ...]
+
+    def __init__(self) -> None:
+        self.general()
+
+    def general(self) -> None:
+        """Every option through the general path (no backend, or another one)."""
+        self.complete = False
+        self.backend: object = None
+        self.enable = _General("enable")
+        self.idle = _General("idle")
+        self.interval = _General("interval", True)
+        self.probes = _General("probes", True)
+        self.user_timeout = _General("user_timeout")
+        self.ordered = ()
+
+    def build(self, backend: Backend) -> None:
+        """The accessors for *backend* (loads the C library)."""
+        built: Dict[str, _General] = {}
+        complete = backend.fast_functions() is not None
+        for knob in ("enable", *_VALUE_KNOBS):
+            opt = backend.table.option(knob)
+            span = None if opt is None or opt.fallback is not None or not complete else _span(opt)
+            if opt is None or span is None or not opt.readable or opt.zero_is_unset:
+                built[knob] = _General(knob, knob in ("interval", "probes"))
+                complete = False
+            else:
+                built[knob] = _Knob(knob, backend, opt, span)
+        self.complete = False  # while the accessors are swapped
+        self.enable, self.idle = built["enable"], built["idle"]
+        self.interval, self.probes = built["interval"], built["probes"]
+        self.user_timeout = built["user_timeout"]
+        self.ordered = tuple(built[knob] for knob in _APPLY_ORDER)  # type: ignore[misc]
+        self.backend = backend
+        self.complete = complete
+
+
+_knobs = _Knobs()
 
 
 def _span(opt: Option) -> Optional[Tuple[int, int, int]]:
@@ -257,48 +357,37 @@ def _span(opt: Option) -> Optional[Tuple[int, int, int]]:
     return None  # no fast path for a unit this code does not know
 
 
-def _build(backend: Backend) -> None:
-    """Build the fast-path records for *backend* (loads the C library)."""
-    global _enable, _idle, _interval, _probes, _user_timeout, _all_for, _built_for
-    records = {}
-    complete = backend.fast_functions() is not None
-    for knob in ("enable", *_VALUE_KNOBS):
-        opt = backend.table.option(knob)
-        span = None if opt is None or opt.fallback is not None or not complete else _span(opt)
-        if opt is None or span is None or not opt.readable or opt.zero_is_unset:
-            records[knob] = _NO_FAST
-            complete = False
-        else:
-            records[knob] = _Fast(backend, opt, span)
-    _enable, _idle, _interval = records["enable"], records["idle"], records["interval"]
-    _probes, _user_timeout = records["probes"], records["user_timeout"]
-    _all_for = backend if complete else _NEVER
-    _built_for = backend
+def _forget() -> None:
+    """``_sys.use()``/``reset()`` changed the backend: general accessors until rebuilt."""
+    _knobs.general()
+
+
+_sys.on_change(_forget)
 
 
 def _backend() -> Backend:
-    """``_sys.backend()``, with the fast paths rebuilt when it changed."""
-    global _enable, _idle, _interval, _probes, _user_timeout, _all_for, _built_for
+    """``_sys.backend()``, with the accessors built for it when they are not."""
     backend = _sys.backend()
-    if _built_for is not backend:
-        try:
-            _build(backend)
-        except LibraryNotFoundError:
-            # Every call stays on the general path, which validates its
-            # arguments first and then raises this when it reaches C.
-            _enable = _idle = _interval = _probes = _user_timeout = _NO_FAST
-            _all_for = _built_for = _NEVER
+    if _knobs.backend is not backend:
+        with _lock:
+            if _knobs.backend is not backend and _sys._current is backend:
+                try:
+                    _knobs.build(backend)
+                except LibraryNotFoundError:
+                    # Every call stays on the general path, which validates
+                    # its arguments first and then raises this at the C call.
+                    _knobs.general()
     return backend
 
 
-def _put(f: _Fast, fd: int, native: int) -> None:
+def _put(f: _Knob, fd: int, native: int) -> None:
     """``setsockopt`` of *f*'s option; a refusal goes to the backend's ``set``."""
     if f.c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
-        f.retry_set(fd, f.opt, native)
+        f.backend.set(fd, f.opt, native)
 
 
-def _read(f: _Fast, fd: int) -> int:
-    """``getsockopt`` of *f*'s option, in the public unit.
+def _native(f: _Knob, fd: int) -> int:
+    """``getsockopt`` of *f*'s option, in the kernel's unit.
 
     The length starts at sizeof(int) and is put back whenever a call leaves
     it otherwise; a refusal, or any other length, goes to the backend's
@@ -307,20 +396,18 @@ def _read(f: _Fast, fd: int) -> int:
     view, value_ref, length_ref = f.buffers.fast
     if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
         view[1] = _INT_SIZE
-        return f.retry_get(fd, f.opt) * f.scale
+        return f.backend.get(fd, f.opt)
     value: int = view[0]
-    return value * f.scale
+    return value
 
 
-def _fast_set(f: _Fast, sock: Any, value: object) -> bool:
-    """Set *value* through *f* if the fast path applies; ``False`` if it does not."""
-    if f.backend is _sys._current and type(value) is int and f.lo <= value <= f.hi:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        native = value // f.scale
-        if f.c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
-            f.retry_set(fd, f.opt, native)
-        return True
-    return False
+def _fd(sock: Any) -> int:
+    """:func:`._fd.fileno`, with a socket or a plain descriptor taken inline."""
+    if type(sock) is _socket_type:
+        return _socket_fileno(sock)
+    if type(sock) is int and 0 <= sock <= _FD_MAX:
+        return sock
+    return fileno(sock)
 
 
 # -- the general path --------------------------------------------------------
@@ -477,30 +564,31 @@ def set_keepalive(sock: Any, enable: bool = True, initial_delay: Milliseconds = 
     while keepalive is on).
     """
     if type(enable) is bool and type(initial_delay) is int:
-        if initial_delay == 0 and _fast_set(_enable, sock, 1 if enable else 0):
-            return True
-        f = _idle
-        fast = f.backend is _sys._current and _enable.backend is f.backend
-        if enable and fast and f.lo <= initial_delay <= f.hi:
-            return _keepalive_fast(sock, initial_delay)
+        knobs = _knobs
+        idle, on = knobs.idle, knobs.enable
+        if type(on) is _Knob:
+            if initial_delay == 0:
+                return on.set(sock, 1 if enable else 0)
+            if enable and type(idle) is _Knob and idle.lo <= initial_delay <= idle.hi:
+                return _keepalive_fast(sock, idle, on, initial_delay)
     return _set_keepalive(sock, enable, initial_delay)
 
 
-def _keepalive_fast(sock: Any, delay: int) -> bool:
+def _keepalive_fast(sock: Any, idle: _Knob, on: _Knob, delay: int) -> bool:
     """``set_keepalive(sock, True, delay)`` on the fast path: as _set_keepalive does."""
-    fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-    native = delay // _idle.scale
+    fd = _fd(sock)
+    native = delay // idle.scale
     step = 0
     was: Tuple[int, ...] = ()
     try:  # a refused read, too, is framed as "nothing was changed"
-        was = (_native(_idle, fd), _native(_enable, fd))
-        _put(_idle, fd, native)
+        was = (_native(idle, fd), _native(on, fd))
+        _put(idle, fd, native)
         step = 1
-        _put(_enable, fd, 1)
+        _put(on, fd, 1)
         step = 2
-        _put(_idle, fd, native)
+        _put(idle, fd, native)
     except OSError as exc:
-        records = (_idle, _enable)[:step]
+        records = (idle, on)[:step]
         raise _atomic.undo_fast(
             _backend(), fd, records, was, (delay, 1), exc, "set_keepalive"
         ) from None
@@ -509,11 +597,8 @@ def _keepalive_fast(sock: Any, delay: int) -> bool:
 
 def get_keepalive(sock: Any) -> bool:
     """Whether keepalive is on (``getsockopt(SO_KEEPALIVE)``)."""
-    f = _enable
-    if f.backend is _sys._current:
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        return _read(f, fd) != 0
-    return _get_keepalive(sock)
+    on: bool = _knobs.enable.get(sock) != 0
+    return on
 
 
 # -- TCP_KEEPIDLE ----------------------------------------------------------
@@ -525,15 +610,12 @@ def set_keepalive_idle(sock: Any, idle: Milliseconds) -> bool:
     ``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` on macOS).  Linux takes whole
     seconds: milliseconds are truncated (1500 → 1 s, read back as 1000).
     """
-    return _fast_set(_idle, sock, idle) or _set("idle", sock, idle)
+    return _knobs.idle.set(sock, idle)
 
 
 def get_keepalive_idle(sock: Any) -> int:
     """The idle time before the first keepalive probe, in ms (``TCP_KEEPIDLE``)."""
-    f = _idle
-    if f.backend is _sys._current:
-        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get("idle", sock)
+    return _knobs.idle.get(sock)  # type: ignore[no-any-return]
 
 
 # -- TCP_KEEPINTVL ---------------------------------------------------------
@@ -545,7 +627,7 @@ def set_keepalive_interval(sock: Any, interval: Milliseconds) -> bool:
     Linux takes whole seconds: milliseconds are truncated (1500 → 1 s,
     read back as 1000); a non-zero time under one second is a ``ValueError``.
     """
-    return _fast_set(_interval, sock, interval) or _set("interval", sock, interval)
+    return _knobs.interval.set(sock, interval)
 
 
 def get_keepalive_interval(sock: Any) -> Optional[int]:
@@ -553,10 +635,7 @@ def get_keepalive_interval(sock: Any) -> Optional[int]:
 
     ``None`` where the kernel reports it as never set (illumos reads back 0).
     """
-    f = _interval
-    if f.backend is _sys._current:
-        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get_or_unset("interval", sock)
+    return _knobs.interval.get(sock)  # type: ignore[no-any-return]
 
 
 # -- TCP_KEEPCNT -----------------------------------------------------------
@@ -567,7 +646,7 @@ def set_keepalive_probes(sock: Any, probes: int) -> bool:
 
     Linux accepts 1 to 127.
     """
-    return _fast_set(_probes, sock, probes) or _set("probes", sock, probes)
+    return _knobs.probes.set(sock, probes)
 
 
 def get_keepalive_probes(sock: Any) -> Optional[int]:
@@ -575,10 +654,7 @@ def get_keepalive_probes(sock: Any) -> Optional[int]:
 
     ``None`` where the kernel reports it as never set (illumos reads back 0).
     """
-    f = _probes
-    if f.backend is _sys._current:
-        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get_or_unset("probes", sock)
+    return _knobs.probes.get(sock)  # type: ignore[no-any-return]
 
 
 # -- TCP_USER_TIMEOUT ------------------------------------------------------
@@ -591,29 +667,15 @@ def set_user_timeout(sock: Any, timeout: Milliseconds) -> bool:
     ``0`` restores the system default; a non-zero time under one
     millisecond (``0.5``, ``timedelta(microseconds=500)``) is a ``ValueError``.
     """
-    return _fast_set(_user_timeout, sock, timeout) or _set("user_timeout", sock, timeout)
+    return _knobs.user_timeout.set(sock, timeout)
 
 
 def get_user_timeout(sock: Any) -> int:
     """How long sent data may stay unacknowledged, in ms (``TCP_USER_TIMEOUT``)."""
-    f = _user_timeout
-    if f.backend is _sys._current:
-        return _read(f, _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
-    return _get("user_timeout", sock)
+    return _knobs.user_timeout.get(sock)  # type: ignore[no-any-return]
 
 
 # -- all at once -----------------------------------------------------------
-
-
-def _read_all(fd: int) -> Settings:
-    """Every option of *fd*, through the fast path (``_all_for`` is current)."""
-    idle = _read(_idle, fd)  # the general path's order, so errors match
-    interval = _read(_interval, fd)
-    probes = _read(_probes, fd)
-    user_timeout = _read(_user_timeout, fd)
-    values = (_read(_enable, fd) != 0, idle, interval, probes, user_timeout)
-    settings: Settings = _tuple_new(Settings, values)
-    return settings
 
 
 def get_settings(sock: Any) -> Settings:
@@ -622,14 +684,82 @@ def get_settings(sock: Any) -> Settings:
     Options the running platform lacks, or cannot report (Windows'
     ``SIO_KEEPALIVE_VALS``), are ``None``.
     """
-    if _all_for is _sys._current:
-        return _read_all(_socket_fileno(sock) if type(sock) is _socket_type else fileno(sock))
+    knobs = _knobs
+    if knobs.complete:
+        return _read_all(knobs, sock)
     return _get_settings(sock)
 
 
-def _in_span(value: object, f: _Fast) -> TypeGuard[Optional[int]]:
-    """Whether the fast path takes *value* (``None``: not given) for *f*."""
-    return value is None or (type(value) is int and f.lo <= value <= f.hi)
+def _read_all(knobs: _Knobs, sock: Any) -> Settings:
+    """Every option of *sock* through the fast branches (``knobs.complete``).
+
+    One per-thread buffer for the five calls; a refusal, or a value not of
+    an int's size, hands the whole read to the general path, which repeats
+    it in the same order and raises or decodes.
+    """
+    fd = _fd(sock)
+    timeout, probes, interval, idle = knobs.ordered  # _APPLY_ORDER
+    on: _Knob = knobs.enable  # type: ignore[assignment]
+    view, ref, length = idle.buffers.fast
+    c_get = idle.c_get
+    # Each call only while the ones before it succeeded (``ok and``).
+    ok = not c_get(fd, idle.level, idle.number, ref, length) and view[1] == _INT_SIZE
+    v_idle = view[0] * idle.scale
+    ok = ok and not c_get(fd, interval.level, interval.number, ref, length) and view[1] == 4
+    v_interval = view[0] * interval.scale
+    ok = ok and not c_get(fd, probes.level, probes.number, ref, length) and view[1] == 4
+    v_probes = view[0] * probes.scale
+    ok = ok and not c_get(fd, timeout.level, timeout.number, ref, length) and view[1] == 4
+    v_timeout = view[0] * timeout.scale
+    ok = ok and not c_get(fd, on.level, on.number, ref, length) and view[1] == 4
+    if ok:
+        values = (view[0] != 0, v_idle, v_interval, v_probes, v_timeout)
+        settings: Settings = _tuple_new(Settings, values)
+        return settings
+    view[1] = _INT_SIZE
+    return _get_settings(sock)
+
+
+def _fast_writes(knobs: _Knobs, given: Tuple[object, ...]) -> Optional[List[Tuple[_Knob, int]]]:
+    """``(accessor, native)`` for *given* (in ``_APPLY_ORDER``, ``None``: not given).
+
+    ``None`` unless every value given is a plain ``int`` its fast branch
+    takes (``knobs.complete``): anything else goes the general way.
+    """
+    writes: List[Tuple[_Knob, int]] = []
+    for f, value in zip(knobs.ordered, given):
+        if value is not None:
+            if type(value) is not int or not f.lo <= value <= f.hi:
+                return None
+            writes.append((f, value // f.scale))
+    return writes
+
+
+def _apply_fast(
+    knobs: _Knobs, fd: int, writes: List[Tuple[_Knob, int]], enable: bool, call: str = "configure"
+) -> None:
+    """*writes* (in ``_APPLY_ORDER``), ``SO_KEEPALIVE``, and the idle time again: all or nothing.
+
+    What :func:`_configure` hands to :func:`._atomic.apply`, on the fast
+    branches: each option about to change is read first, and a refusal
+    writes back what was written (a refused read: nothing was written).
+    """
+    on: _Knob = knobs.enable  # type: ignore[assignment]
+    again = writes[-1] if enable and writes and writes[-1][0] is knobs.idle else None
+    writes = [*writes, (on, 1 if enable else 0)]
+    was: List[int] = []
+    done = 0
+    try:
+        for f, _value in writes:
+            was.append(_native(f, fd))
+        for f, native in writes:
+            _put(f, fd, native)
+            done += 1
+        if again is not None:  # see _APPLY_ORDER
+            _put(again[0], fd, again[1])
+    except OSError as exc:
+        touched = [(f.opt, native, old) for (f, native), old in zip(writes[:done], was)]
+        raise _atomic.restore(on.backend, fd, touched, exc, call) from None
 
 
 def configure(
@@ -664,60 +794,11 @@ def configure(
     """
     if only_lower is not False:
         return _configure_lower(sock, enable, idle, interval, probes, user_timeout, only_lower)
-    if (
-        _all_for is _sys._current
-        and type(enable) is bool
-        and _in_span(user_timeout, _user_timeout)
-        and _in_span(probes, _probes)
-        and _in_span(interval, _interval)
-        and _in_span(idle, _idle)
-    ):
-        # Everything is valid: read what is about to change, then apply in
-        # _APPLY_ORDER, SO_KEEPALIVE, and the idle time once more when
-        # enabling.  A refusal writes back what was written.
-        fd = _socket_fileno(sock) if type(sock) is _socket_type else fileno(sock)
-        step = 0  # how many of the five options (was) may have been written
-        was: Tuple[Optional[int], ...] = ()
-        try:  # a refused read, too, is framed as "nothing was changed"
-            was = (
-                None if user_timeout is None else _native(_user_timeout, fd),
-                None if probes is None else _native(_probes, fd),
-                None if interval is None else _native(_interval, fd),
-                None if idle is None else _native(_idle, fd),
-                _native(_enable, fd),
-            )
-            if user_timeout is not None:
-                _put(_user_timeout, fd, user_timeout // _user_timeout.scale)
-            step = 1
-            if probes is not None:
-                _put(_probes, fd, probes // _probes.scale)
-            step = 2
-            if interval is not None:
-                _put(_interval, fd, interval // _interval.scale)
-            step = 3
-            if idle is not None:
-                _put(_idle, fd, idle // _idle.scale)
-                step = 4
-                if enable:
-                    _put(_enable, fd, 1)
-                    step = 5
-                    _put(_idle, fd, idle // _idle.scale)
-                    return _read_all(fd)
-            step = 4
-            _put(_enable, fd, 1 if enable else 0)
-        except OSError as exc:
-            records = (_user_timeout, _probes, _interval, _idle, _enable)[:step]
-            given = (user_timeout, probes, interval, idle, int(enable))
-            raise _atomic.undo_fast(_backend(), fd, records, was, given, exc) from None
-        return _read_all(fd)
+    knobs = _knobs
+    if knobs.complete and type(enable) is bool:
+        writes = _fast_writes(knobs, (user_timeout, probes, interval, idle))
+        if writes is not None:  # every value valid: as _configure does, on the fast branches
+            fd = _fd(sock)
+            _apply_fast(knobs, fd, writes, enable)
+            return _read_all(knobs, sock)
     return _configure(sock, enable, idle, interval, probes, user_timeout)
-
-
-def _native(f: _Fast, fd: int) -> int:
-    """``getsockopt`` of *f*'s option, in the kernel's unit (see :func:`_read`)."""
-    view, value_ref, length_ref = f.buffers.fast
-    if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
-        view[1] = _INT_SIZE
-        return f.retry_get(fd, f.opt)
-    value: int = view[0]
-    return value
