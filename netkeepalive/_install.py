@@ -26,7 +26,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _forksafe, _setsockopt_ceiling
+from . import _api, _forksafe, _policy, _setsockopt_ceiling
 from ._convert import Milliseconds, from_native, to_native
 from ._setsockopt_ceiling import clamped_writes
 from .errors import UnsupportedOptionError
@@ -147,7 +147,7 @@ class _Plan:
         # only_lower), and (the accessors they were made for, their writes).
         p, self.enable = policy, policy.enable
         self.given = None if p.only_lower else (p.user_timeout, p.probes, p.interval, p.idle)
-        self.writes: Tuple[object, Optional[List[Tuple[Any, int]]]] = ((), None)
+        self.writes: Tuple[object, Optional[Callable[[socket.socket], bool]]] = ((), None)
 
     def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
         """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
@@ -166,15 +166,12 @@ class _Plan:
         """
         try:
             knobs = _api._knobs
-            given = self.given
-            if given is not None and knobs.complete:
+            if self.given is not None and knobs.complete:
                 # configure()'s writes made once per backend: no checks, no read-back.
-                made_for, writes = self.writes
+                made_for, write = self.writes
                 if made_for is not knobs.ordered:
-                    writes = _api._fast_writes(knobs, given)
-                    self.writes = (knobs.ordered, writes)
-                if writes is not None:
-                    _api._apply_fast(knobs, _raw_fileno(sock), writes, self.enable)
+                    made_for, write = self.writes = _policy.writer(knobs, self.given, self.enable)
+                if write is not None and write(sock):
                     return
             _api.configure(sock, **self.kwargs)
         except OSError as exc:
