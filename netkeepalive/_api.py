@@ -263,7 +263,8 @@ class _Knob(_General):
                     fd = sock
                 else:
                     fd = fileno(sock)
-                if self.c_set(fd, self.level, self.number, data, _INT_SIZE):
+                c_set = self.c_set  # an attribute, not a method: no LOAD_METHOD
+                if c_set(fd, self.level, self.number, data, _INT_SIZE):
                     return _set(self.knob, sock, value)  # refused: raises with errno
                 return True
             done = _set(self.knob, sock, value)
@@ -283,7 +284,8 @@ class _Knob(_General):
         else:
             fd = fileno(sock)
         view, value_ref, length_ref = self.buffers.fast
-        if self.c_get(fd, self.level, self.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+        c_get = self.c_get  # an attribute, not a method: no LOAD_METHOD
+        if c_get(fd, self.level, self.number, value_ref, length_ref) or view[1] != _INT_SIZE:
             # Refused, or not an int's size: the length is put back, and the
             # general path repeats the call, raises or decodes.
             view[1] = _INT_SIZE
@@ -382,7 +384,8 @@ def _backend() -> Backend:
 
 def _put(f: _Knob, fd: int, native: int) -> None:
     """``setsockopt`` of *f*'s option; a refusal goes to the backend's ``set``."""
-    if f.c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
+    c_set = f.c_set
+    if c_set(fd, f.level, f.number, _pack_int(native), _INT_SIZE):
         f.backend.set(fd, f.opt, native)
 
 
@@ -394,7 +397,8 @@ def _native(f: _Knob, fd: int) -> int:
     ``get``, which raises or decodes.
     """
     view, value_ref, length_ref = f.buffers.fast
-    if f.c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+    c_get = f.c_get
+    if c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
         view[1] = _INT_SIZE
         return f.backend.get(fd, f.opt)
     value: int = view[0]
