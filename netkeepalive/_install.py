@@ -143,11 +143,10 @@ class _Plan:
         self.kwargs = kwargs
         #: Whether ``accept`` configures accepted sockets (no inheritance).
         self.accepts = accepts
-        # The values install() checked, in configure()'s apply order (None with
-        # only_lower), and (the accessors they were made for, their writes).
+        # The values install() checked in configure()'s order (None: only_lower).
         p, self.enable = policy, policy.enable
         self.given = None if p.only_lower else (p.user_timeout, p.probes, p.interval, p.idle)
-        self.writes: Tuple[object, Optional[Callable[[socket.socket], bool]]] = ((), None)
+        self.writes: Tuple[object, Any, Any] = ((), None, None)
 
     def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
         """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
@@ -168,10 +167,15 @@ class _Plan:
             knobs = _api._knobs
             if self.given is not None and knobs.complete:
                 # configure()'s writes made once per backend: no checks, no read-back.
-                made_for, write = self.writes
+                made_for, writes, raw = self.writes
                 if made_for is not knobs.ordered:
-                    made_for, write = self.writes = _policy.writer(knobs, self.given, self.enable)
-                if write is not None and write(sock):
+                    made_for, writes, raw = self.writes = _policy.writes(
+                        knobs, self.given, self.enable
+                    )
+                if raw is not None and _policy.through_socket(sock, raw):
+                    return  # refused (and put back): configure() raises the error
+                if raw is None and writes is not None:
+                    _api._apply_fast(knobs, _raw_fileno(sock), writes, self.enable)
                     return
             _api.configure(sock, **self.kwargs)
         except OSError as exc:
@@ -214,8 +218,7 @@ _real_listen: Callable[..., Any] = socket.socket.listen
 _real_accept: Callable[..., Any] = socket.socket.accept
 
 
-# _connect and _connect_ex repeat the same lines: a shared helper costs a call.
-def _connect(self: socket.socket, address: Any) -> None:
+def _connect(self: socket.socket, address: Any) -> None:  # _connect_ex: the same lines
     """``socket.connect``, after the installed keepalive policy (netkeepalive)."""
     plan = _active
     if (

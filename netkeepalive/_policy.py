@@ -1,6 +1,6 @@
 """install()'s policy as ready-made writes: what a connect does under install().
 
-:func:`writer` turns the values :func:`~netkeepalive.install` checked into
+:func:`writes` turns the values :func:`~netkeepalive.install` checked into
 the writes :func:`~netkeepalive.configure` would make (``_APPLY_ORDER``,
 ``SO_KEEPALIVE``, the idle time again when enabling), in kernel units, once
 per backend: a connect does no validation, no conversion and no read-back.
@@ -10,59 +10,53 @@ All or nothing stays: every original is read before the first write.
 from __future__ import annotations
 
 import socket
-from functools import partial
 
 from . import _api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Tuple
+    from typing import Any, Optional, Tuple
 
-__all__ = ["writer"]
+__all__ = ["through_socket", "writes"]
 
 _raw_getsockopt = socket.socket.__mro__[1].getsockopt  # type: ignore[attr-defined]
 _raw_setsockopt = socket.socket.__mro__[1].setsockopt  # type: ignore[attr-defined]
 
 
-def writer(
-    knobs: Any, given: Tuple[Optional[int], ...], enable: bool
-) -> Tuple[object, Optional[Callable[[socket.socket], bool]]]:
-    """``(the accessors it was made for, write)``; *write* is ``None`` where configure() must run.
+def writes(knobs: Any, given: Tuple[Optional[int], ...], enable: bool) -> Tuple[object, Any, Any]:
+    """``(the accessors they were made for, writes, raw)`` for the values *given*.
 
-    *given* are the values in ``_APPLY_ORDER`` (``None``: not set).
-    ``write(sock)`` returns ``False`` after a refusal, with what it wrote
-    put back: configure() then tries again and raises an error naming the
-    call and the option.  Where the backend calls the C library's own
-    ``setsockopt``/``getsockopt`` (those the socket module's methods call),
-    a connect writes through the socket module's methods, which cost less
-    than a call through ctypes; elsewhere through the accessors.
+    *given* are in ``_APPLY_ORDER`` (``None``: not set).  *writes* are
+    ``(accessor, native)`` for :func:`._api._apply_fast`, ``None`` where
+    configure() must run; *raw* the same for :func:`through_socket`, or
+    ``None`` unless the backend calls the C library's own
+    ``setsockopt``/``getsockopt`` (those the socket module's methods call,
+    at less cost than a call through ctypes).
     """
-    writes = _api._fast_writes(knobs, given)
-    if writes is None:
-        return knobs.ordered, None
-    if not knobs.backend.libc_calls:
-        return knobs.ordered, partial(_through_accessors, knobs, writes, enable)
-    again = writes[-1:] if enable and writes and writes[-1][0] is knobs.idle else []
-    seq = [*writes, (knobs.enable, 1 if enable else 0), *again]
-    raw = tuple((f.level, f.number, native) for f, native in seq)
-    return knobs.ordered, partial(_through_socket, raw, len(writes) + 1)
+    fast = _api._fast_writes(knobs, given)
+    if fast is None or not knobs.backend.libc_calls:
+        return knobs.ordered, fast, None
+    again = fast[-1:] if enable and fast and fast[-1][0] is knobs.idle else []
+    seq = [*fast, (knobs.enable, 1 if enable else 0), *again]
+    reads = tuple((f.level, f.number) for f, _native in seq[: len(fast) + 1])
+    return knobs.ordered, fast, (reads, tuple((f.level, f.number, n) for f, n in seq))
 
 
-def _through_accessors(knobs: Any, writes: List[Any], enable: bool, sock: socket.socket) -> bool:
-    _api._apply_fast(knobs, sock.fileno(), writes, enable)  # raises the framed error
-    return True
+def through_socket(sock: socket.socket, raw: Tuple[Any, Any]) -> bool:
+    """Read the originals, then write; ``False`` after a refusal, with what was written put back.
 
-
-def _through_socket(raw: Tuple[Tuple[int, int, int], ...], count: int, sock: socket.socket) -> bool:
-    """Read the *count* originals, then write *raw* (the last may repeat the idle time)."""
-    was = [_raw_getsockopt(sock, level, number) for level, number, _value in raw[:count]]
+    configure() then tries again and raises an error that names the call
+    and the option (and anything it could not put back).
+    """
+    reads, writes = raw
+    was = [_raw_getsockopt(sock, level, number) for level, number in reads]
     done = 0
     try:
-        for level, number, value in raw:
+        for level, number, value in writes:
             _raw_setsockopt(sock, level, number, value)
             done += 1
     except OSError:
-        for (level, number, _value), old in reversed(list(zip(raw[:done], was))):
+        for (level, number, _value), old in reversed(list(zip(writes[:done], was))):
             try:
                 _raw_setsockopt(sock, level, number, old)
             except OSError:  # configure() names what is left changed
