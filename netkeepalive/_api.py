@@ -730,8 +730,11 @@ def _fast_writes(knobs: _Knobs, given: Tuple[object, ...]) -> Optional[List[Tupl
     ``None`` unless every value given is a plain ``int`` its fast branch
     takes (``knobs.complete``): anything else goes the general way.
     """
+    ordered = knobs.ordered
+    if len(ordered) != len(given):  # use()/reset() put the general accessors back meanwhile
+        return None
     writes: List[Tuple[_Knob, int]] = []
-    for f, value in zip(knobs.ordered, given):
+    for f, value in zip(ordered, given):
         if value is not None:
             if type(value) is not int or not f.lo <= value <= f.hi:
                 return None
