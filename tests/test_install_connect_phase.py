@@ -43,7 +43,7 @@ start = time.monotonic()
 try:
     sock.connect(("127.0.0.1", PORT))
     outcome = "connected"
-except TimeoutError as exc:
+except (TimeoutError, socket.timeout) as exc:  # one class from Python 3.10 on
     outcome = "ETIMEDOUT" if exc.errno == errno.ETIMEDOUT else "still pending"
 except OSError as exc:
     outcome = errno.errorcode.get(exc.errno, str(exc.errno))
