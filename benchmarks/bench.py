@@ -35,6 +35,7 @@ No third-party packages are needed.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -44,15 +45,21 @@ import subprocess
 import sys
 import time
 import timeit
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import netkeepalive  # noqa: E402
+import netkeepalive._libc  # noqa: E402
 
 CALL_LIMIT = 2.5
+#: Against the floor (the bare ctypes call, see Case.floor).
+SET_FLOOR_LIMIT = 1.35
+GET_FLOOR_LIMIT = 1.25
+#: An int descriptor against the socket object.
+FD_LIMIT = 1.10
 IMPORT_LIMIT = 1.25
 
 SOL_SOCKET = socket.SOL_SOCKET
@@ -66,11 +73,17 @@ TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
 
 
 class Case(NamedTuple):
-    """One library statement and the standard-library statement it stands for."""
+    """One library statement and the statements it is compared with."""
 
     name: str
     ours: str
     stdlib: str
+    #: The floor: the same C calls through ctypes with nothing else, a
+    #: ``PyDLL`` function (no ``argtypes``) and ``byref`` arguments built
+    #: beforehand (``v`` holds the value, ``pv``/``pl`` value and length).
+    floor: str
+    #: At most this many times the floor (``None``: not a target).
+    floor_limit: Optional[float]
 
 
 def _set_get(pairs: Sequence[Tuple[int, int, int]]) -> str:
@@ -79,8 +92,16 @@ def _set_get(pairs: Sequence[Tuple[int, int, int]]) -> str:
     return "; ".join(sets + gets)
 
 
+def _c_set(level: int, opt: int) -> str:
+    return f"c_set(fd, {level}, {opt}, pv, 4)"
+
+
+def _c_get(level: int, opt: int) -> str:
+    return f"c_get(fd, {level}, {opt}, pv, pl)"
+
+
 def cases() -> List[Case]:
-    """Every measured pair; values are valid everywhere Linux-like."""
+    """Every measured case; values are valid everywhere Linux-like."""
     tcp = IPPROTO_TCP
     five = [
         (tcp, TCP_USER_TIMEOUT, 3000),
@@ -103,17 +124,27 @@ def cases() -> List[Case]:
                 f"set_{suffix}",
                 f"nk.set_{suffix}(s, {value})",
                 f"s.setsockopt({level}, {opt}, {native})",
+                _c_set(level, opt),
+                SET_FLOOR_LIMIT,
             )
         )
-        out.append(Case(f"get_{suffix}", f"nk.get_{suffix}(s)", f"s.getsockopt({level}, {opt})"))
+        out.append(
+            Case(
+                f"get_{suffix}",
+                f"nk.get_{suffix}(s)",
+                f"s.getsockopt({level}, {opt})",
+                _c_get(level, opt),
+                GET_FLOOR_LIMIT,
+            )
+        )
+    # The same calls by hand: the values about to change read first (all or
+    # nothing: they are written back if a write is refused), the idle time
+    # again after SO_KEEPALIVE=1 (docs/knobs.rst), then the read-back.
+    writes = [(lvl, opt) for lvl, opt, _ in five] + [(tcp, TCP_KEEPIDLE)]
     out.append(
         Case(
             "configure (4 options + read-back)",
             "nk.configure(s, idle=2000, interval=1000, probes=4, user_timeout=3000)",
-            # The same calls by hand: the values about to change read first
-            # (all or nothing: they are written back if a write is refused),
-            # the idle time again after SO_KEEPALIVE=1 (docs/knobs.rst), then
-            # the read-back.
             "; ".join(f"s.getsockopt({lvl}, {opt})" for lvl, opt, _ in five)
             + "; "
             + _set_get(five).replace(
@@ -121,11 +152,27 @@ def cases() -> List[Case]:
                 f"s.setsockopt({SOL_SOCKET}, {SO_KEEPALIVE}, 1); "
                 f"s.setsockopt({tcp}, {TCP_KEEPIDLE}, 2)",
             ),
+            "; ".join(
+                [_c_get(lvl, opt) for lvl, opt, _ in five]
+                + [_c_set(lvl, opt) for lvl, opt in writes]
+                + [_c_get(lvl, opt) for lvl, opt, _ in five]
+            ),
+            None,
         )
     )
     gets = "; ".join(f"s.getsockopt({lvl}, {opt})" for lvl, opt, _ in five)
-    out.append(Case("get_settings", "nk.get_settings(s)", gets))
+    floor = "; ".join(_c_get(lvl, opt) for lvl, opt, _ in five)
+    out.append(Case("get_settings", "nk.get_settings(s)", gets, floor, GET_FLOOR_LIMIT))
     return out
+
+
+#: An int descriptor against the same call with the socket object.
+FD_CASES = [
+    ("set_keepalive_interval", "nk.set_keepalive_interval({}, 1000)"),
+    ("get_keepalive_interval", "nk.get_keepalive_interval({})"),
+    ("set_user_timeout", "nk.set_user_timeout({}, 3000)"),
+    ("get_settings", "nk.get_settings({})"),
+]
 
 
 class Result(NamedTuple):
@@ -134,52 +181,87 @@ class Result(NamedTuple):
     name: str
     ours_ns: float
     stdlib_ns: float
-    #: Median over rounds of (ours / stdlib) in that round: the two sides of
-    #: a round run back to back, so a slow moment of the machine hits both.
+    #: Median over rounds of (ours / stdlib) in that round: the sides of a
+    #: round run back to back, so a slow moment of the machine hits both.
     ratio: float
+    floor_ns: float
+    floor_ratio: float
+    floor_limit: Optional[float]
 
 
-def time_calls(repeat: int, number: int) -> List[Result]:
-    """Interleaved timings of every case on one loopback connection."""
+def _interleaved(
+    timers: Sequence[Sequence[timeit.Timer]], repeat: int, number: int
+) -> List[List[List[float]]]:
+    """Seconds per call: [case][statement][round], statements rotating within a round."""
+    times = [[[] for _ in group] for group in timers]  # type: List[List[List[float]]]
+    for round_ in range(-1, repeat):  # round -1 warms up, is not kept
+        for i, group in enumerate(timers):
+            order = list(range(len(group)))
+            shift = round_ % len(order)
+            for j in order[shift:] + order[:shift]:
+                t = group[j].timeit(number) / number
+                if round_ >= 0:
+                    times[i][j].append(t)
+    return times
+
+
+def _ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def _namespace(client: socket.socket) -> Dict[str, object]:
+    """What the statements use: the library, the socket, the floor's C functions."""
+    lib = ctypes.CDLL(netkeepalive._libc.libc()._name)
+    held = ctypes.PyDLL(lib._name, handle=lib._handle)
+    pair = (ctypes.c_int * 2)(1, 4)
+    return {
+        "nk": netkeepalive,
+        "s": client,
+        "fd": client.fileno(),
+        "c_set": held.setsockopt,
+        "c_get": held.getsockopt,
+        "pv": ctypes.byref(pair),
+        "pl": ctypes.byref(pair, 4),
+    }
+
+
+def time_calls(repeat: int, number: int) -> Tuple[List[Result], List[Tuple[str, float, float]]]:
+    """Interleaved timings of every case on one loopback connection.
+
+    Also ``(name, ns with an int descriptor, ratio to the socket object)``
+    for :data:`FD_CASES`.
+    """
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
         try:
-            namespace = {"nk": netkeepalive, "s": client}
+            netkeepalive.get_settings(client)  # loads the C library, builds the fast path
+            namespace = _namespace(client)
             all_cases = cases()
-            # Warm up: loads the C library and builds every fast path once.
-            for case in all_cases:
-                exec(case.ours, dict(namespace))
-                exec(case.stdlib, dict(namespace))
-            timers = [
-                (
-                    timeit.Timer(case.ours, globals=namespace),
-                    timeit.Timer(case.stdlib, globals=namespace),
-                )
-                for case in all_cases
-            ]
-            ours: Dict[int, List[float]] = {i: [] for i in range(len(all_cases))}
-            std: Dict[int, List[float]] = {i: [] for i in range(len(all_cases))}
-            for round_ in range(-1, repeat):  # round -1 warms up, is not kept
-                for i, (t_ours, t_std) in enumerate(timers):
-                    if round_ % 2:
-                        t_s = t_std.timeit(number)
-                        t_o = t_ours.timeit(number)
-                    else:
-                        t_o = t_ours.timeit(number)
-                        t_s = t_std.timeit(number)
-                    if round_ >= 0:
-                        ours[i].append(t_o / number)
-                        std[i].append(t_s / number)
-            return [
+            statements = [[c.ours, c.stdlib, c.floor] for c in all_cases]
+            statements += [[stmt.format("fd"), stmt.format("s")] for _n, stmt in FD_CASES]
+            for group in statements:  # warm up: every value of every setter once
+                for stmt in group:
+                    exec(stmt, dict(namespace))
+            timers = [[timeit.Timer(st, globals=namespace) for st in g] for g in statements]
+            times = _interleaved(timers, repeat, number)
+            results = [
                 Result(
                     case.name,
-                    statistics.median(ours[i]) * 1e9,
-                    statistics.median(std[i]) * 1e9,
-                    statistics.median(o / s for o, s in zip(ours[i], std[i])),
+                    statistics.median(t[0]) * 1e9,
+                    statistics.median(t[1]) * 1e9,
+                    _ratio(t[0], t[1]),
+                    statistics.median(t[2]) * 1e9,
+                    _ratio(t[0], t[2]),
+                    case.floor_limit,
                 )
-                for i, case in enumerate(all_cases)
+                for case, t in zip(all_cases, times)
             ]
+            fds = [
+                (name, statistics.median(t[0]) * 1e9, _ratio(t[0], t[1]))
+                for (name, _stmt), t in zip(FD_CASES, times[len(all_cases) :])
+            ]
+            return results, fds
         finally:
             client.close()
             server.close()
@@ -327,14 +409,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nper call, median of {args.repeat} interleaved rounds x {args.number} calls,"
             " one loopback socket"
         )
-        print(f"{'':36} {'netkeepalive':>13} {'stdlib':>9} {'ratio':>7}  target")
-        for r in time_calls(args.repeat, args.number):
+        print(
+            f"{'':36} {'netkeepalive':>13} {'stdlib':>9} {'ratio':>7}  target"
+            f"      {'floor':>9} {'ratio':>7}  target"
+        )
+        results, fds = time_calls(args.repeat, args.number)
+        for r in results:
             ok = r.ratio <= CALL_LIMIT
-            failed |= not ok
-            print(
+            line = (
                 f"{r.name:36} {r.ours_ns:10.0f} ns {r.stdlib_ns:6.0f} ns {r.ratio:6.2f}x"
-                f"  <= {CALL_LIMIT}x {_verdict(ok)}"
+                f"  <= {CALL_LIMIT}x {_verdict(ok)}  {r.floor_ns:6.0f} ns {r.floor_ratio:6.2f}x"
             )
+            if r.floor_limit is not None:
+                floor_ok = r.floor_ratio <= r.floor_limit
+                ok = ok and floor_ok
+                line += f"  <= {r.floor_limit}x {_verdict(floor_ok)}"
+            failed |= not ok
+            print(line)
+        print("\nan int descriptor against the socket object (same call, same round)")
+        for name, ns, ratio in fds:
+            ok = ratio <= FD_LIMIT
+            failed |= not ok
+            print(f"{name + '(fd)':36} {ns:10.0f} ns {ratio:16.2f}x  <= {FD_LIMIT}x {_verdict(ok)}")
     if not args.skip_import:
         ours_ms, std_ms = time_import(args.import_runs)
         ratio = ours_ms / std_ms

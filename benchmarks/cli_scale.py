@@ -17,7 +17,9 @@ holds exactly N TCP sockets.  The script then times, as whole commands
 * ``netkeepalive show`` with no PID (every process of the machine: the
   2N + 1 sockets of the two helpers, and any others);
 * the baseline, ``ss -tino dport = :PORT``: the same N sockets, and
-  ``ss -tino``: every TCP socket of the namespace (2N + 1 here);
+  ``ss -tino``: every TCP socket of the namespace (2N + 1 here), and
+  ``ss -tinop``, which also maps each socket to its processes (as
+  ``show PID`` must): ``show PID`` is reported as a ratio to it;
 * ``python -m netkeepalive --version``: the interpreter's start alone.
 
 With several ``--tree`` options, each command runs from each source tree
@@ -53,6 +55,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SET_ARGS = ["--idle", "60000", "--interval", "10000", "--probes", "6"]
+#: show PID against ``ss -tinop`` at N = 10000 (reported, not an exit status).
+SS_P_LIMIT = 2.5
 
 
 # -- the helpers: N connections ---------------------------------------------
@@ -279,11 +283,24 @@ def run(args: argparse.Namespace) -> int:
                 mine = [ss, "-tino", "dport", "=", f":{h.port}"]
                 base = measure("ss -tino dport = :PORT", mine, n, n, (0,), ours=False)["-"]
                 measure("ss -tino (2N + 1 sockets)", [ss, "-tino"], n, 2 * n + 1, (0,), False)
+                # -p maps every socket to its processes, as show PID does
+                # (by reading every process's descriptors).
+                procs = measure(
+                    "ss -tinop (2N + 1 sockets)", [ss, "-tinop"], n, 2 * n + 1, (0,), False
+                )
                 for label in sources:
+                    ratio = show[label] / procs["-"]
+                    verdict = "PASS" if ratio <= SS_P_LIMIT else "FAIL"
                     print(
                         f"N={n:<6} {label:<8} show PID / ss: {show[label] / base:.1f}x; "
                         f"less the interpreter's start: "
-                        f"{(show[label] - start_s[label]) / base:.1f}x"
+                        f"{(show[label] - start_s[label]) / base:.1f}x; "
+                        f"show PID / ss -tinop: {ratio:.2f}x"
+                        + (
+                            f" (target at N=10000: <= {SS_P_LIMIT}x) {verdict}"
+                            if n == 10000
+                            else ""
+                        )
                     )
             else:
                 print(f"N={n:<6} ss: not installed (package iproute2), no baseline")

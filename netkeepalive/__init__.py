@@ -14,8 +14,10 @@ below it, and no modules import each other in a circle (both checked by
 3. :mod:`._sysctl`, :mod:`.constants` (per-OS option tables), :mod:`._convert`
 4. :mod:`._backends` (how an option reaches the kernel, per platform)
 5. :mod:`._fd`, :mod:`._settings`, :mod:`._defaults`, :mod:`._budget`,
-   :mod:`._sockopts`, :mod:`._atomic`, :mod:`._setsockopt_ceiling`, :mod:`._support`
-6. :mod:`._api` (the setters and getters), :mod:`.tcp_info`
+   :mod:`._sockopts`, :mod:`._atomic`, :mod:`._setsockopt_ceiling`, :mod:`._support`,
+   :mod:`._access` (one accessor per option, and the general path)
+6. :mod:`._api` (the setters and getters), :mod:`._policy` (install()'s
+   precomputed writes), :mod:`.tcp_info`
 7. :mod:`._install`, :mod:`.servers`, :mod:`.aio`, :mod:`._pools`, :mod:`.requests`,
    :mod:`.urllib3`, :mod:`.httpx`, :mod:`.aiohttp`, :mod:`.botocore`
 8. this module (the public surface)

@@ -13,7 +13,8 @@ Only new sockets are configured: one already connected, connecting or
 listening (``TCP_INFO``'s state on Linux) is left as it is.  Everything
 that can be worked out once is worked out in :func:`install` (validation,
 unit conversion, which methods to replace), so a connect pays for three
-attribute reads, that state, and one call of :func:`netkeepalive.configure`.
+attribute reads, that state, and :func:`netkeepalive.configure`'s reads
+and writes (no read-back).
 :func:`uninstall` puts the original methods back exactly, or leaves ours as
 a pass-through under a function another library put on top of it.
 """
@@ -21,12 +22,11 @@ a pass-through under a function another library put on top of it.
 from __future__ import annotations
 
 import socket
-import sys
 import warnings
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import _api, _backends, _forksafe, _setsockopt_ceiling
+from . import _access, _api, _backends, _forksafe, _policy, _setsockopt_ceiling
 from ._common import VALUE_KNOBS
 from ._convert import Milliseconds, check_enable, from_native, to_native
 from ._setsockopt_ceiling import clamped_writes
@@ -86,38 +86,10 @@ _raw_family = socket.socket.__mro__[1].family.__get__  # type: ignore[attr-defin
 _raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
 _raw_proto = socket.socket.__mro__[1].proto.__get__  # type: ignore[attr-defined]
 _raw_fileno = socket.socket.fileno
-_raw_getsockopt = socket.socket.__mro__[1].getsockopt  # type: ignore[attr-defined]
-_raw_getpeername = socket.socket.__mro__[1].getpeername  # type: ignore[attr-defined]
-
-if sys.platform.startswith("linux"):
-    _TCP = socket.IPPROTO_TCP
-    _TCP_INFO = getattr(socket, "TCP_INFO", 11)
-    _CLOSED = b"\x07"  # TCP_CLOSE: neither connected, connecting nor listening
-
-    def _fresh(sock: socket.socket) -> bool:
-        """Whether *sock* is new: not connected, connecting or listening (one system call)."""
-        try:
-            return _raw_getsockopt(sock, _TCP, _TCP_INFO, 1) == _CLOSED  # type: ignore[no-any-return]
-        except OSError:
-            return False  # closed: the original method raises its own error
-
-else:
-    _ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", 0x0002)
-
-    def _fresh(sock: socket.socket) -> bool:
-        """Whether *sock* is new: neither connected nor listening."""
-        try:
-            if _raw_getsockopt(sock, socket.SOL_SOCKET, _ACCEPTCONN):
-                return False
-            _raw_getpeername(sock)
-        except OSError:
-            return _raw_fileno(sock) >= 0  # ENOTCONN: new
-        return False
 
 
-#: install()/uninstall() and the warn-once memory run under the package's
-#: set-up lock, which ``os.fork()`` waits for (see :mod:`._forksafe`): a
-#: child never inherits it held, nor a half-replaced set of methods.
+#: install()/uninstall() and the warn-once memory run under the set-up lock,
+#: which ``os.fork()`` waits for (:mod:`._forksafe`): no child inherits it held.
 _lock = _forksafe.lock
 _warned: set[Tuple[str, ...]] = set()
 
@@ -134,7 +106,7 @@ def _warn_once(key: Tuple[str, ...], message: str, stacklevel: int) -> None:
 class _Plan:
     """The installed policy, ready for the wrappers: one per :func:`install`."""
 
-    __slots__ = ("accepts", "kwargs", "policy", "where")
+    __slots__ = ("accepts", "enable", "given", "kwargs", "policy", "where", "writes")
 
     def __init__(self, policy: InstallPolicy, kwargs: Dict[str, Any], accepts: bool) -> None:
         self.policy = policy
@@ -143,6 +115,10 @@ class _Plan:
         self.kwargs = kwargs
         #: Whether ``accept`` configures accepted sockets (no inheritance).
         self.accepts = accepts
+        # The values install() checked in configure()'s order (None: only_lower).
+        p, self.enable = policy, policy.enable
+        self.given = None if p.only_lower else (p.user_timeout, p.probes, p.interval, p.idle)
+        self.writes: Tuple[object, Any, Any] = ((), None, None)
 
     def apply(self, sock: socket.socket, address: Any, stacklevel: int) -> bool:
         """Configure *sock* if ``where`` lets it; ``True`` when it was configured."""
@@ -155,12 +131,24 @@ class _Plan:
     def configure(self, sock: socket.socket, stacklevel: int) -> None:
         """Configure *sock*; a refusal is warned about once, never raised.
 
-        All or nothing: :func:`netkeepalive.configure` puts back what it
-        wrote before raising, so a refused option leaves the socket as it
-        was (its error names anything it could not put back), and no other
-        option is tried on its own afterwards.
+        All or nothing, as :func:`netkeepalive.configure`: a refused option
+        leaves the socket as it was (the error names anything it could not
+        put back), and no other option is tried on its own afterwards.
         """
         try:
+            knobs = _access.accessors
+            if self.given is not None and knobs.complete:
+                # configure()'s writes made once per backend: no checks, no read-back.
+                made_for, writes, raw = self.writes
+                if made_for is not knobs.ordered:
+                    made_for, writes, raw = self.writes = _policy.writes(
+                        knobs, self.given, self.enable
+                    )
+                if raw is not None and _policy.through_socket(sock, raw):
+                    return  # refused (and put back): configure() raises the error
+                if raw is None and writes is not None:
+                    _access.apply_fast(knobs, _raw_fileno(sock), writes, self.enable)
+                    return
             _api.configure(sock, **self.kwargs)
         except OSError as exc:
             if _raw_fileno(sock) < 0:
@@ -202,10 +190,7 @@ _real_listen: Callable[..., Any] = socket.socket.listen
 _real_accept: Callable[..., Any] = socket.socket.accept
 
 
-# _connect and _connect_ex repeat the same lines on purpose: they run on every
-# connect, and a helper shared by both would add a Python call to each
-# (about 25 ns measured, some 4% of what the wrapper adds to a TCP connect).
-def _connect(self: socket.socket, address: Any) -> None:
+def _connect(self: socket.socket, address: Any) -> None:  # _connect_ex: the same lines
     """``socket.connect``, after the installed keepalive policy (netkeepalive)."""
     plan = _active
     if (
@@ -213,7 +198,7 @@ def _connect(self: socket.socket, address: Any) -> None:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
-        and _fresh(self)
+        and _policy.fresh(self)
     ):
         where = plan.where
         if where is None or where(self, address):
@@ -229,7 +214,7 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
-        and _fresh(self)
+        and _policy.fresh(self)
     ):
         where = plan.where
         if where is None or where(self, address):
@@ -246,7 +231,7 @@ def _listen(self: socket.socket, *backlog: int) -> None:
         and _raw_type(self) == _STREAM
         and _raw_family(self) in _INET
         and _raw_proto(self) in _TCP_PROTOCOLS
-        and _fresh(self)
+        and _policy.fresh(self)
     ):
         address = self.getsockname() if plan.where is not None else None
         if plan.apply(self, address, 2):
@@ -432,17 +417,8 @@ def install(
         if only_lower and not opt.readable:
             # configure(only_lower=True) would refuse the whole call on every
             # socket, SO_KEEPALIVE included: leave this one out instead.
-            skipped.append(
-                (
-                    knob,
-                    UnsupportedOptionError.for_knob(
-                        knob,
-                        backend.table.name,
-                        f"only_lower compares with the current value, and {opt.name} "
-                        "cannot be read back",
-                    ),
-                )
-            )
+            why = f"only_lower compares with the current value, and {opt.name} cannot be read back"
+            skipped.append((knob, UnsupportedOptionError.for_knob(knob, backend.table.name, why)))
             continue
         values[knob] = ms
     policy = InstallPolicy(

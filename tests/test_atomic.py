@@ -297,3 +297,44 @@ def test_windows_before_16299_names_what_it_cannot_put_back(
     # The ioctl turned keepalive on; writing back off is refused here too.
     assert "SO_KEEPALIVE is left at 1 (writing back 0 was refused" in message
     assert message.endswith("; everything else is as before")
+
+
+#: A child that installs a policy and connects one new socket under it.
+_INSTALL_CHILD = r"""
+import json, socket, sys, warnings
+sys.path.insert(0, sys.argv[1])
+from atomic_child import read
+import netkeepalive, netkeepalive._access
+
+listener = socket.create_server(("127.0.0.1", 0))
+netkeepalive.get_settings(listener)  # the accessors, built for the real C library
+netkeepalive.install(idle=20_000, interval=5_000, probes=4, user_timeout=9_000)
+sock = socket.socket()
+before = read(sock)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    sock.connect(listener.getsockname())
+print(json.dumps({
+    "socket_module_route": netkeepalive._access.accessors.backend.libc_calls,
+    "before": before,
+    "after": read(sock),
+    "warnings": [str(w.message) for w in caught],
+}))
+"""
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "refused", ["TCP_KEEPIDLE", "TCP_KEEPINTVL", "SO_KEEPALIVE", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"]
+)
+def test_install_connect_is_all_or_nothing(refused: str) -> None:
+    """install()'s precomputed writes (the socket module's route) put back what they wrote."""
+    prefix = _filter_prefix(refused)
+    result = _run(prefix, sys.executable, "-c", _INSTALL_CHILD, str(HERE / "helpers"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["socket_module_route"] is True
+    assert report["after"] == report["before"]
+    [message] = report["warnings"]
+    assert f"configure: setsockopt({refused}): [Errno 1] " in message, message
+    assert "nothing was changed" in message, message

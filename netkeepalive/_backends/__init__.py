@@ -13,11 +13,27 @@ from .base import Backend
 
 TYPE_CHECKING = False  # no ``typing`` at run time: it is part of the import cost
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, List, Optional
 
-__all__ = ["Backend", "backend", "reset"]
+__all__ = ["Backend", "backend", "is_current", "on_change", "reset"]
 
 _current: Optional[Backend] = None
+#: Called (under the lock) when use() or reset() replaces the backend.
+_listeners: List[Callable[[], None]] = []
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call *listener* whenever :func:`use` or :func:`reset` replaces the backend.
+
+    What was built for the backend before (the public API's accessors)
+    must not be used with the next one.
+    """
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
 
 
 def _create(platform: Optional[str] = None, lib: Any = None) -> Backend:
@@ -50,6 +66,11 @@ def backend() -> Backend:
     return current
 
 
+def is_current(candidate: Backend) -> bool:
+    """Whether *candidate* is still the backend in use (no :func:`use`/:func:`reset` since)."""
+    return _current is candidate
+
+
 def use(platform: Optional[str], lib: Any) -> Backend:
     """Make the backend for table *platform* (``None``: detect) calling *lib*.
 
@@ -59,6 +80,7 @@ def use(platform: Optional[str], lib: Any) -> Backend:
     global _current
     with _lock:
         _current = _create(platform, lib)
+        _changed()
         return _current
 
 
@@ -67,3 +89,4 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
+        _changed()

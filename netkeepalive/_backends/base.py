@@ -24,6 +24,9 @@ class Backend:
     #: Whether a descriptor may be wider than a C ``int`` (Windows' ``SOCKET``
     #: is pointer-sized), in which case the backend checks its range itself.
     wide_descriptors = False
+    #: Whether :meth:`fast_functions` are the C library's own
+    #: ``setsockopt``/``getsockopt``, the ones the socket module calls.
+    libc_calls = False
 
     def __init__(self, table: PlatformTable) -> None:
         self.table = table

@@ -98,6 +98,7 @@ class UnixBackend(Backend):
             if isinstance(self._lib, ctypes.CDLL) and isinstance(handle, int):
                 held = ctypes.PyDLL(self._lib._name, handle=handle)
                 fast = (held.setsockopt, held.getsockopt, self._tls)
+                self.libc_calls = self._lib is libc()
             else:  # a stand-in library (tests): its own functions
                 fast = (self._setsockopt, self._getsockopt, self._tls)
             self._fast = fast
