@@ -164,9 +164,8 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 return None
 
             api = sys.modules["netkeepalive._api"]
-            install_module = importlib.import_module("netkeepalive._install")
-            real_fresh = install_module._fresh
             policy_module = importlib.import_module("netkeepalive._policy")
+            real_fresh = policy_module.fresh
             real_through = policy_module.through_socket
 
             def no_writes(sock: socket.socket, raw: Any) -> bool:
@@ -201,7 +200,7 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 netkeepalive.install(**POLICY)
                 try:
                     older = _time(lambda: s.connect_ex(address), number)
-                    install_module._fresh = fresh
+                    policy_module.fresh = fresh
                     inst = _time(lambda: s.connect_ex(address), number)
                     u_inst = _time(lambda: u.connect_ex(u_address), number)
                     netkeepalive.install(**POLICY, where=rejected)
@@ -213,7 +212,7 @@ def time_per_call(repeat: int, number: int) -> Dict[str, float]:
                 finally:
                     api.configure = configure
                     policy_module.through_socket = real_through
-                    install_module._fresh = real_fresh
+                    policy_module.fresh = real_fresh
                     netkeepalive.uninstall()
                 hand = _time(lambda: by_hand(s, address), number)
                 call = _time(lambda: nothing(s, **POLICY), number)
