@@ -15,6 +15,7 @@ from __future__ import annotations
 import operator
 import socket
 import struct
+import threading
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from . import _forksafe
@@ -53,6 +54,9 @@ _policy: Tuple[Dict[Tuple[int, int], _Rule], Optional[Where]] = ({}, None)
 #: thread counts must not leave the child a lock that no thread of its releases.
 _count_lock = _forksafe.lock
 _counts: Dict[str, int] = {}
+#: ``where`` is running in this thread: a ``setsockopt`` it makes itself is
+#: handed on as written (asking it again would recurse without end).
+_asking = threading.local()
 
 
 def set_rules(rules: Dict[Tuple[int, int], _Rule], where: Optional[Where]) -> None:
@@ -116,11 +120,18 @@ def _enforced(sock: socket.socket, rule: _Rule, value: Any, where: Optional[Wher
     if replacement is None:
         return value if buffer is None else buffer
     if where is not None:
+        if getattr(_asking, "where", False):
+            return value  # written by where() itself: as written, never asked again
         try:
             address: Any = sock.getpeername()
         except OSError:
             address = None
-        if not where(sock, address):
+        _asking.where = True
+        try:
+            chosen = where(sock, address)
+        finally:
+            _asking.where = False
+        if not chosen:
             return value
     with _count_lock:
         _counts[rule.knob] = _counts.get(rule.knob, 0) + 1

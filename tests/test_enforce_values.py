@@ -168,3 +168,21 @@ def test_a_fork_while_another_thread_counts_leaves_the_child_working() -> None:
         proc.communicate()
         pytest.fail("the forked child hung on its first clamped write")
     assert (proc.returncode, out.strip()) == (0, "0")
+
+
+def test_a_where_that_writes_options_itself_does_not_recurse() -> None:
+    """``where`` may call setsockopt: its own writes pass as written, once."""
+    seen = []
+
+    def where(sock: socket.socket, address: Any) -> bool:
+        seen.append(address)
+        sock.setsockopt(TCP, socket.TCP_KEEPIDLE, 7200)  # a longer time, inside where
+        return True
+
+    nk.install(idle=11_000, probes=4, enforce=True, where=where)
+    before = nk.clamped_writes().get("idle", 0)
+    with socket.socket() as s:
+        s.setsockopt(TCP, socket.TCP_KEEPIDLE, 3600)  # the application's write: clamped
+        assert s.getsockopt(TCP, socket.TCP_KEEPIDLE) == 11
+        assert len(seen) == 1  # where was asked once, for the application's write
+        assert nk.clamped_writes().get("idle", 0) == before + 1
