@@ -442,3 +442,33 @@ def test_an_unknown_option_gets_attachs_usage(args: List[str]) -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith("usage: netkeepalive cgroup attach [-h] ")
     assert result.stderr.splitlines()[-1].startswith("netkeepalive cgroup attach: error: ")
+
+
+def test_a_cgroup_named_with_control_characters_is_escaped_in_text(cg: Cgroup) -> None:
+    """A name cannot forge what a terminal shows: control characters are escaped.
+
+    The kernel refuses a newline in a cgroup's name (``cgroup_mkdir``), but
+    takes a carriage return and escape sequences, which would let a name
+    overwrite its own line on a terminal.
+    """
+    sub = cg.subgroup("x\rforged: no policy\x1b[K")
+    shown = f"{cg.name}/x\\rforged: no policy\\x1b[K"
+    attached = run_cli("cgroup", "attach", sub.directory, "--idle", "60000")
+    assert attached.returncode == 0, attached.stderr
+    assert attached.stdout.splitlines() == [f"{shown}: keepalive on, idle 60000 ms"]
+    status = run_cli("cgroup", "status", sub.directory)
+    assert status.stdout.splitlines() == [f"{shown}: keepalive on, idle 60000 ms"]
+    listing = run_cli("cgroup", "status")
+    assert "\r" not in listing.stdout
+    assert "\x1b" not in listing.stdout
+    assert f"{shown}: keepalive on, idle 60000 ms" in listing.stdout.splitlines()
+    as_json = json.loads(run_cli("cgroup", "status", sub.directory, "--json").stdout)
+    assert as_json[0]["cgroup"] == sub.name  # JSON keeps the name as it is
+    with open("/dev/full", "w") as device:
+        full = run_cli("cgroup", "attach", sub.directory, "--idle", "60000", stdout=device)
+    assert full.returncode == 1
+    assert "\\r" in full.stderr
+    assert "\r" not in full.stderr
+    assert len(full.stderr.splitlines()) == 1, full.stderr
+    detached = run_cli("cgroup", "detach", sub.directory)
+    assert detached.stdout.splitlines() == [f"{shown}: policy removed"]

@@ -23,6 +23,7 @@ from ._report import (
     enforcement_json,
     exit_status,
     policy_json,
+    printable,
     write,
 )
 
@@ -122,14 +123,15 @@ def report(
             document.append(entry)
         return json.dumps(document, indent=2) + "\n"
     lines = []
-    for name, policy in entries:
+    for raw, policy in entries:
+        name = printable(raw)
         line = f"{name}: {'no policy' if policy is None else describe_policy(policy)}"
-        if attaching and name == "/":
+        if attaching and raw == "/":
             line += f" ({WHOLE_MACHINE})"
         lines.append(line)
-        others = foreign.get(name)
+        others = foreign.get(raw)
         if others:
-            shown = ", ".join(f"id {i} named {n!r}" for i, n in others)
+            shown = ", ".join(f"id {i} named {n!r}" for i, n in others)  # repr: one line
             lines.append(f"{name}: also attached, not ours (left alone): {shown}")
     return "".join(line + "\n" for line in lines)
 
@@ -150,7 +152,8 @@ def run(name: str, args: argparse.Namespace) -> int:
             _, shown = cgroup.resolve(args.path)
             policy = cgroup.attach(args.path, enforce=args.enforce, **settings)
             change = (
-                f"the policy is attached to cgroup {shown} all the same; only the report failed"
+                f"the policy is attached to cgroup {printable(shown)} all the same; "
+                "only the report failed"
             )
             text = report([(shown, policy)], args.json, attaching=True)
         elif action == "status":
@@ -170,9 +173,9 @@ def run(name: str, args: argparse.Namespace) -> int:
             removed = cgroup.detach(args.path)
             what = "policy removed" if removed else "had no policy"
             if removed:
-                change = f"the policy is detached from cgroup {shown} all the same; "
+                change = f"the policy is detached from cgroup {printable(shown)} all the same; "
                 change += "only the report failed"
-            text = f"{shown}: {what}\n"
+            text = f"{printable(shown)}: {what}\n"
     except (TypeError, ValueError) as exc:
         complain(f"netkeepalive {command}: {exc}")
         return 2

@@ -47,6 +47,7 @@ __all__ = [
     "policy_json",
     "print_json",
     "print_table",
+    "printable",
     "report_errors",
     "socket_json",
     "write",
@@ -123,12 +124,13 @@ def _discard(out: TextIO) -> None:
 
 
 def complain(line: str) -> None:
-    """*line* on standard error; nothing if that cannot be written either."""
+    """*line* on standard error, as one line (see :func:`printable`); nothing
+    if that cannot be written either."""
     err = sys.stderr
     if err is None:
         return
     try:
-        err.write(line + "\n")
+        err.write(printable(line) + "\n")
         err.flush()
     except (OSError, ValueError):
         pass
@@ -247,6 +249,18 @@ def known(value: Optional[str]) -> str:
     return "?" if value is None else value
 
 
+def printable(name: str) -> str:
+    """*name* for a line of text: control characters escaped (``\\n``, ``\\x1b``).
+
+    A cgroup directory may be named with a newline or an escape sequence;
+    the text reports keep one entry on one line, and JSON keeps the name
+    as it is.
+    """
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -290,7 +304,7 @@ def print_table(outcome: Outcome, changed: bool, out: TextIO) -> None:
     )
     out.write("".join(line.format(*row).rstrip() + "\n" for row in lines))
     for pid, where, policy in outcome.cgroup_policies or ():
-        out.write(f"pid {pid}: cgroup {where}: {describe_policy(policy)}\n")
+        out.write(f"pid {pid}: cgroup {printable(where)}: {describe_policy(policy)}\n")
 
 
 def print_json(outcome: Outcome, changed: bool, out: TextIO) -> None:
