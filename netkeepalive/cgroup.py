@@ -82,7 +82,11 @@ class Policy:
     *enforced*: attached with ``enforce=True`` (the policy is a ceiling for
     the applications' own ``setsockopt`` calls); *clamped*: how many of
     those calls the kernel has lowered to the policy so far (``None``
-    unless enforced; not part of equality).
+    unless enforced; not part of equality).  *applied*: new connections
+    get the policy; ``False`` when only the enforcing program is left (its
+    ``sock_ops`` program was detached by another tool): the applications'
+    writes are still clamped, but nothing sets the values.  ``attach``
+    again or ``detach``.
     """
 
     enabled: bool
@@ -92,6 +96,7 @@ class Policy:
     user_timeout: Optional[int]
     enforced: bool = False
     clamped: Optional[int] = field(default=None, compare=False)
+    applied: bool = True
 
 
 # -- the kernel ---------------------------------------------------------------
@@ -328,9 +333,11 @@ def _status_fd(cgroup_fd: int, name: str) -> Optional[Policy]:
     with _cgroupfs.locked(cgroup_fd, name, exclusive=False), _cgroupfs.explaining(doing):
         for ours in _programs.ours(cgroup_fd):
             found = _combine(found, _read_policy(ours))
-        counts = [
-            _enforce.clamped(ours.info) for ours in _programs.ours(cgroup_fd, _programs.SETSOCKOPT)
-        ]
+        enforcers = _programs.ours(cgroup_fd, _programs.SETSOCKOPT)
+        if found is None and enforcers:
+            # Only the enforcing program is left: it shares the policy's map.
+            found = replace(_read_policy(enforcers[-1]), applied=False)
+        counts = [_enforce.clamped(ours.info) for ours in enforcers]
     if found is not None and counts:
         found = replace(found, enforced=True, clamped=sum(counts))
     return found
@@ -390,8 +397,8 @@ def effective_policy_of(name: str) -> Optional[Tuple[str, Policy]]:
             if exc.errno == errno.ENOENT:
                 continue
             raise
-        if policy is None:
-            continue
+        if policy is None or not policy.applied:
+            continue  # nothing sets the values of a policy that is not applied
         # This one runs later: its values win where it has any.
         found = (candidate, _combine(found[1] if found else None, policy))
     return found

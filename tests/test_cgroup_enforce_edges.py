@@ -16,6 +16,7 @@ from typing import Any, Dict
 import pytest
 from test_cgroup import Cgroup, cg  # noqa: F401  (cg: a fixture)
 from test_cgroup_enforce import GO, KERNEL, enforced, report_of, start  # noqa: F401
+from test_retrofit import run_cli
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="cgroup BPF programs are Linux-only"
@@ -175,3 +176,41 @@ def test_a_foreign_setsockopt_program_like_ours_is_left_alone(cg: Cgroup) -> Non
             _bpfsys.prog_detach(fd, found, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)
         finally:
             os.close(found)
+
+
+def test_an_enforcer_left_alone_is_reported_as_not_applied(cg: Cgroup) -> None:  # noqa: F811
+    """Another tool detached our sock_ops program: status says what is left."""
+    import os
+
+    from netkeepalive import cgroup
+    from netkeepalive._linux import _bpfsys, _cgroupfs, _programs
+
+    attached = cgroup.attach(cg.name, idle=30_000, enforce=True)
+    with _cgroupfs.opened(cg.directory) as fd:
+        (sock_ops,) = _programs.ours(fd)
+        found = _bpfsys.prog_get_fd_by_id(sock_ops.prog_id)
+        try:
+            _bpfsys.prog_detach(fd, found, _bpfsys.ATTACH_CGROUP_SOCK_OPS)
+        finally:
+            os.close(found)
+    left = cgroup.status(cg.name)
+    assert left is not None
+    assert (left.applied, left.enforced, left.idle) == (False, True, attached.idle)
+    assert (cg.name, left) in cgroup.policies()
+    assert cgroup.effective_policy_of(cg.name) is None  # nothing sets the values
+    text = run_cli("cgroup", "status", cg.name)
+    assert text.stdout.splitlines() == [
+        f"{cg.name}: keepalive on, idle 30000 ms; enforced, 0 writes clamped; "
+        "not applied to new connections (its sock_ops program is gone; attach again or detach)"
+    ]
+    (entry,) = json.loads(run_cli("cgroup", "status", cg.name, "--json").stdout)
+    assert entry["applied"] is False
+    assert entry["enforce"] == {"enabled": True, "clamped": 0}
+    # What is left still clamps, as status says, and detach removes it.
+    assert writes(
+        cg, [socket.AF_INET, socket.SOCK_STREAM, 0], [["idle", TCP, IDLE, 600, None]]
+    ) == {"idle": 30}
+    assert cgroup.detach(cg.name) is True
+    assert cgroup.status(cg.name) is None
+    with _cgroupfs.opened(cg.directory) as fd:
+        assert _bpfsys.prog_query(fd, _bpfsys.ATTACH_CGROUP_SETSOCKOPT)[1] == []

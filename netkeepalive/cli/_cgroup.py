@@ -116,6 +116,8 @@ def report(
                 "keepalive": None if policy is None else policy_json(policy),
                 "enforce": None if policy is None else enforcement_json(policy),
             }
+            if policy is not None and not policy.applied:
+                entry["applied"] = False
             if foreign.get(name):
                 entry["foreign_programs"] = [{"id": i, "name": n} for i, n in foreign[name]]
             if attaching and name == "/":

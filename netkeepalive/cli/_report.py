@@ -389,6 +389,12 @@ def policy_json(policy: Policy) -> Dict[str, Any]:
     }
 
 
+#: What a policy whose sock_ops program another tool detached lacks.
+NOT_APPLIED = (
+    "not applied to new connections (its sock_ops program is gone; attach again or detach)"
+)
+
+
 def enforcement_json(policy: Policy) -> Dict[str, Any]:
     """``{"enabled": bool, "clamped": int or None}``: the ``enforce`` object."""
     return {"enabled": policy.enforced, "clamped": policy.clamped}
@@ -410,4 +416,6 @@ def describe_policy(policy: Policy) -> str:
         text += "; enforced"
         if policy.clamped is not None:
             text += f", {policy.clamped} write{'' if policy.clamped == 1 else 's'} clamped"
+    if not policy.applied:
+        text += f"; {NOT_APPLIED}"
     return text
