@@ -14,6 +14,14 @@ two sides are interleaved (library, standard library, alternating which goes
 first) for ``--repeat`` rounds of ``--number`` calls each; the figures are
 medians in ns per call.
 
+Beside the standard library, each call is compared with the *floor*, the
+bare ``ctypes`` call (at most 1.35x for a setter, 1.25x for a getter and
+``get_settings``), and an ``int`` descriptor with the socket object (at
+most 1.10x).  Printed with no target: the least a Python function can add
+to the floor (one frame, ``sock.fileno()``, a look-up; it skips the checks
+a correct call makes), the measure of what a target against the floor can
+ask on this interpreter and machine.
+
 Import part: ``python -S -c "import netkeepalive"`` against
 ``python -S -c "import socket, ctypes"``, interleaved, median wall time of
 ``--import-runs`` runs each (``-S`` keeps the site hooks of the current
@@ -27,6 +35,7 @@ Exits 1 when a target is missed:
 * ``configure`` with four options and its read-back (and ``get_settings``):
   at most 2.5x the same standard-library calls (for ``configure``: the
   reads of the values it is about to change, the writes, the read-back);
+* the floor and ``int`` descriptor targets above;
 * the import: at most 1.25x, no C library loaded, no process started.
 
 No third-party packages are needed.
@@ -41,6 +50,7 @@ import os
 import platform
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -166,6 +176,24 @@ def cases() -> List[Case]:
     return out
 
 
+#: The least a Python function can add to the floor: not a target, the
+#: measure of what any target against the floor can ask.  Each does less than
+#: a correct call (no type or range test, no fallback on a refusal, no
+#: per-thread buffer): one frame, ``sock.fileno()``, and for the setter one
+#: look-up of the ready-packed value; then the floor's own call.
+BOUND_CASES = [
+    (
+        "setter: frame + fileno + look-up",
+        "bound_set(s, 1000)",
+        _c_set(IPPROTO_TCP, TCP_KEEPINTVL),
+    ),
+    (
+        "getter: frame + fileno + read",
+        "bound_get(s)",
+        _c_get(IPPROTO_TCP, TCP_KEEPINTVL),
+    ),
+]
+
 #: An int descriptor against the same call with the socket object.
 FD_CASES = [
     ("set_keepalive_interval", "nk.set_keepalive_interval({}, 1000)"),
@@ -214,22 +242,40 @@ def _namespace(client: socket.socket) -> Dict[str, object]:
     lib = ctypes.CDLL(netkeepalive._libc.libc()._name)
     held = ctypes.PyDLL(lib._name, handle=lib._handle)
     pair = (ctypes.c_int * 2)(1, 4)
+    c_set, c_get = held.setsockopt, held.getsockopt
+    pv, pl = ctypes.byref(pair), ctypes.byref(pair, 4)
+    packed = {1000: struct.pack("=i", 1)}
+    tcp, number = IPPROTO_TCP, TCP_KEEPINTVL
+
+    def bound_set(sock: socket.socket, value: int) -> int:
+        return int(c_set(sock.fileno(), tcp, number, packed[value], 4))
+
+    def bound_get(sock: socket.socket) -> int:
+        c_get(sock.fileno(), tcp, number, pv, pl)
+        return int(pair[0])
+
     return {
         "nk": netkeepalive,
         "s": client,
         "fd": client.fileno(),
-        "c_set": held.setsockopt,
-        "c_get": held.getsockopt,
-        "pv": ctypes.byref(pair),
-        "pl": ctypes.byref(pair, 4),
+        "c_set": c_set,
+        "c_get": c_get,
+        "pv": pv,
+        "pl": pl,
+        "bound_set": bound_set,
+        "bound_get": bound_get,
     }
 
 
-def time_calls(repeat: int, number: int) -> Tuple[List[Result], List[Tuple[str, float, float]]]:
+Timings = Tuple[List[Result], List[Tuple[str, float, float]], List[Tuple[str, float, float]]]
+
+
+def time_calls(repeat: int, number: int) -> Timings:
     """Interleaved timings of every case on one loopback connection.
 
     Also ``(name, ns with an int descriptor, ratio to the socket object)``
-    for :data:`FD_CASES`.
+    for :data:`FD_CASES`, and ``(name, ns, ratio to the floor)`` for
+    :data:`BOUND_CASES`.
     """
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
@@ -240,6 +286,7 @@ def time_calls(repeat: int, number: int) -> Tuple[List[Result], List[Tuple[str, 
             all_cases = cases()
             statements = [[c.ours, c.stdlib, c.floor] for c in all_cases]
             statements += [[stmt.format("fd"), stmt.format("s")] for _n, stmt in FD_CASES]
+            statements += [[bound, floor] for _n, bound, floor in BOUND_CASES]
             for group in statements:  # warm up: every value of every setter once
                 for stmt in group:
                     exec(stmt, dict(namespace))
@@ -261,7 +308,11 @@ def time_calls(repeat: int, number: int) -> Tuple[List[Result], List[Tuple[str, 
                 (name, statistics.median(t[0]) * 1e9, _ratio(t[0], t[1]))
                 for (name, _stmt), t in zip(FD_CASES, times[len(all_cases) :])
             ]
-            return results, fds
+            bounds = [
+                (name, statistics.median(t[0]) * 1e9, _ratio(t[0], t[1]))
+                for (name, _b, _f), t in zip(BOUND_CASES, times[len(all_cases) + len(FD_CASES) :])
+            ]
+            return results, fds, bounds
         finally:
             client.close()
             server.close()
@@ -413,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'':36} {'netkeepalive':>13} {'stdlib':>9} {'ratio':>7}  target"
             f"      {'floor':>9} {'ratio':>7}  target"
         )
-        results, fds = time_calls(args.repeat, args.number)
+        results, fds, bounds = time_calls(args.repeat, args.number)
         for r in results:
             ok = r.ratio <= CALL_LIMIT
             line = (
@@ -431,6 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = ratio <= FD_LIMIT
             failed |= not ok
             print(f"{name + '(fd)':36} {ns:10.0f} ns {ratio:16.2f}x  <= {FD_LIMIT}x {_verdict(ok)}")
+        print(
+            "\nthe least a Python function adds to the floor (no target: each does less"
+            " than a correct call)"
+        )
+        for name, ns, ratio in bounds:
+            print(f"{name:36} {ns:10.0f} ns {ratio:16.2f}x the floor")
     if not args.skip_import:
         ours_ms, std_ms = time_import(args.import_runs)
         ratio = ours_ms / std_ms

@@ -85,6 +85,7 @@ _socket_type = socket.socket
 _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
 _pack_int = struct.Struct("=i").pack
+_struct_error = struct.error
 _INT_SIZE = 4
 #: The largest descriptor a C ``int`` holds (see :func:`._fd.fileno`).
 _FD_MAX = 2**31 - 1
@@ -119,8 +120,10 @@ class General:
 class Knob(General):
     """An option's accessor for the backend it was built for.
 
-    ``c_set``/``c_get`` are ``setsockopt``/``getsockopt`` with the C
-    signature, ``buffers`` the backend's per-thread getter buffer.
+    ``c_set`` is ``setsockopt`` with the C signature, ``c_get``
+    ``getsockopt`` answering ``(value, length)`` from the backend's getter
+    buffer (``lengths`` its array, ``value_ref``/``length_ref`` its
+    pointers; see :func:`._backends.base.decoding`).
     ``packed`` maps each plain ``int`` the general path has accepted (public
     unit) to the 4 bytes of its native value: immutable, so threads share
     them, and a value in it passed every check already.  Plain ints in
@@ -129,15 +132,17 @@ class Knob(General):
     """
 
     __slots__ = (
-        "backend", "buffers", "c_get", "c_set", "hi", "level", "lo", "number", "opt",
-        "packed", "scale",
+        "backend", "c_get", "c_set", "hi", "length_ref", "lengths", "level", "lo", "number",
+        "opt", "packed", "scale", "value_ref",
     )  # fmt: skip
 
     if TYPE_CHECKING:
         backend: Backend
         c_set: Callable[..., int]
-        c_get: Callable[..., int]
-        buffers: Any
+        c_get: Callable[..., Tuple[int, int]]
+        lengths: Any
+        value_ref: Any
+        length_ref: Any
         level: int
         number: int
         opt: Option
@@ -152,7 +157,8 @@ class Knob(General):
         super().__init__(knob)
         self.backend, self.opt = backend, opt
         self.lo, self.hi, self.scale = span
-        self.c_set, self.c_get, self.buffers = backend.fast_functions()  # type: ignore[misc]
+        self.c_set, self.c_get, pair = backend.fast_functions()  # type: ignore[misc]
+        self.lengths, self.value_ref, self.length_ref = pair.array, pair.value_ref, pair.length_ref
         self.level, self.number = opt.level, opt.number
         self.packed = {}
 
@@ -187,14 +193,16 @@ class Knob(General):
             fd = sock
         else:
             fd = fileno(sock)
-        view, value_ref, length_ref = self.buffers.fast
         c_get = self.c_get  # an attribute, not a method: no LOAD_METHOD
-        if c_get(fd, self.level, self.number, value_ref, length_ref) or view[1] != _INT_SIZE:
+        try:
+            value, length = c_get(fd, self.level, self.number, self.value_ref, self.length_ref)
+        except _struct_error:  # refused
+            length = -1
+        if length != _INT_SIZE:
             # Refused, or not an int's size: the length is put back, and the
             # general path repeats the call, raises or decodes.
-            view[1] = _INT_SIZE
+            self.lengths[1] = _INT_SIZE
             return general_get(self.knob, sock)
-        value: int = view[0]
         return value * self.scale
 
 
@@ -300,12 +308,14 @@ def read_native(f: Knob, fd: int) -> int:
     it otherwise; a refusal, or any other length, goes to the backend's
     ``get``, which raises or decodes.
     """
-    view, value_ref, length_ref = f.buffers.fast
     c_get = f.c_get
-    if c_get(fd, f.level, f.number, value_ref, length_ref) or view[1] != _INT_SIZE:
-        view[1] = _INT_SIZE
+    try:
+        value, length = c_get(fd, f.level, f.number, f.value_ref, f.length_ref)
+    except _struct_error:  # refused
+        length = -1
+    if length != _INT_SIZE:
+        f.lengths[1] = _INT_SIZE
         return f.backend.get(fd, f.opt)
-    value: int = view[0]
     return value
 
 
@@ -359,30 +369,36 @@ def general_settings(sock: Any) -> Settings:
 def read_all(knobs: Accessors, sock: Any) -> Settings:
     """Every option of *sock* through the fast branches (``knobs.complete``).
 
-    One per-thread buffer for the five calls; a refusal, or a value not of
-    an int's size, hands the whole read to the general path, which repeats
-    it in the same order and raises or decodes.
+    The five calls share one buffer; a refusal, or a value not of an int's
+    size (the kernel shortens the length, and every later call with it), hands
+    the whole read to the general path, which repeats it in the same order
+    and raises or decodes.
     """
     fd = descriptor(sock)
     timeout, probes, interval, idle = knobs.ordered  # APPLY_ORDER
     on: Knob = knobs.enable  # type: ignore[assignment]
-    view, ref, length = idle.buffers.fast
+    ref, length = idle.value_ref, idle.length_ref
     c_get = idle.c_get
-    # Each call only while the ones before it succeeded (``ok and``).
-    ok = not c_get(fd, idle.level, idle.number, ref, length) and view[1] == _INT_SIZE
-    v_idle = view[0] * idle.scale
-    ok = ok and not c_get(fd, interval.level, interval.number, ref, length) and view[1] == 4
-    v_interval = view[0] * interval.scale
-    ok = ok and not c_get(fd, probes.level, probes.number, ref, length) and view[1] == 4
-    v_probes = view[0] * probes.scale
-    ok = ok and not c_get(fd, timeout.level, timeout.number, ref, length) and view[1] == 4
-    v_timeout = view[0] * timeout.scale
-    ok = ok and not c_get(fd, on.level, on.number, ref, length) and view[1] == 4
-    if ok:
-        values = (view[0] != 0, v_idle, v_interval, v_probes, v_timeout)
-        settings: Settings = _tuple_new(Settings, values)
-        return settings
-    view[1] = _INT_SIZE
+    try:
+        v_idle, n = c_get(fd, idle.level, idle.number, ref, length)
+        v_interval, n2 = c_get(fd, interval.level, interval.number, ref, length)
+        v_probes, n3 = c_get(fd, probes.level, probes.number, ref, length)
+        v_timeout, n4 = c_get(fd, timeout.level, timeout.number, ref, length)
+        v_on, n5 = c_get(fd, on.level, on.number, ref, length)
+    except _struct_error:  # refused
+        n = -1
+    else:
+        if n == n2 == n3 == n4 == n5 == _INT_SIZE:
+            values = (
+                v_on != 0,
+                v_idle * idle.scale,
+                v_interval * interval.scale,
+                v_probes * probes.scale,
+                v_timeout * timeout.scale,
+            )
+            settings: Settings = _tuple_new(Settings, values)
+            return settings
+    idle.lengths[1] = _INT_SIZE
     return general_settings(sock)
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import struct
+import sys
+
 from ..errors import UnsupportedOptionError
 
 TYPE_CHECKING = False  # the tables load with the first backend, not at import
@@ -10,7 +15,68 @@ if TYPE_CHECKING:
 
     from ..constants import Option, PlatformTable
 
-__all__ = ["Backend"]
+__all__ = ["INT_SIZE", "Backend", "Pair", "decoding", "has_gil"]
+
+INT_SIZE = ctypes.sizeof(ctypes.c_int)
+#: A getter's buffer as C leaves it: the ``int`` value, then its length
+#: (``socklen_t``; Windows' ``int`` length is never negative).
+_PAIR = struct.Struct("=iI")
+
+
+class Pair:
+    """A getter's buffer: an ``int`` and its length, side by side, with their pointers."""
+
+    __slots__ = ("array", "length_ref", "value_ref")
+
+    def __init__(self) -> None:
+        self.array = (ctypes.c_int * 2)(0, INT_SIZE)
+        self.value_ref = ctypes.byref(self.array)
+        self.length_ref = ctypes.byref(self.array, INT_SIZE)
+
+
+if TYPE_CHECKING:
+    #: What :meth:`Backend.fast_functions` returns: ``setsockopt``, the
+    #: decoding ``getsockopt`` and its buffer.
+    FastFunctions = Tuple[Callable[..., int], Callable[..., Tuple[int, int]], Pair]
+
+
+def decoding(function: Callable[..., int], pair: Pair) -> Callable[..., Tuple[int, int]]:
+    """*function* (a ``getsockopt``) made to answer ``(value, length)`` read from *pair*.
+
+    The read happens inside the call: a ctypes function's ``restype`` may be
+    a callable, which ctypes applies to the C result before the interpreter
+    runs another instruction of Python, so no signal handler (the
+    interpreter runs them between instructions, in the thread they
+    interrupt) and no other thread can use *pair* between the kernel's
+    answer and its reading.  The callable is C as well (``unpack_from`` of
+    *pair* at offset *result*): 0, success, reads the pair; any other
+    result (-1) is an offset that cannot hold it, ``struct.error``, which
+    the caller takes for a refusal and reads ``errno``.  A fresh function
+    object carries the ``restype``, so the library's own is unchanged.  A
+    stand-in library (the tests') gets the same contract in Python.
+    """
+    reader = functools.partial(_PAIR.unpack_from, pair.array)
+    if isinstance(function, ctypes._CFuncPtr):  # type: ignore[attr-defined]
+        address = ctypes.cast(function, ctypes.c_void_p).value or 0  # never NULL: a symbol
+        fresh = type(function)(address)
+        fresh.argtypes = function.argtypes  # None, or the library's own (Windows)
+        fresh.restype = reader
+        return fresh
+
+    def read(*args: Any) -> Tuple[int, int]:
+        return reader(function(*args))
+
+    return read
+
+
+def has_gil() -> bool:
+    """Whether the interpreter runs one thread at a time (not a free-threaded build).
+
+    The fast path shares one getter buffer between threads, which a ``PyDLL``
+    call makes safe only while the GIL holds them back.
+    """
+    enabled = getattr(sys, "_is_gil_enabled", None)
+    return enabled is None or bool(enabled())
 
 
 class Backend:
@@ -52,12 +118,12 @@ class Backend:
         """``getsockopt(fd, opt.level, opt.number, &value, &len)``."""
         raise NotImplementedError
 
-    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
-        """``(setsockopt, getsockopt, buffers)`` for the public API's fast path.
+    def fast_functions(self) -> Optional[FastFunctions]:
+        """``(setsockopt, getsockopt, pair)`` for the public API's fast path.
 
-        The two C functions with their C signatures, and per-thread getter
-        buffers (``buffers.fast`` is ``(view, &value, &length)``); ``None``
-        where the backend has no such path and every call goes through
-        :meth:`set`/:meth:`get`.
+        ``setsockopt`` with its C signature; ``getsockopt`` answering
+        ``(value, length)`` from *pair* (:func:`decoding`), the buffer it
+        must be given; ``None`` where the backend has no such path and every
+        call goes through :meth:`set`/:meth:`get`.
         """
         return None

@@ -1,51 +1,48 @@
 """Unix-like systems: the C library's ``setsockopt``/``getsockopt`` via ctypes.
 
 This is the hot path (servers call it for every accepted connection), so
-each call reuses per-thread ``c_int`` buffers and pre-built ``byref``
-pointers, passes plain Python ints (no ``argtypes`` conversion layer), and
-reads ``errno`` only when C returns ``-1``.  ``use_errno=True`` makes ctypes
-keep a per-thread copy of ``errno``, so concurrent calls from many threads
-never report each other's errors.
+each call passes plain Python ints (no ``argtypes`` conversion layer), the
+value to write as 4 ready bytes, a per-thread getter buffer with pointers
+built once, and reads ``errno`` only when C returns ``-1``.
+``use_errno=True`` makes ctypes keep a per-thread copy of ``errno``, so
+concurrent calls from many threads never report each other's errors.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 import sys
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 from .._convert import range_text
 from .._libc import libc
 from ..constants import Option, PlatformTable, Unit
 from ..errors import SocketOptionError
-from .base import Backend
+from .base import INT_SIZE as _INT_SIZE
+from .base import Backend, Pair, decoding, has_gil
+
+if TYPE_CHECKING:
+    from .base import FastFunctions
 
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
 
-_INT_SIZE = ctypes.sizeof(ctypes.c_int)
+_pack_int = struct.Struct("=i").pack
 
 
 class _Buffers(threading.local):
-    """One ``int`` value and one ``socklen_t`` length per thread.
+    """A getter's buffer per thread, and ``getsockopt`` reading it (:func:`.base.decoding`).
 
     ctypes releases the GIL during the C call, so a buffer shared between
-    threads could be overwritten while the kernel reads it.
+    threads could be overwritten while the kernel writes it; the read at
+    the call's return keeps a signal handler of the same thread out.
     """
 
     def __init__(self) -> None:
-        self.value = ctypes.c_int(0)
-        # socklen_t is a 32-bit unsigned int on every Unix-like system here.
-        self.length = ctypes.c_uint32(0)
-        self.value_ref = ctypes.byref(self.value)
-        self.length_ref = ctypes.byref(self.length)
-        # The getters' buffer: value and length side by side, written and
-        # read through one memoryview (cheaper than c_int.value), with the
-        # two pointers built once: (view, &value, &length).
-        pair = (ctypes.c_int * 2)(0, _INT_SIZE)
-        view = memoryview(pair).cast("B").cast("i")
-        self.fast = (view, ctypes.byref(pair), ctypes.byref(pair, _INT_SIZE))
+        self.pair = Pair()
+        self.read: Optional[Callable[..., Tuple[int, int]]] = None
 
 
 def _error(call: str, opt: Option) -> SocketOptionError:
@@ -64,51 +61,55 @@ class UnixBackend(Backend):
         super().__init__(table)
         self._lib = lib
         self._tls = _Buffers()
-        self._fast: Optional[Tuple[Callable[..., int], Callable[..., int], Any]] = None
+        self._fast: Optional[FastFunctions] = None
         self._setsockopt: Callable[..., int] = self._bind_set
-        self._getsockopt: Callable[..., int] = self._bind_get
 
-    # The first call of each function loads the library and rebinds.
-    def _bind(self) -> None:
+    # The first call loads the library and rebinds.
+    def _bind(self) -> Any:
         lib = self._lib if self._lib is not None else libc()
         self._lib = lib
         self._setsockopt = lib.setsockopt
-        self._getsockopt = lib.getsockopt
+        return lib
 
     def _bind_set(self, *args: Any) -> int:
         self._bind()
         return self._setsockopt(*args)
-
-    def _bind_get(self, *args: Any) -> int:
-        self._bind()
-        return self._getsockopt(*args)
 
     # The public API's fast path calls the same symbols with the GIL held,
     # as the standard library's socket.setsockopt does (these calls never
     # block), and without ctypes' errno copy: a call the kernel refuses (or a
     # value of an unexpected size) is handed to set()/get(), which repeat it,
     # read errno and own every error and fallback.  A refused setsockopt
-    # changes nothing, so repeating it is harmless.
-    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
-        """``(setsockopt, getsockopt, buffers)``, built once per backend."""
+    # changes nothing, so repeating it is harmless.  Holding the GIL, the
+    # getters of every thread share one buffer: no other thread runs between
+    # the kernel's answer and its reading (see base.decoding).
+
+    def fast_functions(self) -> Optional[FastFunctions]:
+        """``(setsockopt, getsockopt, pair)``, built once per backend."""
         fast = self._fast
         if fast is None:
-            self._bind()
-            handle = getattr(self._lib, "_handle", None)
-            if isinstance(self._lib, ctypes.CDLL) and isinstance(handle, int):
-                held = ctypes.PyDLL(self._lib._name, handle=handle)
-                fast = (held.setsockopt, held.getsockopt, self._tls)
-                self.libc_calls = self._lib is libc()
+            if not has_gil():
+                return None  # a free-threaded build: every call takes set()/get()
+            lib = self._bind()
+            handle = getattr(lib, "_handle", None)
+            pair = Pair()
+            if isinstance(lib, ctypes.CDLL) and isinstance(handle, int):
+                held = ctypes.PyDLL(lib._name, handle=handle)
+                fast = (held.setsockopt, decoding(held.getsockopt, pair), pair)
+                self.libc_calls = lib is libc()
             else:  # a stand-in library (tests): its own functions
-                fast = (self._setsockopt, self._getsockopt, self._tls)
+                fast = (lib.setsockopt, decoding(lib.getsockopt, pair), pair)
             self._fast = fast
         return fast
 
     def set(self, fd: int, opt: Option, value: int) -> None:
-        """``setsockopt(fd, level, option, &(int){value}, sizeof(int))``."""
-        buf = self._tls
-        buf.value.value = value
-        if self._setsockopt(fd, opt.level, opt.number, buf.value_ref, _INT_SIZE):
+        """``setsockopt(fd, level, option, &(int){value}, sizeof(int))``.
+
+        The value goes as 4 new bytes, shared with nothing: neither another
+        thread nor a signal handler can change it before the kernel reads
+        it, and a number no C ``int`` holds is an error, never wrapped.
+        """
+        if self._setsockopt(fd, opt.level, opt.number, _pack_int(value), _INT_SIZE):
             raise _error("setsockopt", opt)
 
     def get(self, fd: int, opt: Option) -> int:
@@ -120,23 +121,30 @@ class UnixBackend(Backend):
         if not opt.readable:
             raise self._unreadable(opt, f"the kernel does not answer getsockopt({opt.name})")
         buf = self._tls
-        buf.length.value = _INT_SIZE
-        if self._getsockopt(fd, opt.level, opt.number, buf.value_ref, buf.length_ref):
-            raise _error("getsockopt", opt)
-        if buf.length.value != _INT_SIZE:
-            return _short_value(buf, opt)
-        return buf.value.value
+        read = buf.read
+        if read is None:
+            read = buf.read = decoding(self._bind().getsockopt, buf.pair)
+        pair = buf.pair
+        pair.array[1] = _INT_SIZE
+        try:
+            value, length = read(fd, opt.level, opt.number, pair.value_ref, pair.length_ref)
+        except struct.error:  # C returned -1
+            raise _error("getsockopt", opt) from None
+        if length != _INT_SIZE:
+            return _short_value(value, length, opt)
+        return value
 
 
-def _short_value(buf: _Buffers, opt: Option) -> int:
+def _short_value(value: int, length: int, opt: Option) -> int:
     """Decode a value the kernel returned in fewer bytes than an ``int``.
 
-    Some systems answer boolean options with a single byte; anything else
-    (zero bytes, an odd size) is an error, never a guess.
+    *value* is the buffer's 4 bytes read as an ``int``: its first *length*
+    bytes are the ones the kernel wrote.  Some systems answer boolean
+    options with a single byte; anything else (zero bytes, an odd size) is
+    an error, never a guess.
     """
-    length = buf.length.value
     if length in (1, 2):
-        raw = ctypes.string_at(ctypes.addressof(buf.value), length)
+        raw = _pack_int(value)[:length]
         return int.from_bytes(raw, sys.byteorder, signed=length != 1)
     exc = SocketOptionError(errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}")
     exc.call, exc.option = "getsockopt", opt.name
@@ -172,7 +180,7 @@ class FallbackUnixBackend(UnixBackend):
     so a missing option costs one refused call, not two.
     """
 
-    def fast_functions(self) -> Optional[Tuple[Callable[..., int], Callable[..., int], Any]]:
+    def fast_functions(self) -> Optional[FastFunctions]:
         """No fast path: every call goes through :meth:`set`/:meth:`get`."""
         return None
 

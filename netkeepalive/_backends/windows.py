@@ -26,14 +26,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import threading
 from collections import OrderedDict
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .._libc import ws2_32
 from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
 from ..errors import SocketOptionError
-from .base import Backend
+from .base import Backend, Pair, decoding
 
 __all__ = ["WindowsBackend", "tcp_keepalive"]
 
@@ -46,6 +47,7 @@ SOCKET_ERROR = -1
 U_LONG = ctypes.c_uint32
 DWORD = ctypes.c_uint32
 _INT_SIZE = ctypes.sizeof(ctypes.c_int)
+_pack_int = struct.Struct("=i").pack
 
 #: Windows' defaults (KeepAliveTime, KeepAliveInterval), in ms, sent for a
 #: time not yet set on a socket through SIO_KEEPALIVE_VALS.
@@ -102,13 +104,18 @@ def _message(winerror: int, err: Optional[int]) -> str:
 
 
 class _Buffers(threading.local):
-    """Per-thread buffers: ctypes releases the GIL during each call."""
+    """Per-thread buffers: ctypes releases the GIL during each call.
+
+    The getter's buffer is read at the call's return (:func:`.base.decoding`),
+    so a signal handler of the same thread cannot change it before.
+    """
 
     def __init__(self) -> None:
-        self.value = ctypes.c_int(0)
-        self.length = ctypes.c_int(0)
-        self.value_ptr = ctypes.cast(ctypes.pointer(self.value), ctypes.POINTER(ctypes.c_char))
-        self.length_ptr = ctypes.pointer(self.length)
+        self.pair = Pair()
+        array = self.pair.array
+        self.value_ptr = ctypes.cast(ctypes.pointer(array), ctypes.POINTER(ctypes.c_char))
+        self.length_ptr = ctypes.pointer(ctypes.c_int.from_buffer(array, _INT_SIZE))
+        self.read: Optional[Callable[..., Tuple[int, int]]] = None
         self.keepalive = tcp_keepalive()
         self.keepalive_ref = ctypes.byref(self.keepalive)
         self.returned = DWORD(0)
@@ -184,10 +191,10 @@ class WindowsBackend(Backend):
             self._set_keepalive_vals(_handle(fd), opt, value)
             return
         setsockopt = self._bind()[0]
-        buf = self._tls
-        buf.value.value = value
         handle = _handle(fd)
-        if setsockopt(handle, opt.level, opt.number, buf.value_ptr, _INT_SIZE) != 0:
+        # 4 new bytes, shared with no other thread or signal handler; a
+        # number no C int holds is an error, never wrapped.
+        if setsockopt(handle, opt.level, opt.number, _pack_int(value), _INT_SIZE) != 0:
             raise self._error("setsockopt", opt.name)
         if opt.knob == "enable" and not value and self._sent:
             with self._lock:
@@ -205,17 +212,19 @@ class WindowsBackend(Backend):
                 f"{opt.name} cannot be read back; reading it needs TCP_KEEPIDLE and "
                 f"TCP_KEEPINTVL, Windows build {WINDOWS_BUILD_KEEPIDLE} and later",
             )
-        getsockopt = self._bind()[1]
         buf = self._tls
-        buf.value.value = 0
-        buf.length.value = _INT_SIZE
-        if getsockopt(_handle(fd), opt.level, opt.number, buf.value_ptr, buf.length_ptr) != 0:
-            raise self._error("getsockopt", opt.name)
-        length = buf.length.value
+        read = buf.read
+        if read is None:
+            read = buf.read = decoding(self._bind()[1], buf.pair)
+        buf.pair.array[1] = _INT_SIZE
+        try:
+            value, length = read(_handle(fd), opt.level, opt.number, buf.value_ptr, buf.length_ptr)
+        except struct.error:  # SOCKET_ERROR
+            raise self._error("getsockopt", opt.name) from None
         if length == _INT_SIZE:
-            return int(buf.value.value)
+            return value
         if length == 1:
-            return ctypes.string_at(ctypes.addressof(buf.value), 1)[0]
+            return _pack_int(value)[0]  # the byte the call wrote, first in memory
         exc = SocketOptionError(
             errno.EINVAL, f"returned {length} bytes where an int takes {_INT_SIZE}"
         )
