@@ -12,6 +12,8 @@ writes must land on its socket as written.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import signal
 import socket
 import sys
@@ -114,3 +116,37 @@ def test_the_backends_general_path_reads_and_writes_its_own_socket(
     under_signals(handler, step)
     assert wrong == [], f"{len(wrong)} wrong, first: {wrong[:3]}"
     assert theirs.getsockopt(TCP, socket.TCP_KEEPCNT) == 2
+
+
+def test_a_refusal_keeps_its_own_errno(pair: List[socket.socket]) -> None:
+    """A handler's refused calls do not change the errno of the call it interrupted."""
+    del pair  # configured: the library is loaded before any signal
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # refuses TCP options
+    gone = socket.socket()
+    closed = gone.fileno()
+    gone.close()  # EBADF for every call on it (the UDP socket was made first)
+    wrong: List[str] = []
+
+    def handler() -> None:
+        for call in (lambda: nk.get_keepalive_interval(udp), lambda: nk.set_user_timeout(udp, 5)):
+            with contextlib.suppress(OSError):
+                call()
+
+    def step() -> None:
+        for name, call in (
+            ("get", lambda: nk.get_keepalive_interval(closed)),
+            ("set", lambda: nk.set_keepalive_probes(closed, 3)),
+        ):
+            try:
+                call()
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    wrong.append(f"{name}: errno {exc.errno}")
+            else:
+                wrong.append(f"{name}: no error")
+
+    try:
+        under_signals(handler, step)
+    finally:
+        udp.close()
+    assert wrong == [], f"{len(wrong)} wrong, first: {wrong[:3]}"

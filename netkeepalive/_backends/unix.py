@@ -45,8 +45,19 @@ class _Buffers(threading.local):
         self.read: Optional[Callable[..., Tuple[int, int]]] = None
 
 
-def _error(call: str, opt: Option) -> SocketOptionError:
-    err = ctypes.get_errno()
+_get_errno, _set_errno = ctypes.get_errno, ctypes.set_errno
+
+
+def _error(call: str, opt: Option, before: int) -> SocketOptionError:
+    """The error of the refused *call*, from this thread's ``errno`` copy.
+
+    The copy is then put back to *before*, what it held before the call:
+    a signal handler that runs between another refused call of this thread
+    and its reading of ``errno`` (Python runs handlers between two
+    instructions) leaves that ``errno`` as it found it.
+    """
+    err = _get_errno()
+    _set_errno(before)
     exc = SocketOptionError.from_errno(err, call, opt.name)
     if err == errno.EINVAL and opt.einval_hint and call == "setsockopt":
         # A bound only the running kernel knows (a tunable): say which.
@@ -109,8 +120,9 @@ class UnixBackend(Backend):
         thread nor a signal handler can change it before the kernel reads
         it, and a number no C ``int`` holds is an error, never wrapped.
         """
+        before = _get_errno()
         if self._setsockopt(fd, opt.level, opt.number, _pack_int(value), _INT_SIZE):
-            raise _error("setsockopt", opt)
+            raise _error("setsockopt", opt, before)
 
     def get(self, fd: int, opt: Option) -> int:
         """``getsockopt(fd, level, option, &value, &len)``, length checked.
@@ -126,10 +138,11 @@ class UnixBackend(Backend):
             read = buf.read = decoding(self._bind().getsockopt, buf.pair)
         pair = buf.pair
         pair.array[1] = _INT_SIZE
+        before = _get_errno()
         try:
             value, length = read(fd, opt.level, opt.number, pair.value_ref, pair.length_ref)
         except struct.error:  # C returned -1
-            raise _error("getsockopt", opt) from None
+            raise _error("getsockopt", opt, before) from None
         if length != _INT_SIZE:
             return _short_value(value, length, opt)
         return value
