@@ -15,6 +15,8 @@ import socket
 import struct
 
 from . import _atomic, _backends
+from ._backends.base import INT_SIZE as _INT_SIZE
+from ._backends.base import pack_int as _pack_int
 from ._common import VALUE_KNOBS as _VALUE_KNOBS
 from ._convert import from_native, ms_per_unit, to_native
 from ._convert import public_value as _public
@@ -84,9 +86,7 @@ APPLY_ORDER = ("user_timeout", "probes", "interval", "idle")
 _socket_type = socket.socket
 _socket_fileno = socket.socket.fileno
 _tuple_new = tuple.__new__
-_pack_int = struct.Struct("=i").pack
 _struct_error = struct.error
-_INT_SIZE = 4
 #: The largest descriptor a C ``int`` holds (see :func:`._fd.fileno`).
 _FD_MAX = 2**31 - 1
 #: How many distinct values one setter remembers, ready packed.

@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
     from ..constants import Option, PlatformTable
 
-__all__ = ["INT_SIZE", "Backend", "Pair", "decoding", "has_gil"]
+__all__ = ["INT_SIZE", "Backend", "Pair", "decoding", "has_gil", "pack_int"]
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
+#: A C ``int`` as 4 new bytes for ``setsockopt``: shared with nothing, and a
+#: number no C ``int`` holds is ``struct.error``, never wrapped.
+pack_int = struct.Struct("=i").pack
 #: A getter's buffer as C leaves it: the ``int`` value, then its length
 #: (``socklen_t``; Windows' ``int`` length is never negative).
 _PAIR = struct.Struct("=iI")

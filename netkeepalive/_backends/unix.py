@@ -23,13 +23,12 @@ from ..constants import Option, PlatformTable, Unit
 from ..errors import SocketOptionError
 from .base import INT_SIZE as _INT_SIZE
 from .base import Backend, Pair, decoding, has_gil
+from .base import pack_int as _pack_int
 
 if TYPE_CHECKING:
     from .base import FastFunctions
 
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
-
-_pack_int = struct.Struct("=i").pack
 
 
 class _Buffers(threading.local):

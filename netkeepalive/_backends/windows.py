@@ -34,7 +34,9 @@ from typing import Any, Callable, Optional, Tuple
 from .._libc import ws2_32
 from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
 from ..errors import SocketOptionError
+from .base import INT_SIZE as _INT_SIZE
 from .base import Backend, Pair, decoding
+from .base import pack_int as _pack_int
 
 __all__ = ["WindowsBackend", "tcp_keepalive"]
 
@@ -46,8 +48,6 @@ SOCKET_ERROR = -1
 #: ``u_long`` and ``DWORD`` are 32 bits on Windows (``c_ulong`` is not, elsewhere).
 U_LONG = ctypes.c_uint32
 DWORD = ctypes.c_uint32
-_INT_SIZE = ctypes.sizeof(ctypes.c_int)
-_pack_int = struct.Struct("=i").pack
 
 #: Windows' defaults (KeepAliveTime, KeepAliveInterval), in ms, sent for a
 #: time not yet set on a socket through SIO_KEEPALIVE_VALS.
