@@ -450,3 +450,26 @@ def test_milliseconds_alias_is_still_importable() -> None:
     from netkeepalive._convert import Milliseconds
 
     assert Milliseconds == Union[int, float, timedelta]
+
+
+@LINUX_ONLY
+@pytest.mark.usefixtures("fresh_backend")
+def test_a_free_threaded_build_takes_the_general_path(
+    client: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a GIL the fast getters' shared buffer would race: no fast path then.
+
+    A free-threaded interpreter cannot be had here; its one difference that
+    matters, ``sys._is_gil_enabled()`` answering false, is.
+    """
+    from netkeepalive._access import General, accessors
+
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    monkeypatch.setattr(netkeepalive._backends, "_current", UnixBackend(table_for()))
+    assert netkeepalive.set_keepalive_probes(client, 6) is True
+    assert netkeepalive.set_keepalive_probes(client, 6) is True
+    assert netkeepalive.get_keepalive_probes(client) == 6
+    assert netkeepalive.get_settings(client).probes == 6
+    assert client.getsockopt(*STDLIB_OPTION["probes"]) == 6
+    assert not accessors.complete
+    assert type(accessors.probes) is General
