@@ -35,6 +35,10 @@ TCP = socket.IPPROTO_TCP
 SIGNALS = 2000
 #: ... or this long, whichever comes first (a slow machine delivers fewer).
 SECONDS = 10.0
+#: The timer: one shot, armed again when the handler is done, so the code
+#: it interrupts always runs this long between two handlers (a repeating
+#: timer faster than the handler would run nothing but the handler).
+INTERVAL = 0.0001
 
 
 @pytest.fixture
@@ -52,19 +56,23 @@ def pair(listener: socket.socket) -> Iterator[List[socket.socket]]:
 def under_signals(handler: Callable[[], None], step: Callable[[], None]) -> int:
     """Run *step* in a loop while a timer signal runs *handler*; how often it ran."""
     ran = [0]
+    stopping = [False]
 
     def on_signal(signum: int, frame: Any) -> None:
         ran[0] += 1
         handler()
+        if not stopping[0]:
+            signal.setitimer(signal.ITIMER_REAL, INTERVAL)
 
     previous = signal.signal(signal.SIGALRM, on_signal)
-    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+    signal.setitimer(signal.ITIMER_REAL, INTERVAL)
     try:
         deadline = time.monotonic() + SECONDS
         while ran[0] < SIGNALS and time.monotonic() < deadline:
             for _ in range(100):
                 step()
     finally:
+        stopping[0] = True
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert ran[0] > 100, "the timer signal hardly ran: nothing was tested"
