@@ -308,6 +308,8 @@ def read_native(f: Knob, fd: int) -> int:
     it otherwise; a refusal, or any other length, goes to the backend's
     ``get``, which raises or decodes.
     """
+    # Knob.get's twin in the kernel's unit, its fallback the backend's get:
+    # kept apart so that the public getter pays no second call.
     c_get = f.c_get
     try:
         value, length = c_get(fd, f.level, f.number, f.value_ref, f.length_ref)

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import struct
 import sys
+import threading
 
 from ..errors import UnsupportedOptionError
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from ..constants import Option, PlatformTable
 
-__all__ = ["INT_SIZE", "Backend", "Pair", "decoding", "has_gil", "pack_int"]
+__all__ = ["INT_SIZE", "Backend", "Pair", "ThreadBuffers", "decoding", "has_gil", "pack_int"]
 
 INT_SIZE = ctypes.sizeof(ctypes.c_int)
 #: A C ``int`` as 4 new bytes for ``setsockopt``: shared with nothing, and a
@@ -35,6 +36,20 @@ class Pair:
         self.array = (ctypes.c_int * 2)(0, INT_SIZE)
         self.value_ref = ctypes.byref(self.array)
         self.length_ref = ctypes.byref(self.array, INT_SIZE)
+
+
+class ThreadBuffers(threading.local):
+    """A getter's :class:`Pair` per thread, and the ``getsockopt`` reading it.
+
+    For the calls that release the GIL (the general path): another thread
+    could write a shared buffer while the kernel writes it.  ``read`` is
+    built on a thread's first call (:func:`decoding`), and the read at the
+    call's return keeps a signal handler of the same thread out.
+    """
+
+    def __init__(self) -> None:
+        self.pair = Pair()
+        self.read: Optional[Callable[..., Tuple[int, int]]] = None
 
 
 if TYPE_CHECKING:

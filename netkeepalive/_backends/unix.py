@@ -14,7 +14,6 @@ import ctypes
 import errno
 import struct
 import sys
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 from .._convert import range_text
@@ -22,26 +21,13 @@ from .._libc import libc
 from ..constants import Option, PlatformTable, Unit
 from ..errors import SocketOptionError
 from .base import INT_SIZE as _INT_SIZE
-from .base import Backend, Pair, decoding, has_gil
+from .base import Backend, Pair, ThreadBuffers, decoding, has_gil
 from .base import pack_int as _pack_int
 
 if TYPE_CHECKING:
     from .base import FastFunctions
 
 __all__ = ["FallbackUnixBackend", "UnixBackend"]
-
-
-class _Buffers(threading.local):
-    """A getter's buffer per thread, and ``getsockopt`` reading it (:func:`.base.decoding`).
-
-    ctypes releases the GIL during the C call, so a buffer shared between
-    threads could be overwritten while the kernel writes it; the read at
-    the call's return keeps a signal handler of the same thread out.
-    """
-
-    def __init__(self) -> None:
-        self.pair = Pair()
-        self.read: Optional[Callable[..., Tuple[int, int]]] = None
 
 
 _get_errno, _set_errno = ctypes.get_errno, ctypes.set_errno
@@ -70,7 +56,7 @@ class UnixBackend(Backend):
     def __init__(self, table: PlatformTable, lib: Any = None) -> None:
         super().__init__(table)
         self._lib = lib
-        self._tls = _Buffers()
+        self._tls = ThreadBuffers()
         self._fast: Optional[FastFunctions] = None
         self._setsockopt: Callable[..., int] = self._bind_set
 

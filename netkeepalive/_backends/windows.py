@@ -29,13 +29,13 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from .._libc import ws2_32
 from ..constants import SIO_KEEPALIVE_VALS, WINDOWS_BUILD_KEEPIDLE, Option, PlatformTable
 from ..errors import SocketOptionError
 from .base import INT_SIZE as _INT_SIZE
-from .base import Backend, Pair, decoding
+from .base import Backend, ThreadBuffers, decoding
 from .base import pack_int as _pack_int
 
 __all__ = ["WindowsBackend", "tcp_keepalive"]
@@ -103,19 +103,18 @@ def _message(winerror: int, err: Optional[int]) -> str:
     return f"{text} (WinError {winerror})"
 
 
-class _Buffers(threading.local):
+class _Buffers(ThreadBuffers):
     """Per-thread buffers: ctypes releases the GIL during each call.
 
-    The getter's buffer is read at the call's return (:func:`.base.decoding`),
-    so a signal handler of the same thread cannot change it before.
+    The getter's pair with the pointer types ws2_32's ``argtypes`` take,
+    and the ``tcp_keepalive`` of ``SIO_KEEPALIVE_VALS``.
     """
 
     def __init__(self) -> None:
-        self.pair = Pair()
+        super().__init__()
         array = self.pair.array
         self.value_ptr = ctypes.cast(ctypes.pointer(array), ctypes.POINTER(ctypes.c_char))
         self.length_ptr = ctypes.pointer(ctypes.c_int.from_buffer(array, _INT_SIZE))
-        self.read: Optional[Callable[..., Tuple[int, int]]] = None
         self.keepalive = tcp_keepalive()
         self.keepalive_ref = ctypes.byref(self.keepalive)
         self.returned = DWORD(0)

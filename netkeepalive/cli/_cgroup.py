@@ -154,8 +154,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             _, shown = cgroup.resolve(args.path)
             policy = cgroup.attach(args.path, enforce=args.enforce, **settings)
             change = (
-                f"the policy is attached to cgroup {printable(shown)} all the same; "
-                "only the report failed"
+                f"the policy is attached to cgroup {shown} all the same; only the report failed"
             )
             text = report([(shown, policy)], args.json, attaching=True)
         elif action == "status":
@@ -175,7 +174,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             removed = cgroup.detach(args.path)
             what = "policy removed" if removed else "had no policy"
             if removed:
-                change = f"the policy is detached from cgroup {printable(shown)} all the same; "
+                change = f"the policy is detached from cgroup {shown} all the same; "
                 change += "only the report failed"
             text = f"{printable(shown)}: {what}\n"
     except (TypeError, ValueError) as exc:

@@ -252,9 +252,10 @@ def known(value: Optional[str]) -> str:
 def printable(name: str) -> str:
     """*name* for a line of text: control characters escaped (``\\n``, ``\\x1b``).
 
-    A cgroup directory may be named with a newline or an escape sequence;
-    the text reports keep one entry on one line, and JSON keeps the name
-    as it is.
+    A cgroup directory may be named with a carriage return or an escape
+    sequence; the text reports keep one entry on one line (every line on
+    standard error goes through :func:`complain`, which applies this), and
+    JSON keeps the name as it is.
     """
     if name.isprintable():
         return name
